@@ -1,0 +1,131 @@
+//! The command line (SPEC §6): `consuma [serve]`, `consuma load`, `consuma secret`.
+//!
+//! Every flag of `serve` also reads `CONSUMA_<FLAG>` from the environment; the doc comment
+//! of each field is its `--help` text. Values are only parsed here; [`crate::config`]
+//! checks them and turns them into a typed [`Config`](crate::config::Config).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "consuma",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `consuma` with no subcommand serves, with these flags.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default).
+    Serve(ServeArgs),
+    /// Generate load against a running service and report latency and callbacks.
+    Load(crate::load::LoadArgs),
+    /// Print the callback signing secret receivers verify with.
+    Secret(SecretArgs),
+}
+
+/// How SQLite commits: `normal` survives any process crash, `full` also power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SqliteSyncArg {
+    #[default]
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "CONSUMA_BIND", default_value = "0.0.0.0:8000")]
+    pub bind: String,
+
+    /// sqlite://relative/path, sqlite:///absolute/path, or postgres://… [env:
+    /// CONSUMA_DATABASE_URL, then DATABASE_URL] [default: sqlite://data/consuma.db]
+    #[arg(long, env = "CONSUMA_DATABASE_URL", hide_env = true)]
+    pub database_url: Option<String>,
+
+    /// SQLite durability: `normal` (WAL; survives a process crash) or `full` (fsync per
+    /// commit; also survives power loss).
+    #[arg(long, env = "CONSUMA_SQLITE_SYNCHRONOUS", value_enum, default_value_t)]
+    pub sqlite_synchronous: SqliteSyncArg,
+
+    /// Simulated processing delay before the work, in milliseconds.
+    #[arg(long, env = "CONSUMA_WORK_DELAY_MS", default_value_t = 200)]
+    pub work_delay_ms: u64,
+
+    /// Async jobs run at once by this instance; 0 runs an accept-only (API) node.
+    #[arg(long, env = "CONSUMA_WORKERS", default_value_t = 256)]
+    pub workers: usize,
+
+    /// Seconds a worker holds a job before another instance may take it over (renewed
+    /// while the job runs).
+    #[arg(long, env = "CONSUMA_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+
+    /// Delivery attempts per callback, the first included.
+    #[arg(long, env = "CONSUMA_CALLBACK_MAX_ATTEMPTS", default_value_t = 5)]
+    pub callback_max_attempts: u32,
+
+    /// Backoff base: attempt k+1 starts base·2^(k−1) after attempt k ended, plus up to
+    /// 10 % jitter.
+    #[arg(long, env = "CONSUMA_CALLBACK_BASE_DELAY_MS", default_value_t = 1000)]
+    pub callback_base_delay_ms: u64,
+
+    /// Time a receiver has to answer one attempt, in milliseconds.
+    #[arg(long, env = "CONSUMA_CALLBACK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub callback_timeout_ms: u64,
+
+    /// Open an address range to callbacks (repeatable; env: comma separated), e.g.
+    /// 127.0.0.0/8 for local testing. Reserved names such as localhost stay refused.
+    #[arg(long, env = "CONSUMA_ALLOW_CALLBACK_CIDR", value_delimiter = ',')]
+    pub allow_callback_cidr: Vec<String>,
+
+    /// Pin HOST to IP instead of asking DNS, like curl's --resolve (repeatable; env:
+    /// comma separated). The address is still vetted by the callback policy.
+    #[arg(long, env = "CONSUMA_CALLBACK_RESOLVE", value_delimiter = ',')]
+    pub callback_resolve: Vec<String>,
+
+    /// Callback signing secret, `whsec_<base64>`. Default: generated at first start and
+    /// kept in the database, so every instance sharing it signs alike.
+    #[arg(long, env = "CONSUMA_SIGNING_SECRET", hide_env_values = true)]
+    pub signing_secret: Option<String>,
+
+    /// Log format on stderr.
+    #[arg(long, env = "CONSUMA_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+
+    /// Seconds in-flight work may take to finish after SIGTERM/SIGINT before its jobs are
+    /// released for another instance.
+    #[arg(long, env = "CONSUMA_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "CONSUMA_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SecretArgs {
+    /// The database whose stored secret to print (as for `serve`).
+    #[arg(long, env = "CONSUMA_DATABASE_URL", hide_env = true)]
+    pub database_url: Option<String>,
+
+    /// When set, this is the secret in use, and it is printed as it is.
+    #[arg(long, env = "CONSUMA_SIGNING_SECRET", hide_env_values = true)]
+    pub signing_secret: Option<String>,
+}

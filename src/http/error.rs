@@ -1,0 +1,268 @@
+//! `ApiError`: every way a request can fail, and the one place that maps it to an HTTP
+//! status and an RFC 9457 `application/problem+json` body.
+//!
+//! Policy: client errors say precisely what is wrong (`detail`, and `errors` per field);
+//! server errors (5xx) answer with a generic text and log the cause chain instead, so no
+//! internal detail (SQL, paths) reaches a client. Each kind has a stable `type` URI,
+//! `/problems/<slug>`, served as a short text by `GET /problems/{slug}` and listed in the
+//! README.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One wrong field of a body, query string or header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The body key, query parameter or header at fault.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The body of every error response (RFC 9457).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `/problems/<slug>`: one URI per kind of problem, documented in the README.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// One entry per wrong field (422 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 415: the body is not declared as `application/json`.
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// 413: the body is longer than the configured limit.
+    #[error("the body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 400: the body is not JSON at all.
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// 400: the body is JSON but not an object.
+    #[error("the body must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    /// 422: one or more body fields are missing, mistyped or out of range.
+    #[error("{} field(s) failed validation", .0.len())]
+    Validation(Vec<FieldError>),
+    /// 422: one or more query parameters are not acceptable.
+    #[error("{} query parameter(s) failed validation", .0.len())]
+    InvalidQuery(Vec<FieldError>),
+    /// 400: the `callback_url` is not a URL, or the callback policy refuses it.
+    #[error("callback_url refused: {0}")]
+    CallbackRefused(String),
+    /// 400: the `Idempotency-Key` header is empty, too long or not printable ASCII.
+    #[error("Idempotency-Key {0}")]
+    InvalidIdempotencyKey(&'static str),
+    /// 422: the key was used before with a different input.
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyKeyReused,
+    /// 409: the first request with this key has not finished yet.
+    #[error("a request with this Idempotency-Key is still in progress; retry later")]
+    IdempotencyKeyInFlight,
+    /// 404: no such request, or no such route.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists but not for this method.
+    #[error("method not allowed; allowed: {0}")]
+    MethodNotAllowed(String),
+    /// 503: the database does not answer, the write queue is full, or the service is
+    /// shutting down. Nothing was acknowledged.
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
+    /// 500: the work itself failed on /sync (the record says `failed`).
+    #[error("the work failed: {error}")]
+    WorkFailed {
+        request_id: uuid::Uuid,
+        error: String,
+    },
+    /// 500: a bug or an unexpected fault; the cause is logged, never shown.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// The one status map of the service.
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            MalformedJson(_) | NotAnObject(_) | CallbackRefused(_) | InvalidIdempotencyKey(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Validation(_) | InvalidQuery(_) | IdempotencyKeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            NotFound(_) => StatusCode::NOT_FOUND,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WorkFailed { .. } | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `/problems/<slug>` of this kind of problem.
+    pub fn slug(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            UnsupportedMediaType => "unsupported-media-type",
+            PayloadTooLarge { .. } => "payload-too-large",
+            MalformedJson(_) | NotAnObject(_) => "malformed-body",
+            Validation(_) => "validation-error",
+            InvalidQuery(_) => "invalid-query",
+            CallbackRefused(_) => "callback-refused",
+            InvalidIdempotencyKey(_) => "invalid-idempotency-key",
+            IdempotencyKeyReused => "idempotency-key-reused",
+            IdempotencyKeyInFlight => "idempotency-key-in-flight",
+            NotFound(_) => "not-found",
+            MethodNotAllowed(_) => "method-not-allowed",
+            Unavailable(_) => "service-unavailable",
+            WorkFailed { .. } => "work-failed",
+            Internal(_) => "internal-error",
+        }
+    }
+
+    fn field_errors(&self) -> Option<Vec<FieldError>> {
+        match self {
+            ApiError::Validation(e) | ApiError::InvalidQuery(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "an unexpected error occurred; it has been logged".into(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        Problem {
+            type_: format!("/problems/{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            errors: self.field_errors(),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Overloaded => ApiError::Unavailable("the write queue is full"),
+            StoreError::Unavailable(_) => ApiError::Unavailable("the database does not answer"),
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<crate::intake::IntakeError> for ApiError {
+    fn from(e: crate::intake::IntakeError) -> Self {
+        use crate::intake::IntakeError;
+        match e {
+            IntakeError::KeyReused => ApiError::IdempotencyKeyReused,
+            IntakeError::InFlight => ApiError::IdempotencyKeyInFlight,
+            IntakeError::WorkFailed { request_id, error } => {
+                ApiError::WorkFailed { request_id, error }
+            }
+            IntakeError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = ?anyhow_chain(&self), status = status.as_u16(), "request failed");
+        }
+        let mut response = (status, axum::Json(self.problem())).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        match &self {
+            ApiError::Unavailable(_) | ApiError::IdempotencyKeyInFlight => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    headers.insert(header::ALLOW, v);
+                }
+            }
+            ApiError::WorkFailed { request_id, .. } => {
+                crate::http::observe::set_request_id(headers, &request_id.to_string());
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// Formats an error with its whole `source()` chain, for logs.
+pub fn anyhow_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// The human text served at `/problems/<slug>`; `None` for an unknown slug.
+pub fn problem_description(slug: &str) -> Option<&'static str> {
+    Some(match slug {
+        "unsupported-media-type" => "415: send the body with Content-Type: application/json.",
+        "payload-too-large" => {
+            "413: the body is larger than the configured limit (default 256 KiB)."
+        }
+        "malformed-body" => "400: the body is not valid JSON, or is JSON but not an object.",
+        "validation-error" => {
+            "422: a body field is missing, of the wrong type or out of range; `errors` lists each field."
+        }
+        "invalid-query" => {
+            "422: a query parameter is not acceptable; `errors` lists each parameter."
+        }
+        "callback-refused" => {
+            "400: callback_url is not an http(s) URL, or points at an address or name the callback policy refuses (loopback, private, link-local, metadata, ...)."
+        }
+        "invalid-idempotency-key" => {
+            "400: Idempotency-Key must be 1 to 255 printable ASCII characters."
+        }
+        "idempotency-key-reused" => {
+            "422: the Idempotency-Key was already used with a different body."
+        }
+        "idempotency-key-in-flight" => {
+            "409: the first request with this Idempotency-Key has not finished; retry after Retry-After."
+        }
+        "not-found" => "404: no such request id, or no such route.",
+        "method-not-allowed" => "405: the route does not accept this method; see the Allow header.",
+        "service-unavailable" => {
+            "503: the database does not answer, the service is overloaded or shutting down; nothing was acknowledged. Retry after Retry-After."
+        }
+        "work-failed" => "500: the work itself failed; the request is recorded with status failed.",
+        "internal-error" => "500: an unexpected error; details are in the service log.",
+        _ => return None,
+    })
+}

@@ -1,0 +1,53 @@
+//! The HTTP API (SPEC §2): routes, the layer stack, and the one error type.
+
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod observe;
+pub mod ops;
+pub mod requests;
+pub mod state;
+pub mod submit;
+
+use axum::Router;
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use state::AppState;
+
+/// The OpenAPI document and the router it describes, built from the same annotations.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(routes!(submit::post_sync))
+        .routes(routes!(submit::post_async))
+        .routes(routes!(requests::list_requests))
+        .routes(routes!(requests::get_request))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(docs::problem_type))
+        .split_for_parts()
+}
+
+/// The OpenAPI document served at /openapi.json.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The whole application: API routes, docs, and the layers every request goes through.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api();
+    let openapi_json =
+        serde_json::to_string_pretty(&openapi).expect("the OpenAPI document serialises");
+    api.route(
+        "/openapi.json",
+        get(move || async move { ([("content-type", "application/json")], openapi_json) }),
+    )
+    .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
+    .with_state(state)
+    // Outermost: request id, trace, span, metrics, problem bodies for router errors.
+    .layer(axum::middleware::from_fn(observe::observe))
+}

@@ -1,0 +1,153 @@
+//! The outermost middleware: gives each request its id, span and trace, counts and times
+//! it, and turns the framework's own bare errors (unknown route, wrong method) into
+//! problem+json like every other error.
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::error::{ApiError, PROBLEM_JSON};
+use crate::telemetry::metrics as m;
+use crate::telemetry::trace_context::{self, TraceParent};
+
+pub const X_REQUEST_ID: &str = "x-request-id";
+
+/// What the handlers learn about the request from this middleware.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// A fresh UUID v7: the `request_id` of a request POST /sync or /async accepts.
+    pub id: Uuid,
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+}
+
+pub async fn observe(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = route_label(req.uri().path());
+    let fresh = Uuid::now_v7();
+    let submit = method == Method::POST && matches!(route, "/sync" | "/async");
+    // Submissions are known by the id of their record; other requests echo the caller's.
+    let request_id = match incoming_request_id(req.headers()) {
+        Some(id) if !submit => id,
+        _ => fresh.to_string(),
+    };
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route,
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+    );
+    let incoming = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse);
+    let trace_id = trace_context::adopt(&span, incoming);
+    span.record("trace_id", trace_id.as_str());
+    req.extensions_mut().insert(RequestContext {
+        id: fresh,
+        trace_id,
+    });
+
+    let mut response = next.run(req).instrument(span.clone()).await;
+    if needs_problem_body(&response) {
+        response = problem_for(response);
+    }
+    if !response.headers().contains_key(X_REQUEST_ID) {
+        set_request_id(response.headers_mut(), &request_id);
+    }
+    let status = response.status().as_u16().to_string();
+    let labels = [
+        ("route", route.to_owned()),
+        ("method", method.to_string()),
+        ("status", status),
+    ];
+    metrics::counter!(m::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(m::HTTP_DURATION, &labels).record(started.elapsed().as_secs_f64());
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1e3,
+            "response"
+        );
+    });
+    response
+}
+
+/// A bounded set of route labels for metrics and logs (never the raw path).
+pub fn route_label(path: &str) -> &'static str {
+    match path {
+        "/sync" => "/sync",
+        "/async" => "/async",
+        "/requests" => "/requests",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        "/openapi.json" => "/openapi.json",
+        p if p == "/docs" || p.starts_with("/docs/") => "/docs",
+        p if p.starts_with("/requests/") => "/requests/{id}",
+        p if p.starts_with("/problems/") => "/problems/{slug}",
+        _ => "unmatched",
+    }
+}
+
+/// An incoming `X-Request-Id` worth echoing: 1–128 visible ASCII characters.
+fn incoming_request_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(X_REQUEST_ID)?.to_str().ok()?;
+    let ok = !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| v.to_owned())
+}
+
+pub fn set_request_id(headers: &mut HeaderMap, id: &str) {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert(X_REQUEST_ID, v);
+    }
+}
+
+/// An error the router produced itself, with a plain or empty body.
+fn needs_problem_body(response: &Response) -> bool {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    (status.is_client_error() || status.is_server_error()) && !is_problem
+}
+
+fn problem_for(response: Response) -> Response {
+    let (parts, _) = response.into_parts();
+    let error = match parts.status {
+        StatusCode::NOT_FOUND => ApiError::NotFound("no such route".into()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            ApiError::MethodNotAllowed(allow.to_owned())
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: 0 },
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        other if other.is_server_error() => {
+            ApiError::Internal(anyhow::anyhow!("{other} from the framework"))
+        }
+        _ => ApiError::MalformedJson("the request could not be read".into()),
+    };
+    let mut out = error.into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && !out.headers().contains_key(name)
+        {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

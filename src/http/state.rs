@@ -1,0 +1,33 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::error::ApiError;
+use crate::config::Config;
+use crate::intake::Intake;
+use crate::ssrf::CallbackPolicy;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub intake: Intake,
+    pub policy: Arc<CallbackPolicy>,
+    pub metrics: PrometheusHandle,
+    /// Cancelled when shutdown begins: /readyz turns 503 and new work is refused.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// 503 once shutdown has begun (SPEC §3: the load balancer drains this instance).
+    pub fn refuse_when_draining(&self) -> Result<(), ApiError> {
+        match self.shutdown.is_cancelled() {
+            true => Err(ApiError::Unavailable("the service is shutting down")),
+            false => Ok(()),
+        }
+    }
+}

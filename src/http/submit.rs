@@ -1,0 +1,185 @@
+//! POST /sync and POST /async: unpack and check the request, hand it to
+//! [`Intake`](crate::intake::Intake), shape the answer.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::error::{ApiError, Problem};
+use super::extract::{Fields, IdempotencyKey, JsonObject};
+use super::observe::{RequestContext, set_request_id};
+use super::state::AppState;
+use crate::intake::{AsyncAccepted, IntakeError, Submitted, SyncResponse};
+use crate::store::StoredResponse;
+use crate::telemetry::metrics as m;
+use crate::work::{self, InputError, WorkInput};
+
+/// Body of POST /sync. Unknown fields are ignored.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the body; the handler reads it field by field.
+pub struct SyncRequest {
+    /// 1 to 10,000 Unicode scalar values.
+    #[schema(example = "Hello world", min_length = 1, max_length = 10000)]
+    text: String,
+    /// A JSON integer from 1 to 100 (`"3"`, `3.0` and `true` are refused).
+    #[schema(example = 3, minimum = 1, maximum = 100, default = 1)]
+    count: Option<i64>,
+}
+
+/// Body of POST /async. Unknown fields are ignored.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the body; the handler reads it field by field.
+pub struct AsyncRequest {
+    #[schema(example = "Hello world", min_length = 1, max_length = 10000)]
+    text: String,
+    #[schema(example = 3, minimum = 1, maximum = 100, default = 1)]
+    count: Option<i64>,
+    /// An http(s) URL the callback policy accepts (no loopback, private, link-local or
+    /// metadata destinations unless opened with --allow-callback-cidr).
+    #[schema(example = "https://example.com/hook", max_length = 2048)]
+    callback_url: String,
+}
+
+/// Reads `text` and `count` into a [`WorkInput`], reporting every wrong field.
+fn work_input(fields: &mut Fields<'_>) -> Option<WorkInput> {
+    let text = fields.string("text");
+    let count = fields.integer_or("count", 1, &work::count_range_message());
+    let (text, count) = (text?, count?);
+    match WorkInput::new(text, count) {
+        Ok(input) => Some(input),
+        Err(errors) => {
+            for e in errors {
+                match e {
+                    InputError::Text(msg) => fields.push("text", msg),
+                    InputError::Count(msg) => fields.push("count", msg),
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Run the work and wait for its result.
+#[utoipa::path(
+    post, path = "/sync", tag = "work",
+    request_body(content = SyncRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII; a repeat with the same input replays the first response")),
+    responses(
+        (status = 200, description = "The work is done and recorded", body = SyncResponse,
+            headers(("X-Request-Id" = String, description = "Equal to request_id"))),
+        (status = 400, description = "Not JSON, not an object, or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The first request with this Idempotency-Key is still running", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing, mistyped or out of range; or the Idempotency-Key was used with another input", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The work itself failed (recorded as failed)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, overloaded or shutting down", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn post_sync(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    key: Result<IdempotencyKey, ApiError>,
+    body: Result<JsonObject, ApiError>,
+) -> Result<Response, ApiError> {
+    let JsonObject(map) = body?;
+    let mut fields = Fields::new(&map);
+    let input = work_input(&mut fields);
+    fields.finish()?;
+    let key = key?.0;
+    state.refuse_when_draining()?;
+    let input = input.expect("no field errors means the input was built");
+    let outcome = state
+        .intake
+        .submit_sync(ctx.id, input, key, &ctx.trace_id)
+        .await;
+    respond(outcome, "/sync")
+}
+
+/// Accept the work now; POST the result to `callback_url` later.
+#[utoipa::path(
+    post, path = "/async", tag = "work",
+    request_body(content = AsyncRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII; a repeat with the same input replays the first response")),
+    responses(
+        (status = 202, description = "Stored durably with its job; the callback follows", body = AsyncAccepted,
+            headers(("Location" = String, description = "/requests/{request_id}"), ("X-Request-Id" = String, description = "Equal to request_id"))),
+        (status = 400, description = "Not JSON, not an object, callback_url refused by the callback policy, or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The first request with this Idempotency-Key is not committed yet", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing, mistyped or out of range; or the Idempotency-Key was used with another input", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, overloaded or shutting down; nothing was acknowledged", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn post_async(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    key: Result<IdempotencyKey, ApiError>,
+    body: Result<JsonObject, ApiError>,
+) -> Result<Response, ApiError> {
+    let JsonObject(map) = body?;
+    let mut fields = Fields::new(&map);
+    let input = work_input(&mut fields);
+    let callback = fields.string("callback_url");
+    fields.finish()?;
+    let callback = callback.expect("no field errors means callback_url is a string");
+    let url = state
+        .policy
+        .check_url(&callback)
+        .map_err(|r| ApiError::CallbackRefused(r.to_string()))?;
+    let key = key?.0;
+    state.refuse_when_draining()?;
+    let input = input.expect("no field errors means the input was built");
+    let outcome = state
+        .intake
+        .submit_async(ctx.id, input, &url, key, &ctx.trace_id)
+        .await;
+    respond(outcome, "/async")
+}
+
+fn respond(
+    outcome: Result<Submitted, IntakeError>,
+    route: &'static str,
+) -> Result<Response, ApiError> {
+    let (response, replayed) = match outcome? {
+        Submitted::New { response, .. } => (response, false),
+        Submitted::Replayed(response) => {
+            metrics::counter!(m::IDEMPOTENT_REPLAYS, "route" => route).increment(1);
+            tracing::info!("idempotent replay");
+            (response, true)
+        }
+    };
+    Ok(stored_response(response, replayed))
+}
+
+/// Builds the HTTP response for a (possibly replayed) stored response.
+fn stored_response(stored: StoredResponse, replayed: bool) -> Response {
+    #[derive(Deserialize)]
+    struct Id {
+        request_id: String,
+    }
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let request_id = serde_json::from_str::<Id>(&stored.body)
+        .map(|b| b.request_id)
+        .unwrap_or_default();
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        stored.body,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    set_request_id(headers, &request_id);
+    if status == StatusCode::ACCEPTED
+        && let Ok(location) = HeaderValue::from_str(&format!("/requests/{request_id}"))
+    {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}

@@ -1,0 +1,277 @@
+//! The request lifecycle on the way in (SPEC §2, §3): admit, work (sync), answer.
+//!
+//! - `/sync`: the record is stored `processing`, the work runs, the record is completed
+//!   (with the response kept for idempotent replays) and only then is the 200 sent.
+//! - `/async`: the record, its job and the key are stored in one transaction, and only
+//!   then is the 202 sent; the engine takes it from there.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::FutureExt;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::idempotency::{self, ASYNC_SCOPE, SYNC_SCOPE};
+use crate::store::{
+    Admission, FinishedWork, Mode, NewRequest, RequestStatus, Store, StoreError, StoredResponse,
+};
+use crate::telemetry::metrics as m;
+use crate::work::{self, WorkInput, WorkResult};
+
+/// The body of a 200 from POST /sync.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SyncResponse {
+    pub request_id: Uuid,
+    /// Always `completed`.
+    #[schema(example = "completed")]
+    pub status: RequestStatus,
+    pub result: WorkResult,
+}
+
+/// The body of a 202 from POST /async.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AsyncAccepted {
+    pub request_id: Uuid,
+    /// Always `pending`.
+    #[schema(example = "pending")]
+    pub status: RequestStatus,
+    pub message: &'static str,
+}
+
+pub const ACCEPTED_MESSAGE: &str = "Request accepted. Result will be sent to callback URL.";
+
+/// The accepted input as stored and fingerprinted: defaults applied, keys in a fixed order.
+#[derive(Debug, Serialize)]
+struct StoredInput<'a> {
+    text: &'a str,
+    count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback_url: Option<&'a str>,
+}
+
+fn input_json(input: &WorkInput, callback_url: Option<&str>) -> String {
+    let stored = StoredInput {
+        text: input.text(),
+        count: input.count(),
+        callback_url,
+    };
+    serde_json::to_string(&stored).expect("plain structs serialise")
+}
+
+/// How a submission ended, when it did not fail.
+#[derive(Debug)]
+pub enum Submitted {
+    /// A new request: its id, status code and body.
+    New {
+        request_id: Uuid,
+        response: StoredResponse,
+    },
+    /// A repeat of an earlier request with the same key: its response, unchanged.
+    Replayed(StoredResponse),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("idempotency key reused with another input")]
+    KeyReused,
+    #[error("idempotency key in flight")]
+    InFlight,
+    #[error("the work failed: {error}")]
+    WorkFailed { request_id: Uuid, error: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What submissions need besides the request itself.
+#[derive(Clone)]
+pub struct Intake {
+    pub store: Arc<dyn Store>,
+    pub work_delay: Duration,
+}
+
+impl Intake {
+    fn new_request(
+        &self,
+        request_id: Uuid,
+        mode: Mode,
+        input_data: String,
+        url: Option<String>,
+        trace_id: &str,
+    ) -> NewRequest {
+        NewRequest {
+            id: request_id,
+            mode,
+            status: match mode {
+                // A sync request starts its work at once; only async requests wait.
+                Mode::Sync => RequestStatus::Processing,
+                Mode::Async => RequestStatus::Pending,
+            },
+            input_data,
+            callback_url: url,
+            trace_id: trace_id.to_owned(),
+            created_at: Utc::now(),
+        }
+    }
+
+    /// POST /sync: admit, work, record, answer.
+    pub async fn submit_sync(
+        &self,
+        request_id: Uuid,
+        input: WorkInput,
+        key: Option<String>,
+        trace_id: &str,
+    ) -> Result<Submitted, IntakeError> {
+        let json = input_json(&input, None);
+        // An unfinished /sync key is presumed abandoned once the work should long be done.
+        let hold = self.work_delay + Duration::from_secs(60);
+        let claim = key
+            .clone()
+            .map(|k| idempotency::claim(SYNC_SCOPE, k, &json, None, hold));
+        let record = self.new_request(request_id, Mode::Sync, json, None, trace_id);
+        if let Some(replay) = check_admission(self.store.admit(record, claim).await?)? {
+            return Ok(Submitted::Replayed(replay));
+        }
+        tracing::info!(mode = "sync", count = input.count(), "request accepted");
+        let outcome = run_work(&input, self.work_delay, Mode::Sync).await;
+        let completed_at = Utc::now();
+        match outcome {
+            Ok(result) => {
+                let body = SyncResponse {
+                    request_id,
+                    status: RequestStatus::Completed,
+                    result,
+                };
+                let response = StoredResponse {
+                    status: 200,
+                    body: serde_json::to_string(&body).expect("serialisable"),
+                };
+                let done = FinishedWork {
+                    status: RequestStatus::Completed,
+                    output_data: Some(serde_json::to_string(&body.result).expect("serialisable")),
+                    error: None,
+                    completed_at,
+                    callback_body: None,
+                };
+                let key = key.map(|k| (SYNC_SCOPE, k, Some(response.clone())));
+                self.store.finish_sync(request_id, done, key).await?;
+                tracing::info!(status = "completed", "request completed");
+                Ok(Submitted::New {
+                    request_id,
+                    response,
+                })
+            }
+            Err(error) => {
+                let done = FinishedWork {
+                    status: RequestStatus::Failed,
+                    output_data: None,
+                    error: Some(error.clone()),
+                    completed_at,
+                    callback_body: None,
+                };
+                // Only successes are kept: a retry with this key may try again.
+                self.store
+                    .finish_sync(request_id, done, key.map(|k| (SYNC_SCOPE, k, None)))
+                    .await?;
+                tracing::warn!(status = "failed", %error, "request failed");
+                Err(IntakeError::WorkFailed { request_id, error })
+            }
+        }
+    }
+
+    /// POST /async: store the request, its job and the key in one transaction; answer 202.
+    pub async fn submit_async(
+        &self,
+        request_id: Uuid,
+        input: WorkInput,
+        callback_url: &url::Url,
+        key: Option<String>,
+        trace_id: &str,
+    ) -> Result<Submitted, IntakeError> {
+        let json = input_json(&input, Some(callback_url.as_str()));
+        let body = AsyncAccepted {
+            request_id,
+            status: RequestStatus::Pending,
+            message: ACCEPTED_MESSAGE,
+        };
+        let response = StoredResponse {
+            status: 202,
+            body: serde_json::to_string(&body).expect("serialisable"),
+        };
+        let claim = key.map(|k| {
+            idempotency::claim(
+                ASYNC_SCOPE,
+                k,
+                &json,
+                Some(response.clone()),
+                Duration::ZERO,
+            )
+        });
+        let record = self.new_request(
+            request_id,
+            Mode::Async,
+            json,
+            Some(callback_url.to_string()),
+            trace_id,
+        );
+        if let Some(replay) = check_admission(self.store.admit(record, claim).await?)? {
+            return Ok(Submitted::Replayed(replay));
+        }
+        tracing::info!(
+            mode = "async",
+            count = input.count(),
+            callback = %crate::telemetry::redact_url(callback_url),
+            "request accepted"
+        );
+        Ok(Submitted::New {
+            request_id,
+            response,
+        })
+    }
+}
+
+fn check_admission(a: Admission) -> Result<Option<StoredResponse>, IntakeError> {
+    match a {
+        Admission::Admitted => Ok(None),
+        Admission::Replay(r) => Ok(Some(r)),
+        Admission::InFlight => Err(IntakeError::InFlight),
+        Admission::KeyReused => Err(IntakeError::KeyReused),
+    }
+}
+
+/// Runs the work with its metrics; a panic inside it becomes a failure, not a crash.
+pub async fn run_work(
+    input: &WorkInput,
+    delay: Duration,
+    mode: Mode,
+) -> Result<WorkResult, String> {
+    let started = Instant::now();
+    let in_flight = metrics::gauge!(m::WORK_IN_FLIGHT, "mode" => mode.as_str());
+    in_flight.increment(1.0);
+    let outcome = std::panic::AssertUnwindSafe(work::perform(input, delay))
+        .catch_unwind()
+        .await;
+    in_flight.decrement(1.0);
+    let outcome = match outcome {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(failed)) => Err(failed.to_string()),
+        Err(panic) => Err(format!("the work panicked: {}", panic_message(&panic))),
+    };
+    let label = if outcome.is_ok() {
+        "completed"
+    } else {
+        "failed"
+    };
+    metrics::histogram!(m::WORK_DURATION, "mode" => mode.as_str(), "outcome" => label)
+        .record(started.elapsed().as_secs_f64());
+    outcome
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("unknown panic")
+}

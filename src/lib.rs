@@ -1,0 +1,45 @@
+//! consuma: one unit of work offered inline (`POST /sync`) and as acknowledge-now,
+//! call-back-later (`POST /async` → a signed webhook), with every request recorded.
+//!
+//! # Layout, in request order
+//!
+//! - [`cli`], [`config`]: flags and `CONSUMA_*` variables, checked into a [`config::Config`].
+//! - [`app`]: builds the application and runs it until [`shutdown`] says stop.
+//! - [`http`]: routes, extractors, the one error type; thin handlers.
+//! - [`intake`]: a request's way in: admit (with [`idempotency`]), work or enqueue, answer.
+//! - [`work`]: THE work, pure apart from its non-blocking delay; shared by both styles.
+//! - [`store`]: one trait, SQLite (default) and PostgreSQL implementations.
+//! - [`engine`]: the durable job engine: leases, retries as rows, wake-ups.
+//! - [`delivery`]: one signed callback attempt; retry schedule and classification.
+//! - [`ssrf`]: the callback policy, at submit time and at connect time.
+//! - [`telemetry`]: logs, trace context, metrics.
+//! - [`load`]: `consuma load`, the load generator.
+
+/// Build and run the service.
+pub mod app;
+/// Flags of every subcommand.
+pub mod cli;
+/// Checked configuration.
+pub mod config;
+/// Callback delivery.
+pub mod delivery;
+/// The job engine.
+pub mod engine;
+/// The HTTP API.
+pub mod http;
+/// Idempotency keys.
+pub mod idempotency;
+/// Admission of requests.
+pub mod intake;
+/// The load generator.
+pub mod load;
+/// SIGTERM/SIGINT → cancellation.
+pub mod shutdown;
+/// The callback policy (SSRF).
+pub mod ssrf;
+/// Persistence.
+pub mod store;
+/// Logs, traces, metrics.
+pub mod telemetry;
+/// The work function.
+pub mod work;

@@ -1,0 +1,34 @@
+//! The `consuma` binary: parse the command line, run the subcommand, exit.
+//! Exit status: 0 done, 1 runtime failure, 2 bad configuration.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use consuma::cli::{Cli, Command};
+use consuma::config::Config;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(args) => match Config::from_args(args) {
+            Ok(config) => consuma::app::serve(config).await,
+            Err(e) => return bad_config(e),
+        },
+        Command::Load(args) => consuma::load::run(args).await.map(|code| code as u8),
+        Command::Secret(args) => consuma::app::print_secret(args).await,
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("consuma: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bad_config(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("consuma: error: {e}");
+    ExitCode::from(2)
+}

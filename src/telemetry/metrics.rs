@@ -1,0 +1,71 @@
+//! Every metric the service exports, by name, in one place (SPEC §2 "Operations").
+//!
+//! The `metrics` facade has one recorder per process; [`install`] sets it up once and
+//! returns the handle that `GET /metrics` renders.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// HTTP requests by `route`, `method` and `status`.
+pub const HTTP_REQUESTS: &str = "consuma_http_requests_total";
+/// HTTP latency in seconds, by `route`, `method` and `status`.
+pub const HTTP_DURATION: &str = "consuma_http_request_duration_seconds";
+/// Duration of the work itself (delay included), by `mode` and `outcome`.
+pub const WORK_DURATION: &str = "consuma_work_duration_seconds";
+/// Works running right now, by `mode`.
+pub const WORK_IN_FLIGHT: &str = "consuma_work_in_flight";
+/// Jobs by `state` (pending, processing), read from the database at scrape time.
+pub const JOBS: &str = "consuma_jobs";
+/// Callback attempts by `outcome` (delivered, retry, failed).
+pub const CALLBACK_ATTEMPTS: &str = "consuma_callback_attempts_total";
+/// Seconds from accepting an async request to its callback being delivered.
+pub const DELIVERY_LATENCY: &str = "consuma_callback_delivery_seconds";
+/// Database errors, by `op`.
+pub const DB_ERRORS: &str = "consuma_db_errors_total";
+/// Idempotent replays answered, by `route`.
+pub const IDEMPOTENT_REPLAYS: &str = "consuma_idempotent_replays_total";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// Installs the process-wide recorder (once) and returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder was installed first; then keep ours unused.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by route, method and status");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency");
+    describe_histogram!(
+        WORK_DURATION,
+        Unit::Seconds,
+        "Duration of the work, simulated delay included"
+    );
+    describe_gauge!(WORK_IN_FLIGHT, "Works running now");
+    describe_gauge!(JOBS, "Async jobs by state, read at scrape time");
+    describe_counter!(CALLBACK_ATTEMPTS, "Callback delivery attempts by outcome");
+    describe_histogram!(
+        DELIVERY_LATENCY,
+        Unit::Seconds,
+        "Time from accepting an async request to its delivered callback"
+    );
+    describe_counter!(DB_ERRORS, "Database errors by operation");
+    describe_counter!(IDEMPOTENT_REPLAYS, "Idempotent replays answered, by route");
+}
