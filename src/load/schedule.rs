@@ -1,0 +1,302 @@
+//! When requests are sent: one pacing (closed loop | open loop) composed with one stop
+//! condition (a count | a duration), instead of a code path per combination (STYLE §26).
+//!
+//! Every request gets a [`Ticket`] whose `due` instant is where its latency is measured
+//! from. In the closed loop `due` is the moment a worker takes the ticket, i.e. when it
+//! sends. In the open loop `due` is the *intended* send time `start + i / rate`, fixed
+//! in advance: if the server stalls, requests that could not be sent on time (no free
+//! in-flight slot, a busy runtime) still count from their intended time, so the report
+//! shows the queueing delay instead of hiding it (the coordinated-omission correction of
+//! oha's `start_latency_correction`).
+//!
+//! The open loop is deliberately not bounded by `--concurrency`: each request runs in
+//! its own task, up to `--max-in-flight` at once, a guard against exhausting sockets and
+//! high enough not to pace the run in practice.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// `workers` tasks, each sending its next request when the previous one is done.
+    Closed { workers: u32 },
+    /// `rate` requests per second at fixed intervals, at most `max_in_flight` at once.
+    Open { rate: f64, max_in_flight: u32 },
+}
+
+/// When the run stops issuing requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// After this many requests.
+    Count(u64),
+    /// Once this long has passed since the start (open loop: once the intended send
+    /// time reaches it).
+    Elapsed(Duration),
+}
+
+/// One request to send: its number (from 0) and the instant its latency counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub index: u64,
+    pub due: Instant,
+}
+
+/// Hands out tickets until the stop condition is met; shared by all workers.
+#[derive(Debug)]
+pub struct Schedule {
+    pace: Pace,
+    stop: Stop,
+    start: Instant,
+    issued: AtomicU64,
+}
+
+impl Schedule {
+    /// A schedule whose clock starts at `start`.
+    pub fn new(pace: Pace, stop: Stop, start: Instant) -> Self {
+        Self {
+            pace,
+            stop,
+            start,
+            issued: AtomicU64::new(0),
+        }
+    }
+
+    /// The instant the schedule started.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// The next ticket, or `None` once the stop condition is met. `now` is only read in
+    /// the closed loop, where it is the ticket's due time.
+    pub fn next(&self, now: Instant) -> Option<Ticket> {
+        let index = self.issued.fetch_add(1, Ordering::Relaxed);
+        let due = match self.pace {
+            Pace::Closed { .. } => now,
+            Pace::Open { rate, .. } => self.start + intended_offset(index, rate),
+        };
+        let done = match self.stop {
+            Stop::Count(n) => index >= n,
+            Stop::Elapsed(d) => due >= self.start + d,
+        };
+        (!done).then_some(Ticket { index, due })
+    }
+}
+
+/// Offset of request `index` from the start in the open loop: `index / rate` seconds,
+/// computed from the index (not by adding intervals) so rounding never accumulates.
+pub fn intended_offset(index: u64, rate: f64) -> Duration {
+    Duration::from_secs_f64(index as f64 / rate)
+}
+
+/// Issues every ticket of `schedule`, running `fire` for each, and returns when all of
+/// them have completed.
+pub async fn drive<F, Fut>(schedule: Arc<Schedule>, fire: F)
+where
+    F: Fn(Ticket) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match schedule.pace {
+        Pace::Closed { workers } => closed_loop(schedule, workers, fire).await,
+        Pace::Open { max_in_flight, .. } => open_loop(schedule, max_in_flight, fire).await,
+    }
+}
+
+async fn closed_loop<F, Fut>(schedule: Arc<Schedule>, workers: u32, fire: F)
+where
+    F: Fn(Ticket) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    for _ in 0..workers {
+        let (schedule, fire) = (schedule.clone(), fire.clone());
+        set.spawn(async move {
+            while let Some(ticket) = schedule.next(Instant::now()) {
+                fire(ticket).await;
+            }
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        if let Err(e) = joined {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+async fn open_loop<F, Fut>(schedule: Arc<Schedule>, max_in_flight: u32, fire: F)
+where
+    F: Fn(Ticket) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max_in_flight as usize));
+    while let Some(ticket) = schedule.next(Instant::now()) {
+        // A ticket already overdue is sent at once: the dispatcher catches up instead of
+        // shifting the rest of the schedule.
+        if ticket.due > Instant::now() {
+            tokio::time::sleep_until(ticket.due).await;
+        }
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let fire = fire.clone();
+        tokio::spawn(async move {
+            fire(ticket).await;
+            drop(slot);
+        });
+    }
+    // Every slot free again = every request finished.
+    let _all = slots
+        .acquire_many(max_in_flight)
+        .await
+        .expect("never closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn open(rate: f64, stop: Stop, start: Instant) -> Schedule {
+        let pace = Pace::Open {
+            rate,
+            max_in_flight: 10,
+        };
+        Schedule::new(pace, stop, start)
+    }
+
+    fn drain(s: &Schedule, now: Instant) -> Vec<Ticket> {
+        std::iter::from_fn(|| s.next(now)).collect()
+    }
+
+    #[test]
+    fn open_loop_intended_times_are_evenly_spaced_from_the_start() {
+        let start = Instant::now();
+        let tickets = drain(&open(4.0, Stop::Count(9), start), start);
+        assert_eq!(tickets.len(), 9);
+        for (i, t) in tickets.iter().enumerate() {
+            assert_eq!(t.index, i as u64);
+            assert_eq!(t.due - start, Duration::from_millis(250) * i as u32);
+        }
+    }
+
+    #[test]
+    fn open_loop_times_do_not_drift_over_many_requests() {
+        let offset = intended_offset(3_000_000, 3.0);
+        assert_eq!(offset, Duration::from_secs(1_000_000));
+    }
+
+    #[test]
+    fn open_loop_duration_stops_at_the_last_intended_time_before_the_end() {
+        let start = Instant::now();
+        let s = open(10.0, Stop::Elapsed(Duration::from_secs(2)), start);
+        let tickets = drain(&s, start);
+        assert_eq!(tickets.len(), 20);
+        assert!(tickets.last().unwrap().due < start + Duration::from_secs(2));
+    }
+
+    #[test]
+    fn closed_loop_count_stops_after_n_and_stays_stopped() {
+        let start = Instant::now();
+        let s = Schedule::new(Pace::Closed { workers: 2 }, Stop::Count(3), start);
+        let later = start + Duration::from_secs(5);
+        let tickets = drain(&s, later);
+        assert_eq!(tickets.len(), 3);
+        assert!(tickets.iter().all(|t| t.due == later));
+        assert!(s.next(later).is_none());
+    }
+
+    #[test]
+    fn closed_loop_duration_stops_when_the_clock_passes_the_end() {
+        let start = Instant::now();
+        let s = Schedule::new(
+            Pace::Closed { workers: 2 },
+            Stop::Elapsed(Duration::from_secs(1)),
+            start,
+        );
+        assert!(s.next(start + Duration::from_millis(999)).is_some());
+        assert!(s.next(start + Duration::from_secs(1)).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn open_loop_sends_at_the_intended_times_even_when_requests_never_finish_quickly() {
+        // Every request takes 10 s; the open loop must still send one every 100 ms.
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let schedule = Arc::new(open(10.0, Stop::Count(5), start));
+        let log = sent.clone();
+        drive(schedule, move |t: Ticket| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push((t.due, Instant::now()));
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        })
+        .await;
+        let sent = sent.lock().unwrap();
+        assert_eq!(sent.len(), 5);
+        for (due, at) in sent.iter() {
+            assert_eq!(due, at, "a request was not sent at its intended time");
+        }
+        assert!(
+            start.elapsed() >= Duration::from_secs(10),
+            "drive returned before the requests finished"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_in_flight_limit_delays_sending_but_not_the_measurement_origin() {
+        let start = Instant::now();
+        let pace = Pace::Open {
+            rate: 10.0,
+            max_in_flight: 1,
+        };
+        let schedule = Arc::new(Schedule::new(pace, Stop::Count(3), start));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        drive(schedule, move |t: Ticket| {
+            let log = log.clone();
+            async move {
+                log.lock()
+                    .unwrap()
+                    .push((t.due - start, Instant::now() - start));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+        .await;
+        let sent = sent.lock().unwrap();
+        let secs = |d: Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
+        let seen: Vec<(f64, f64)> = sent.iter().map(|(d, a)| (secs(*d), secs(*a))).collect();
+        assert_eq!(seen, vec![(0.0, 0.0), (0.1, 1.0), (0.2, 2.0)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closed_loop_keeps_exactly_n_requests_in_flight() {
+        let start = Instant::now();
+        let schedule = Arc::new(Schedule::new(
+            Pace::Closed { workers: 4 },
+            Stop::Count(12),
+            start,
+        ));
+        let peak = Arc::new(Mutex::new((0u32, 0u32)));
+        let p = peak.clone();
+        drive(schedule, move |_t: Ticket| {
+            let p = p.clone();
+            async move {
+                {
+                    let mut g = p.lock().unwrap();
+                    g.0 += 1;
+                    g.1 = g.1.max(g.0);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                p.lock().unwrap().0 -= 1;
+            }
+        })
+        .await;
+        assert_eq!(peak.lock().unwrap().1, 4);
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+}
