@@ -1,15 +1,221 @@
-//! `consuma load` (SPEC §7). PLACEHOLDER: replaced before merge.
+//! `consuma load`, the load generator (SPEC §7).
+//!
+//! A run is: start the callback receiver (async modes) → check `GET /healthz` → issue
+//! requests on a [`schedule`] (closed loop with N workers, or open loop at a fixed rate;
+//! stopping after a count or a duration) → wait for outstanding callbacks, at most
+//! `--callback-timeout` → report. Every request is counted once ([`stats`]), every
+//! callback matched by `request_id` ([`receiver`]); latencies are measured from each
+//! request's due time, which in the open loop is its intended send time.
+//!
+//! Exit codes: 0 when the run completed (failed requests included), 1 when it could not
+//! start (target unreachable, receiver port taken), 2 for bad options (clap).
+//!
+//! - [`args`]: the options and their parsers.
+//! - [`schedule`]: pacing × stop condition, and the coordinated-omission correction.
+//! - [`client`]: keep-alive HTTP client; outcomes and failure reasons.
+//! - [`receiver`]: callback receiver, matching, signatures, duplicates.
+//! - [`stats`]: per-endpoint counts and HDR histograms.
+//! - [`report`]: table and JSON.
 
-/// Options of `consuma load`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LoadArgs {
-    /// Base URL of the service under test.
-    #[arg(long, default_value = "http://localhost:8000")]
-    pub target: String,
-}
+mod args;
+mod client;
+mod receiver;
+mod report;
+mod schedule;
+mod stats;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::time::Instant;
+
+pub use args::{LoadArgs, Mode, parse_duration};
+pub use report::Report;
+
+use client::{Client, Outcome};
+use receiver::{CallbackBook, Receiver};
+use report::{AsyncInputs, RunFacts};
+use schedule::{Schedule, Stop, Ticket};
+use stats::Tally;
+
+/// Printed when the service refused every async request with 400 (SPEC §7).
+const CIDR_HINT: &str = "consuma load: hint: every async request was refused with 400; a server on \
+defaults refuses loopback callbacks, start it with --allow-callback-cidr 127.0.0.0/8";
 
 /// Runs the load generator; returns the process exit code.
 pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
-    let _ = args;
+    let json = args.json;
+    let progress = progress_bar(args.stop());
+    let report = match measure(args, progress).await {
+        Ok(report) => report,
+        Err(reason) => {
+            eprintln!("consuma load: {reason}");
+            return Ok(1);
+        }
+    };
+    if report.callbacks_refused_by_policy() {
+        eprintln!("{CIDR_HINT}");
+    }
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
+    }
     Ok(0)
 }
+
+/// Everything the request tasks share.
+struct Run {
+    mode: Mode,
+    client: Client,
+    tally: Tally,
+    book: Option<Arc<CallbackBook>>,
+    progress: ProgressBar,
+}
+
+impl Run {
+    /// Sends the request of `ticket` and counts its outcome.
+    async fn fire(&self, ticket: Ticket) {
+        let kind = self.mode.kind_of(ticket.index);
+        let outcome = self.client.send(kind).await;
+        let latency = Instant::now().saturating_duration_since(ticket.due);
+        if let (
+            Some(book),
+            Outcome::Ok {
+                request_id: Some(id),
+            },
+        ) = (&self.book, &outcome)
+        {
+            book.expect(id.clone(), ticket.due);
+        }
+        self.tally.record(kind, &outcome, latency);
+        self.progress.inc(1);
+    }
+}
+
+/// Runs the load and builds the report; `Err` with a one-line reason when the run
+/// cannot start.
+pub async fn measure(args: LoadArgs, progress: ProgressBar) -> Result<Report, String> {
+    let receiver = match args.mode.has_async() {
+        true => Some(
+            Receiver::start(
+                &args.callback_host,
+                args.callback_port,
+                args.signing_secret.clone(),
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    let callback_url = receiver.as_ref().map(|r| r.url.clone()).unwrap_or_default();
+    let client = Client::new(
+        &args.target,
+        &args.text,
+        args.count,
+        &callback_url,
+        args.timeout,
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    client
+        .check_health()
+        .await
+        .map_err(|e| format!("cannot reach {}: {e}", args.target))?;
+    let run = Arc::new(Run {
+        mode: args.mode,
+        client,
+        tally: Tally::default(),
+        book: receiver.as_ref().map(|r| r.book().clone()),
+        progress,
+    });
+    let (sending, total) = execute(&args, run.clone()).await;
+    run.progress.finish_and_clear();
+    let callbacks = receiver.as_ref().map(|r| r.book().counts());
+    if let Some(receiver) = receiver {
+        receiver.stop().await;
+    }
+    let facts = RunFacts {
+        target: args.target.clone(),
+        mode: args.mode.as_str(),
+        pacing: args.pace().into(),
+        sending,
+        total,
+        answers: run.tally.answers(),
+    };
+    let (sync, asynch) = run.tally.take_sections();
+    let asynch = callbacks.map(|callbacks| AsyncInputs {
+        section: asynch,
+        callbacks,
+        signatures_verified: args.signing_secret.is_some(),
+        callback_url,
+    });
+    Ok(Report::build(
+        facts,
+        args.mode.has_sync().then_some(sync),
+        asynch,
+    ))
+}
+
+/// Sends every request, then waits for callbacks; returns (sending phase, total time).
+async fn execute(args: &LoadArgs, run: Arc<Run>) -> (Duration, Duration) {
+    let schedule = Arc::new(Schedule::new(args.pace(), args.stop(), Instant::now()));
+    let start = schedule.start();
+    let fire_run = run.clone();
+    schedule::drive(schedule, move |ticket| {
+        let run = fire_run.clone();
+        async move { run.fire(ticket).await }
+    })
+    .await;
+    let sending = start.elapsed();
+    if let Some(book) = &run.book {
+        wait_for_callbacks(book, Instant::now() + args.callback_timeout, &run.progress).await;
+    }
+    (sending, start.elapsed())
+}
+
+/// Waits for the outstanding callbacks, showing how many came so far.
+async fn wait_for_callbacks(book: &CallbackBook, deadline: Instant, progress: &ProgressBar) {
+    let show = async {
+        loop {
+            let (received, expected) = book.progress();
+            progress.set_message(format!("waiting for callbacks: {received}/{expected}"));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        _ = book.wait_for_all(deadline) => {}
+        _ = show => {}
+    }
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise (pipes, CI, --json
+/// into a file keep a clean stderr).
+fn progress_bar(stop: Stop) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let (bar, template) = match stop {
+        Stop::Count(n) => (
+            ProgressBar::new(n),
+            "{bar:40} {pos}/{len} requests  {elapsed}  {msg}".to_string(),
+        ),
+        Stop::Elapsed(d) => (
+            ProgressBar::new_spinner(),
+            format!(
+                "{{spinner}} {{pos}} requests  {{elapsed}} of {}s  {{msg}}",
+                d.as_secs_f64()
+            ),
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;
