@@ -6,9 +6,13 @@
 
 mod helpers;
 
+mod callbacks;
 mod config;
 mod conformance;
+mod durability;
 mod errors;
+mod idempotency;
 mod ops;
 mod requests;
+mod ssrf;
 mod sync;
