@@ -12,6 +12,7 @@ mod conformance;
 mod durability;
 mod errors;
 mod idempotency;
+mod load;
 mod ops;
 mod requests;
 mod ssrf;
