@@ -35,7 +35,7 @@ pub use args::{LoadArgs, Mode, parse_duration};
 pub use report::Report;
 
 use client::{Client, Outcome};
-use receiver::{CallbackBook, Receiver};
+use receiver::{CallbackBook, CallbackCounts, Receiver};
 use report::{AsyncInputs, RunFacts};
 use schedule::{Schedule, Stop, Ticket};
 use stats::Tally;
@@ -131,30 +131,40 @@ pub async fn measure(args: LoadArgs, progress: ProgressBar) -> Result<Report, St
     });
     let (sending, total) = execute(&args, run.clone()).await;
     run.progress.finish_and_clear();
-    let callbacks = receiver.as_ref().map(|r| r.book().counts());
-    if let Some(receiver) = receiver {
-        receiver.stop().await;
-    }
+    let callbacks = match receiver {
+        Some(receiver) => {
+            let counts = receiver.book().counts();
+            receiver.stop().await;
+            Some((counts, callback_url))
+        }
+        None => None,
+    };
+    Ok(build_report(&args, &run.tally, (sending, total), callbacks))
+}
+
+/// Puts the final counts together; `callbacks` is `None` when no async request ran.
+fn build_report(
+    args: &LoadArgs,
+    tally: &Tally,
+    (sending, total): (Duration, Duration),
+    callbacks: Option<(CallbackCounts, String)>,
+) -> Report {
     let facts = RunFacts {
         target: args.target.clone(),
         mode: args.mode.as_str(),
         pacing: args.pace().into(),
         sending,
         total,
-        answers: run.tally.answers(),
+        answers: tally.answers(),
     };
-    let (sync, asynch) = run.tally.take_sections();
-    let asynch = callbacks.map(|callbacks| AsyncInputs {
+    let (sync, asynch) = tally.take_sections();
+    let asynch = callbacks.map(|(callbacks, callback_url)| AsyncInputs {
         section: asynch,
         callbacks,
         signatures_verified: args.signing_secret.is_some(),
         callback_url,
     });
-    Ok(Report::build(
-        facts,
-        args.mode.has_sync().then_some(sync),
-        asynch,
-    ))
+    Report::build(facts, args.mode.has_sync().then_some(sync), asynch)
 }
 
 /// Sends every request, then waits for callbacks; returns (sending phase, total time).
