@@ -10,7 +10,11 @@ use consuma::config::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => return bad_config(first_line(&e.render().to_string())),
+    };
     let result = match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => match Config::from_args(args) {
             Ok(config) => consuma::app::serve(config).await,
@@ -31,4 +35,13 @@ async fn main() -> ExitCode {
 fn bad_config(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("consuma: error: {e}");
     ExitCode::from(2)
+}
+
+/// Clap's message without its usage lines and the `error:` prefix: one line.
+fn first_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments");
+    line.trim_start_matches("error: ").to_owned()
 }

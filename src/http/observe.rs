@@ -58,7 +58,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
 
     let mut response = next.run(req).instrument(span.clone()).await;
     if needs_problem_body(&response) {
-        response = problem_for(response);
+        response = problem_for(response, route);
     }
     if !response.headers().contains_key(X_REQUEST_ID) {
         set_request_id(response.headers_mut(), &request_id);
@@ -121,17 +121,20 @@ fn needs_problem_body(response: &Response) -> bool {
     (status.is_client_error() || status.is_server_error()) && !is_problem
 }
 
-fn problem_for(response: Response) -> Response {
+/// The methods a route answers, for the `Allow` header of a 405.
+fn allowed_methods(route: &str) -> &'static str {
+    match route {
+        "/sync" | "/async" => "POST",
+        _ => "GET, HEAD",
+    }
+}
+
+fn problem_for(response: Response, route: &'static str) -> Response {
     let (parts, _) = response.into_parts();
     let error = match parts.status {
         StatusCode::NOT_FOUND => ApiError::NotFound("no such route".into()),
         StatusCode::METHOD_NOT_ALLOWED => {
-            let allow = parts
-                .headers
-                .get(header::ALLOW)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            ApiError::MethodNotAllowed(allow.to_owned())
+            ApiError::MethodNotAllowed(allowed_methods(route).to_owned())
         }
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: 0 },
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
@@ -142,10 +145,8 @@ fn problem_for(response: Response) -> Response {
     };
     let mut out = error.into_response();
     for (name, value) in parts.headers.iter() {
-        if name != header::CONTENT_TYPE
-            && name != header::CONTENT_LENGTH
-            && !out.headers().contains_key(name)
-        {
+        let ours = [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::ALLOW];
+        if !ours.contains(name) && !out.headers().contains_key(name) {
             out.headers_mut().insert(name.clone(), value.clone());
         }
     }

@@ -1,0 +1,357 @@
+//! Test harness: start the real binary ([`TestApp`]), on a fresh database of either
+//! backend ([`Backend`]), and receive its callbacks ([`receiver`]).
+
+#![allow(dead_code)] // Each test module uses a different part of the harness.
+
+pub mod receiver;
+pub mod webhooks;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The binary under test, built by cargo for this test run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_consuma");
+
+/// Generates one test per backend for each named `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+        }
+    )+};
+}
+
+/// Where a test's database lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database of its own for one test; removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("consuma.db").display()),
+            Backend::Postgres => unreachable!("PostgreSQL arrives with its own store"),
+        };
+        Self { url, _dir: dir }
+    }
+
+    /// A scratch directory that lives as long as the database.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
+/// Builder for [`TestApp`]: extra flags before the start.
+pub struct AppBuilder {
+    backend: Backend,
+    args: Vec<String>,
+    db: Option<TestDb>,
+}
+
+impl AppBuilder {
+    pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
+        self.args.push(flag.to_owned());
+        self.args.push(value.to_string());
+        self
+    }
+
+    /// Opens loopback to callbacks, as every test with a local receiver needs.
+    pub fn allow_loopback(self) -> Self {
+        self.arg("--allow-callback-cidr", "127.0.0.0/8")
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let db = match self.db {
+            Some(db) => db,
+            None => TestDb::new(self.backend).await,
+        };
+        let args = self.args;
+        let mut app = TestApp {
+            base: String::new(),
+            addr: "0.0.0.0:0".parse().unwrap(),
+            client: client(),
+            child: None,
+            logs: Default::default(),
+            args,
+            db,
+        };
+        app.start().await;
+        app
+    }
+}
+
+/// A running `consuma serve` and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    child: Option<Child>,
+    logs: Arc<Mutex<Vec<String>>>,
+    args: Vec<String>,
+    pub db: TestDb,
+}
+
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+impl TestApp {
+    /// The service with `--work-delay-ms 0` on a fresh database.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::builder(backend).spawn().await
+    }
+
+    pub fn builder(backend: Backend) -> AppBuilder {
+        AppBuilder {
+            backend,
+            args: Vec::new(),
+            db: None,
+        }
+    }
+
+    /// A builder on an existing database (a second instance, say).
+    pub fn builder_on(db: TestDb) -> AppBuilder {
+        AppBuilder {
+            backend: Backend::Sqlite,
+            args: Vec::new(),
+            db: Some(db),
+        }
+    }
+
+    /// Starts the binary and waits for its "listening" line.
+    async fn start(&mut self) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--database-url",
+                &self.db.url,
+            ])
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            // Tests run without the simulated delay unless they pass --work-delay-ms.
+            .env("CONSUMA_WORK_DELAY_MS", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("start consuma");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(collect_logs(stderr, self.logs.clone(), tx));
+        let addr = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .unwrap_or_else(|_| panic!("consuma did not start; logs:\n{}", self.logs().join("\n")))
+            .unwrap_or_else(|_| {
+                panic!("consuma exited at start; logs:\n{}", self.logs().join("\n"))
+            });
+        self.addr = addr;
+        self.base = format!("http://{addr}");
+        self.child = Some(child);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Every line the server wrote to stderr so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().and_then(Child::id).expect("running") as i32
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("SIGKILL");
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("wait")
+    }
+
+    /// Waits for a process already sent SIGTERM to exit.
+    pub async fn terminate_wait(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("wait")
+    }
+
+    /// Starts the binary again on the same database (after [`kill`](Self::kill)).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server before restarting it");
+        self.start().await;
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn post_sync(&self, body: Value) -> reqwest::Response {
+        self.post_json("/sync", &body).await
+    }
+
+    /// POST /async; asserts the 202 and returns the request_id.
+    pub async fn submit_async(&self, text: &str, callback_url: &str) -> String {
+        let body = serde_json::json!({ "text": text, "count": 2, "callback_url": callback_url });
+        let r = self.post_json("/async", &body).await;
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+        r.json::<Value>().await.expect("JSON")["request_id"]
+            .as_str()
+            .expect("request_id")
+            .to_owned()
+    }
+
+    /// The signing secret this instance uses, as `consuma secret` prints it.
+    pub async fn secret(&self) -> String {
+        let out = Command::new(BIN)
+            .args(["secret", "--database-url", &self.db.url])
+            .env_clear()
+            .output()
+            .await
+            .expect("consuma secret");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_owned()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.expect("JSON body")
+    }
+
+    /// The record of a request.
+    pub async fn record(&self, id: &str) -> Value {
+        self.get_json(&format!("/requests/{id}")).await
+    }
+
+    /// Polls the record until it is terminal (SPEC §2), or panics after `within`.
+    pub async fn wait_terminal(&self, id: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let r = self.record(id).await;
+            if is_terminal(&r) {
+                return r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request {id} not terminal in time: {r:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The value of one sample in /metrics, e.g. `consuma_work_in_flight{mode="sync"}`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self
+            .get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+}
+
+pub fn is_terminal(record: &Value) -> bool {
+    let done = matches!(record["status"].as_str(), Some("completed" | "failed"));
+    let delivered = record["mode"] == "sync"
+        || matches!(record["callback_status"].as_str(), Some("sent" | "failed"));
+    done && delivered
+}
+
+/// Reads the server's JSON log lines; reports the bound address once it is logged.
+async fn collect_logs(
+    stderr: tokio::process::ChildStderr,
+    logs: Arc<Mutex<Vec<String>>>,
+    ready: tokio::sync::oneshot::Sender<SocketAddr>,
+) {
+    let echo = std::env::var_os("TEST_LOG").is_some();
+    let mut ready = Some(ready);
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if echo {
+            eprintln!("[consuma] {line}");
+        }
+        if let Some(addr) = listening_addr(&line)
+            && let Some(tx) = ready.take()
+        {
+            let _ = tx.send(addr);
+        }
+        logs.lock().unwrap().push(line);
+    }
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    (v["message"] == "listening").then(|| v["addr"].as_str()?.parse().ok())?
+}
+
+/// A body for POST /sync or /async.
+pub fn work(text: &str, count: i64) -> Value {
+    serde_json::json!({ "text": text, "count": count })
+}

@@ -1,0 +1,183 @@
+//! A real HTTP callback receiver on loopback that records every hit and answers as the
+//! test scripts it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub at: Instant,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Hit {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("callback body is JSON")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    pub fn request_id(&self) -> String {
+        self.json()["request_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// How to answer the n-th hit (0-based) for one request_id.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+type Script = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
+
+#[derive(Clone)]
+struct Shared {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    script: Script,
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Receiver {
+    /// A receiver on 127.0.0.1 that answers 200 to everything.
+    pub async fn ok() -> Self {
+        Self::scripted("127.0.0.1", |_| Reply::status(200)).await
+    }
+
+    /// A receiver on `ip` (a loopback address) answering hit n of each request with `script(n)`.
+    pub async fn scripted(
+        ip: &str,
+        script: impl Fn(usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind((ip, 0))
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let shared = Shared {
+            hits: hits.clone(),
+            script: Arc::new(script),
+        };
+        let app = axum::Router::new().fallback(record).with_state(shared);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, hits, task }
+    }
+
+    /// The callback URL for this receiver.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    pub fn hits_for(&self, request_id: &str) -> Vec<Hit> {
+        self.hits()
+            .into_iter()
+            .filter(|h| h.request_id() == request_id)
+            .collect()
+    }
+
+    /// Waits until at least `n` hits arrived, or panics after `within`.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Hit> {
+        let deadline = Instant::now() + within;
+        loop {
+            let hits = self.hits();
+            if hits.len() >= n {
+                return hits;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} callbacks, got {}",
+                hits.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn record(
+    State(s): State<Shared>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let hit = Hit {
+        at: Instant::now(),
+        path: uri.path().to_owned(),
+        headers,
+        body,
+    };
+    let rid = serde_json::from_slice::<Value>(&hit.body)
+        .ok()
+        .and_then(|v| v["request_id"].as_str().map(str::to_owned));
+    let nth = {
+        let mut hits = s.hits.lock().unwrap();
+        let nth = hits
+            .iter()
+            .filter(|h| rid.is_some() && h.request_id() == rid.clone().unwrap_or_default())
+            .count();
+        hits.push(hit);
+        nth
+    };
+    let reply = (s.script)(nth);
+    tokio::time::sleep(reply.delay).await;
+    let mut response = StatusCode::from_u16(reply.status).unwrap().into_response();
+    for (name, value) in reply.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}

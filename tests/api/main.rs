@@ -1,0 +1,18 @@
+//! The integration suite: one binary (matklad, "Delete Cargo Integration Tests").
+//!
+//! Every test starts the real `consuma` binary on port 0 with a temporary database and
+//! talks HTTP to it; callback receivers are real HTTP servers on loopback. Tests written
+//! with `both_backends!` run once on SQLite and once on PostgreSQL.
+
+mod helpers;
+
+mod callbacks;
+mod config;
+mod conformance;
+mod durability;
+mod errors;
+mod idempotency;
+mod ops;
+mod requests;
+mod ssrf;
+mod sync;
