@@ -10,5 +10,6 @@ mod config;
 mod conformance;
 mod errors;
 mod ops;
+mod postgres;
 mod requests;
 mod sync;
