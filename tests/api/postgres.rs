@@ -165,7 +165,10 @@ async fn concurrent_submissions_with_one_key_on_two_instances_admit_one_request(
     let mut first = 0;
     for r in responses {
         let r = r.expect("POST /async");
-        match (r.status().as_u16(), r.headers().contains_key("idempotent-replayed")) {
+        match (
+            r.status().as_u16(),
+            r.headers().contains_key("idempotent-replayed"),
+        ) {
             (202, false) => first += 1,
             (202, true) | (409, _) => {}
             (status, _) => panic!("unexpected {status}"),

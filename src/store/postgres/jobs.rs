@@ -51,7 +51,9 @@ pub(super) async fn claim(
     .bind(limit.min(i64::MAX as usize) as i64)
     .fetch_all(&mut *c)
     .await?;
-    rows.iter().map(|row| claimed_from_row(row, token)).collect()
+    rows.iter()
+        .map(|row| claimed_from_row(row, token))
+        .collect()
 }
 
 fn claimed_from_row(row: &PgRow, token: Uuid) -> StoreResult<ClaimedJob> {

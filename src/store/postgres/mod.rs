@@ -99,10 +99,7 @@ impl PgStore {
 /// around them; closing the connection afterwards releases it even when a migration
 /// failed half-way (a pooled connection would keep it).
 async fn migrate(options: &PgConnectOptions) -> StoreResult<()> {
-    let mut conn = options
-        .connect()
-        .await
-        .map_err(|e| classify(e.into()))?;
+    let mut conn = options.connect().await.map_err(|e| classify(e.into()))?;
     MIGRATOR.run(&mut conn).await?;
     let _ = conn.close().await;
     Ok(())

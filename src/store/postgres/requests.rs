@@ -278,7 +278,8 @@ pub(super) async fn get(c: &mut PgConnection, id: Uuid) -> StoreResult<Option<Re
 /// One page, newest first (`created_at`, then `id`, descending), and the matching total.
 pub(super) async fn list(c: &mut PgConnection, f: ListFilter) -> StoreResult<Page> {
     // Each filter is `($n IS NULL OR col = $n)`, so one statement serves every combination.
-    const WHERE: &str = "WHERE ($1::text IS NULL OR mode = $1) AND ($2::text IS NULL OR status = $2)
+    const WHERE: &str =
+        "WHERE ($1::text IS NULL OR mode = $1) AND ($2::text IS NULL OR status = $2)
                            AND ($3::text IS NULL OR callback_status = $3)";
     let mode = f.mode.map(Mode::as_str);
     let status = f.status.map(RequestStatus::as_str);
