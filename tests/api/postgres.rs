@@ -177,3 +177,154 @@ async fn concurrent_submissions_with_one_key_on_two_instances_admit_one_request(
     assert_eq!(first, 1, "exactly one submission is admitted");
     assert_eq!(a.get_json("/requests").await["total"], 1);
 }
+
+// The store itself, without HTTP: what several instances claiming from one database
+// must never do, and what an expired lease must no longer do.
+
+mod store {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use consuma::store::postgres::PgStore;
+    use consuma::store::{
+        AttemptRecord, FinishedWork, Mode, NewRequest, NextStep, RequestStatus, Store,
+    };
+    use uuid::Uuid;
+
+    use crate::helpers::{Backend, TestDb, postgres_available};
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    async fn open(db: &TestDb) -> PgStore {
+        PgStore::open(&db.url).await.expect("open the store")
+    }
+
+    fn async_request() -> NewRequest {
+        NewRequest {
+            id: Uuid::now_v7(),
+            mode: Mode::Async,
+            status: RequestStatus::Pending,
+            input_data: r#"{"text":"a","count":1}"#.into(),
+            callback_url: Some("http://127.0.0.1:9/hook".into()),
+            trace_id: "0".repeat(32),
+            created_at: Utc::now(),
+        }
+    }
+
+    fn finished() -> FinishedWork {
+        FinishedWork {
+            status: RequestStatus::Completed,
+            output_data: Some("{}".into()),
+            error: None,
+            completed_at: Utc::now(),
+            callback_body: Some("{}".into()),
+        }
+    }
+
+    /// Claims until a claim comes back empty; returns the request ids leased.
+    async fn claim_all(store: &PgStore) -> Vec<Uuid> {
+        let mut leased = Vec::new();
+        loop {
+            let jobs = store.claim_due_jobs(7, LONG).await.expect("claim");
+            if jobs.is_empty() {
+                return leased;
+            }
+            leased.extend(jobs.iter().map(|j| j.lease.request_id));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_instances_claiming_at_once_never_lease_the_same_job() {
+        if !postgres_available().await {
+            return;
+        }
+        let db = TestDb::new(Backend::Postgres).await;
+        let (a, b) = (open(&db).await, open(&db).await);
+        for _ in 0..60 {
+            a.admit(async_request(), None).await.unwrap();
+        }
+        let (from_a, from_b) = tokio::join!(claim_all(&a), claim_all(&b));
+        let all: HashSet<Uuid> = from_a.iter().chain(&from_b).copied().collect();
+        assert_eq!(from_a.len() + from_b.len(), 60, "every job leased once");
+        assert_eq!(all.len(), 60);
+        let record = b.get_request(from_a[0]).await.unwrap().unwrap();
+        assert_eq!(record.status, RequestStatus::Processing);
+        assert_eq!(b.job_counts().await.unwrap().processing, 60);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_lease_records_nothing_and_its_job_is_claimed_again() {
+        if !postgres_available().await {
+            return;
+        }
+        let db = TestDb::new(Backend::Postgres).await;
+        let store = open(&db).await;
+        store.admit(async_request(), None).await.unwrap();
+        let first = store.claim_due_jobs(1, Duration::from_millis(200)).await;
+        let first = first.unwrap().pop().expect("a job").lease;
+        assert!(store.claim_due_jobs(1, LONG).await.unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        assert!(!store.renew_lease(first, LONG).await.unwrap());
+        let second = store.claim_due_jobs(1, LONG).await.unwrap().pop();
+        let second = second.expect("claimed again").lease;
+        assert_eq!(second.request_id, first.request_id);
+        assert_ne!(second.token, first.token);
+        assert!(!store.record_work(first, &finished()).await.unwrap());
+        assert!(store.record_work(second, &finished()).await.unwrap());
+        assert!(store.renew_lease(second, LONG).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scheduled_retry_wakes_other_instances_and_is_due_at_its_time() {
+        if !postgres_available().await {
+            return;
+        }
+        let db = TestDb::new(Backend::Postgres).await;
+        let (a, b) = (open(&db).await, open(&db).await);
+        let signal = b.job_signal();
+        a.admit(async_request(), None).await.unwrap();
+        let lease = a
+            .claim_due_jobs(1, LONG)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+            .lease;
+        // Let the admission's NOTIFY arrive, and consume the wake-up it left.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(50), signal.notified()).await;
+
+        let retry_at = Utc::now() + Duration::from_millis(500);
+        let attempt = AttemptRecord {
+            attempt: 1,
+            // Whole milliseconds, as both stores keep times.
+            started_at: chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
+                .unwrap(),
+            duration_ms: 1.5,
+            status_code: Some(503),
+            error: Some("HTTP 503".into()),
+        };
+        let next = NextStep::RetryAt(retry_at);
+        assert!(a.record_attempt(lease, &attempt, &next).await.unwrap());
+        tokio::time::timeout(Duration::from_secs(2), signal.notified())
+            .await
+            .expect("the other instance hears of the retry");
+
+        let due = b.next_due_at().await.unwrap().expect("a job is waiting");
+        let off = (due - retry_at).num_milliseconds().abs();
+        assert!(off < 100, "due {off} ms away from the retry time");
+        assert!(b.claim_due_jobs(1, LONG).await.unwrap().is_empty());
+        tokio::time::sleep((due - Utc::now()).to_std().unwrap_or_default()).await;
+        let job = b
+            .claim_due_jobs(1, LONG)
+            .await
+            .unwrap()
+            .pop()
+            .expect("due now");
+        assert_eq!(job.attempts_made, 1);
+        let record = b.get_request(job.lease.request_id).await.unwrap().unwrap();
+        assert_eq!(record.attempts, vec![attempt.clone()]);
+    }
+}

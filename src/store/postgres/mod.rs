@@ -6,7 +6,7 @@
 //! - **Admission** writes the request, its job and its idempotency key together. The key
 //!   is inserted first with `ON CONFLICT DO NOTHING`: a concurrent admission with the same
 //!   key waits on the unique index until the first commits, then reads its row
-//!   ([`requests`]).
+//!   ([`keys`]).
 //! - **Claiming** is one statement: the due, unleased jobs are picked `FOR UPDATE SKIP
 //!   LOCKED` (instances never wait for, nor take, each other's rows), stamped with a fresh
 //!   lease token and expiry, and their requests marked `processing` ([`jobs`]). An outcome
@@ -26,6 +26,7 @@
 //!   while it migrates, so instances starting together apply each migration once.
 
 mod jobs;
+mod keys;
 mod listen;
 mod requests;
 
@@ -266,5 +267,23 @@ impl Store for PgStore {
         let (name, candidate) = (name.to_owned(), candidate.to_owned());
         self.tx(move |c| Box::pin(requests::get_or_insert_setting(c, name, candidate)))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_unreachable;
+
+    #[test]
+    fn refused_or_cut_sessions_are_unreachable_but_statement_errors_are_not() {
+        for code in [
+            "08006", "08001", "28P01", "57P01", "57P03", "53300", "3D000", "55000",
+        ] {
+            assert!(is_unreachable(code), "{code}");
+        }
+        // unique_violation, syntax_error, undefined_table, serialization_failure
+        for code in ["23505", "42601", "42P01", "40001"] {
+            assert!(!is_unreachable(code), "{code}");
+        }
     }
 }
