@@ -98,26 +98,39 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until the shutdown token is cancelled, then drains: in-flight HTTP requests
-    /// and jobs get the grace period.
+    /// Serves until the shutdown token is cancelled, then drains (SPEC §3): the listener
+    /// stays open while running jobs finish (or are released) within the grace period, so
+    /// that /readyz answers 503 and new work is refused meanwhile; then the HTTP server
+    /// stops, letting in-flight requests finish, within the same grace.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let shutdown = self.state.shutdown.clone();
         let grace = self.state.config.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
         let engine = self.engine.map(|e| tokio::spawn(e.run(shutdown.clone())));
         let sweeper = tokio::spawn(sweep(self.state.store.clone(), shutdown.clone()));
+        let stop_http = CancellationToken::new();
         let server = axum::serve(self.listener, http::router(self.state.clone()))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let server = tokio::spawn(async move { server.await });
-        shutdown.cancelled().await;
-        // The HTTP side gets the same grace as the jobs; a stuck client cannot hold the exit.
-        let drained = tokio::time::timeout(grace + Duration::from_secs(1), server).await;
-        if drained.is_err() {
-            tracing::warn!("HTTP connections still open after the grace period; closing them");
+            .with_graceful_shutdown(stop_http.clone().cancelled_owned());
+        let mut server = tokio::spawn(async move { server.await });
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            result = &mut server => {
+                // The server only ends by itself on an accept error.
+                shutdown.cancel();
+                result??;
+            }
         }
         if let Some(engine) = engine {
             let _ = engine.await;
         }
         sweeper.abort();
+        stop_http.cancel();
+        // A client that never finishes its request cannot hold the exit beyond the grace.
+        let http_grace = deadline.saturating_duration_since(tokio::time::Instant::now())
+            + Duration::from_secs(1);
+        if tokio::time::timeout(http_grace, server).await.is_err() {
+            tracing::warn!("HTTP requests still open after the grace period; closing them");
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -6,10 +6,14 @@
 
 mod helpers;
 
+mod callbacks;
 mod config;
 mod conformance;
+mod durability;
 mod errors;
+mod idempotency;
 mod ops;
 mod postgres;
 mod requests;
+mod ssrf;
 mod sync;

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test module uses a different part of the harness.
 
 pub mod receiver;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -328,6 +329,15 @@ impl TestApp {
             .expect("wait")
     }
 
+    /// Waits for a process already sent SIGTERM to exit.
+    pub async fn terminate_wait(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("wait")
+    }
+
     /// Starts the binary again on the same database (after [`kill`](Self::kill)).
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the server before restarting it");
@@ -345,6 +355,36 @@ impl TestApp {
 
     pub async fn post_sync(&self, body: Value) -> reqwest::Response {
         self.post_json("/sync", &body).await
+    }
+
+    /// POST /async; asserts the 202 and returns the request_id.
+    pub async fn submit_async(&self, text: &str, callback_url: &str) -> String {
+        let body = serde_json::json!({ "text": text, "count": 2, "callback_url": callback_url });
+        let r = self.post_json("/async", &body).await;
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+        r.json::<Value>().await.expect("JSON")["request_id"]
+            .as_str()
+            .expect("request_id")
+            .to_owned()
+    }
+
+    /// The signing secret this instance uses, as `consuma secret` prints it.
+    pub async fn secret(&self) -> String {
+        let out = Command::new(BIN)
+            .args(["secret", "--database-url", &self.db.url])
+            .env_clear()
+            .output()
+            .await
+            .expect("consuma secret");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_owned()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

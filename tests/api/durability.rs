@@ -1,0 +1,135 @@
+//! What survives a crash, and how a shutdown drains (SPEC §3).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::helpers::receiver::{Receiver, Reply};
+use crate::helpers::{Backend, TestApp, work};
+
+/// Acknowledged work survives SIGKILL: with jobs pending, running and waiting for a
+/// retry at the moment of the kill, a restart on the same database delivers every one.
+async fn nothing_acknowledged_is_lost_when_the_process_is_killed(backend: Backend) {
+    const N: usize = 240;
+    // Every request's first attempt fails, so many wait for a retry at the kill; some
+    // answers are slow, so deliveries are in flight too.
+    let receiver = Receiver::scripted("127.0.0.1", |n| match n {
+        0 => Reply::status(500),
+        _ => Reply::status(200).after(Duration::from_millis(50)),
+    })
+    .await;
+    let mut app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--work-delay-ms", 400)
+        .arg("--workers", 40)
+        .arg("--lease-secs", 3)
+        .arg("--callback-base-delay-ms", 1500)
+        .spawn()
+        .await;
+    let url = receiver.url("/cb");
+    let acks = join_all((0..N).map(|i| {
+        let (client, api, url) = (app.client.clone(), app.url("/async"), url.clone());
+        async move {
+            let body = serde_json::json!({"text": format!("job {i}"), "callback_url": url});
+            let r = client.post(api).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()["request_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    }))
+    .await;
+    let acknowledged: HashSet<String> = acks.into_iter().collect();
+    assert_eq!(acknowledged.len(), N);
+    // Kill once some callbacks failed (retries scheduled) while work is still queued.
+    receiver.wait_for(30, Duration::from_secs(30)).await;
+    app.kill().await;
+    let before = receiver.hits().len();
+    assert!(before < 2 * N, "the kill came mid-flight ({before} hits)");
+
+    app.restart().await;
+    for id in &acknowledged {
+        let record = app.wait_terminal(id, Duration::from_secs(120)).await;
+        assert_eq!(record["status"], "completed", "{id}");
+        assert_eq!(record["callback_status"], "sent", "{id}");
+    }
+    // The receiver saw every request, each delivery under one webhook-id with one body.
+    let mut by_id: HashMap<String, Vec<_>> = HashMap::new();
+    for hit in receiver.hits() {
+        by_id
+            .entry(hit.header("webhook-id").to_owned())
+            .or_default()
+            .push(hit);
+    }
+    assert_eq!(by_id.keys().cloned().collect::<HashSet<_>>(), acknowledged);
+    for (id, hits) in by_id {
+        assert!(
+            hits.iter()
+                .all(|h| h.request_id() == id && h.body == hits[0].body),
+            "{id}"
+        );
+    }
+    assert_eq!(app.get_json("/requests?mode=async").await["total"], N);
+}
+
+/// SIGTERM: /readyz turns 503 and new work is refused at once, in-flight work finishes,
+/// and the process exits 0.
+async fn a_graceful_shutdown_drains_in_flight_work(backend: Backend) {
+    let receiver = Receiver::ok().await;
+    let mut app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--work-delay-ms", 1500)
+        .spawn()
+        .await;
+    let id = app.submit_async("drain me", &receiver.url("/")).await;
+    let (client, url) = (app.client.clone(), app.url("/sync"));
+    let in_flight =
+        tokio::spawn(async move { client.post(url).json(&work("inline", 1)).send().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = nix::unistd::Pid::from_raw(app.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = super::helpers::client();
+    assert_eq!(
+        fresh.get(app.url("/readyz")).send().await.unwrap().status(),
+        503
+    );
+    assert_eq!(
+        fresh
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let refused = fresh
+        .post(app.url("/sync"))
+        .json(&work("late", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        in_flight.await.unwrap().unwrap().status(),
+        200,
+        "the in-flight request finished"
+    );
+    let status = app.terminate_wait().await;
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        receiver.hits_for(&id).len(),
+        1,
+        "the running job finished before the exit"
+    );
+}
+
+both_backends!(
+    nothing_acknowledged_is_lost_when_the_process_is_killed,
+    a_graceful_shutdown_drains_in_flight_work
+);

@@ -1,0 +1,174 @@
+//! The callback policy over HTTP (SPEC §4): submit-time refusals, and delivery-time
+//! vetting of resolved addresses. Nothing here is ever delivered outside loopback: the
+//! `accept` cases run against an instance with `--workers 0`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::receiver::{Receiver, Reply};
+use crate::helpers::{Backend, TestApp};
+
+fn cases() -> Value {
+    serde_json::from_str(include_str!("../data/ssrf_cases.json")).unwrap()
+}
+
+async fn every_reject_case_is_a_400_naming_the_reason(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for case in cases()["reject"].as_array().unwrap() {
+        let url = case["url"].as_str().unwrap();
+        let r = app
+            .post_json("/async", &json!({"text": "x", "callback_url": url}))
+            .await;
+        assert_eq!(r.status(), 400, "{url} ({})", case["why"]);
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["type"], "/problems/callback-refused", "{url}");
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            detail.len() > "callback_url refused: ".len(),
+            "{url}: {detail}"
+        );
+    }
+    // An embedded IPv4 is named.
+    let r = app
+        .post_json(
+            "/async",
+            &json!({"text": "x", "callback_url": "http://[64:ff9b::127.0.0.1]/"}),
+        )
+        .await;
+    assert!(
+        r.json::<Value>().await.unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1")
+    );
+    assert_eq!(
+        app.get_json("/requests").await["total"],
+        0,
+        "refused requests are not records"
+    );
+}
+
+async fn every_accept_case_is_acknowledged_by_an_accept_only_instance(backend: Backend) {
+    let app = TestApp::builder(backend).arg("--workers", 0).spawn().await;
+    for case in cases()["accept"].as_array().unwrap() {
+        let url = case["url"].as_str().unwrap();
+        let r = app
+            .post_json("/async", &json!({"text": "x", "callback_url": url}))
+            .await;
+        assert_eq!(r.status(), 202, "{url} ({})", case["why"]);
+    }
+    let n = cases()["accept"].as_array().unwrap().len();
+    assert_eq!(
+        app.get_json("/requests?callback_status=pending").await["total"],
+        n
+    );
+}
+
+/// A TCP listener that only counts the connections it accepts.
+async fn connection_counter(ip: &str) -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((_conn, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, count)
+}
+
+/// The first name /etc/hosts maps to 127.0.0.1, other than the reserved `localhost`.
+fn hosts_name_for_loopback() -> Option<String> {
+    let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
+    hosts
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split('#').next()?.split_whitespace();
+            (words.next()? == "127.0.0.1")
+                .then(|| words.find(|w| !w.ends_with("localhost") && !w.contains("localhost.")))?
+        })
+        .map(str::to_owned)
+}
+
+async fn names_resolving_to_denied_addresses_are_refused_at_delivery(backend: Backend) {
+    // Receivers live on 127.0.0.2, the only opened address; 127.0.0.1 stays denied.
+    let good = Receiver::scripted("127.0.0.2", |_| Reply::status(200)).await;
+    let (port, connections) = connection_counter("127.0.0.1").await;
+    let app = TestApp::builder(backend)
+        .arg("--allow-callback-cidr", "127.0.0.2/32")
+        .arg("--callback-resolve", "rebind.test=127.0.0.1")
+        .arg("--callback-resolve", format!("good.test={}", "127.0.0.2"))
+        .spawn()
+        .await;
+    let mut denied = vec![format!("http://rebind.test:{port}/hook")];
+    match hosts_name_for_loopback() {
+        Some(name) => denied.push(format!("http://{name}:{port}/hook")),
+        None => eprintln!("note: /etc/hosts maps no extra name to 127.0.0.1; that case is skipped"),
+    }
+    for url in &denied {
+        let id = app.submit_async("x", url).await;
+        let record = app.wait_terminal(&id, Duration::from_secs(20)).await;
+        assert_eq!(record["callback_status"], "failed", "{url}");
+        assert_eq!(
+            record["callback_attempts"], 1,
+            "a refusal is permanent: {url}"
+        );
+        let reason = record["callback_last_error"].as_str().unwrap();
+        assert!(
+            reason.contains("refused") && reason.contains("127.0.0.1"),
+            "{url}: {reason}"
+        );
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "no connection to a denied address"
+    );
+    let id = app
+        .submit_async("x", &format!("http://good.test:{}/hook", good.addr.port()))
+        .await;
+    assert_eq!(
+        app.wait_terminal(&id, Duration::from_secs(20)).await["callback_status"],
+        "sent"
+    );
+    assert_eq!(good.hits().len(), 1);
+    // A literal denied address is refused before it is even accepted.
+    let r = app
+        .post_json(
+            "/async",
+            &json!({"text": "x", "callback_url": format!("http://127.0.0.1:{port}/")}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+}
+
+async fn reserved_names_stay_refused_even_with_loopback_opened(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--workers", 0)
+        .spawn()
+        .await;
+    for url in [
+        "http://localhost:8080/",
+        "http://localhost.:8080/",
+        "http://api.localhost/",
+        "http://metadata/",
+    ] {
+        let r = app
+            .post_json("/async", &json!({"text": "x", "callback_url": url}))
+            .await;
+        assert_eq!(r.status(), 400, "{url}");
+    }
+}
+
+both_backends!(
+    every_reject_case_is_a_400_naming_the_reason,
+    every_accept_case_is_acknowledged_by_an_accept_only_instance,
+    names_resolving_to_denied_addresses_are_refused_at_delivery,
+    reserved_names_stay_refused_even_with_loopback_opened,
+);
