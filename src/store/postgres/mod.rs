@@ -100,7 +100,11 @@ impl PgStore {
 /// around them; closing the connection afterwards releases it even when a migration
 /// failed half-way (a pooled connection would keep it).
 async fn migrate(options: &PgConnectOptions) -> StoreResult<()> {
-    let mut conn = options.connect().await.map_err(|e| classify(e.into()))?;
+    // Only connecting is bounded: waiting for another instance's migrations is not.
+    let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect())
+        .await
+        .map_err(|_| StoreError::Unavailable("connecting timed out".into()))?
+        .map_err(|e| classify(e.into()))?;
     MIGRATOR.run(&mut conn).await?;
     let _ = conn.close().await;
     Ok(())
