@@ -1,85 +1,66 @@
-//! One callback attempt (SPEC §2 "The callback"). PLACEHOLDER: replaced before merge.
+//! One callback attempt (SPEC §2 "The callback"): *how* a result reaches its receiver.
+//!
+//! The engine decides *when* (it claims the job, calls [`CallbackClient::attempt`] outside
+//! any database transaction, and records the [`AttemptOutcome`]); this module only sends.
+//!
+//! - [`payload`]: the body, serialised once when the work ends ([`callback_body`]).
+//! - [`signing`]: Standard Webhooks `whsec_` secret and `v1,` signatures.
+//! - [`client`]: the HTTP client — callback policy re-checked, vetted DNS (SPEC §4), no
+//!   redirects, no proxy, a timeout on the status line.
+//! - [`retry`]: pure rules: reply → [`Verdict`], and the delay before the next attempt.
+//!
+//! Invariants: an attempt never panics and never touches the database; it never logs the
+//! body or the URL's query string; every attempt of a request carries the same
+//! `webhook-id` and body, with a fresh `webhook-timestamp` and signature.
+
+pub mod client;
+pub mod payload;
+pub mod retry;
 pub mod signing;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::ssrf::CallbackPolicy;
-use signing::SigningSecret;
+pub use client::CallbackClient;
+pub use payload::callback_body;
+pub use retry::{classify, delay_with_jitter, next_delay, parse_retry_after};
 
-/// What one attempt should send.
+/// What one attempt sends, and where.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {
+    /// The receiver's URL as submitted; checked again against the policy before sending.
     pub url: &'a str,
-    /// The `webhook-id`: the request id, stable across attempts.
+    /// The `webhook-id` (and `X-Request-Id`): the request id, stable across attempts.
     pub webhook_id: &'a str,
     /// The callback body, byte-identical across attempts.
     pub body: &'a str,
+    /// The W3C `traceparent` continuing the request's trace.
     pub traceparent: &'a str,
 }
 
 /// How an attempt ended, and what it means for the next one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// A 2xx status line arrived in time: the callback is sent.
     Delivered,
+    /// The attempt failed; try again if the budget allows. `retry_after` is the receiver's
+    /// `Retry-After` on a 429 or 503, to be honoured when longer than the backoff.
     Retry { retry_after: Option<Duration> },
+    /// Retrying cannot help (the callback policy refused the destination).
     Permanent,
 }
 
+/// The record of one attempt, as the engine stores it (SPEC §2 `attempts`).
 #[derive(Debug, Clone)]
 pub struct AttemptOutcome {
+    /// When the attempt started (also its `webhook-timestamp`, in whole seconds).
     pub started_at: DateTime<Utc>,
+    /// From start until the status line arrived or the attempt gave up.
     pub duration: Duration,
+    /// The response status, if a status line arrived.
     pub status_code: Option<u16>,
+    /// Why the attempt failed; `None` when delivered.
     pub error: Option<String>,
     pub verdict: Verdict,
-}
-
-pub struct CallbackClient {
-    _policy: Arc<CallbackPolicy>,
-    _secret: SigningSecret,
-    _timeout: Duration,
-}
-
-impl CallbackClient {
-    pub fn new(
-        policy: Arc<CallbackPolicy>,
-        secret: SigningSecret,
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        Ok(Self {
-            _policy: policy,
-            _secret: secret,
-            _timeout: timeout,
-        })
-    }
-
-    pub async fn attempt(&self, d: Delivery<'_>) -> AttemptOutcome {
-        let _ = d;
-        AttemptOutcome {
-            started_at: Utc::now(),
-            duration: Duration::ZERO,
-            status_code: None,
-            error: Some("placeholder".into()),
-            verdict: Verdict::Permanent,
-        }
-    }
-}
-
-/// Delay before the attempt after failed attempt `k` (1-based).
-pub fn next_delay(k: u32, base: Duration, retry_after: Option<Duration>) -> Duration {
-    let _ = retry_after;
-    base * 2u32.pow(k.saturating_sub(1).min(20))
-}
-
-/// The callback body (SPEC §2).
-pub fn callback_body(
-    request_id: uuid::Uuid,
-    result: Result<&crate::work::WorkResult, &str>,
-    finalised_at: DateTime<Utc>,
-) -> String {
-    let _ = (request_id, result, finalised_at);
-    String::new()
 }

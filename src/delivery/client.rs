@@ -1,0 +1,183 @@
+//! The callback HTTP client: one signed POST per attempt (SPEC §2 "The callback", §4).
+//!
+//! Each attempt:
+//! 1. re-checks the URL with [`CallbackPolicy::check_url`] — literal-IP hosts never reach a
+//!    resolver, so this is their only gate at delivery time;
+//! 2. resolves host names only through the policy's [`VettedResolver`], which refuses the
+//!    host if *any* address is denied and hands the connector the vetted addresses, so
+//!    there is no second lookup for DNS rebinding to exploit;
+//! 3. sends the stored body with fresh `webhook-timestamp` and `webhook-signature` headers,
+//!    never following a redirect and never through a proxy;
+//! 4. waits for the status line only (the timeout covers connect, TLS, request and response
+//!    head, not the body, which is never read).
+//!
+//! Invariants: `attempt` never panics and never touches the database; the URL's query
+//! string and the body are never logged; a refusal by the policy is permanent.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+
+use super::retry::{Reply, classify, honours_retry_after, parse_retry_after};
+use super::signing::SigningSecret;
+use super::{AttemptOutcome, Delivery};
+use crate::ssrf::{CallbackPolicy, Refusal, VettedResolver};
+use crate::telemetry::redact_url;
+
+/// `User-Agent` of every callback.
+const USER_AGENT: &str = concat!("consuma/", env!("CARGO_PKG_VERSION"));
+/// Longest error text recorded for a failed connection.
+const MAX_ERROR_CHARS: usize = 300;
+
+/// Sends callback attempts; cheap to share (one connection pool for all workers).
+pub struct CallbackClient {
+    policy: Arc<CallbackPolicy>,
+    secret: SigningSecret,
+    timeout: Duration,
+    http: reqwest::Client,
+}
+
+impl CallbackClient {
+    /// A client that checks destinations with `policy`, signs with `secret` and gives each
+    /// attempt `timeout` to receive a status line.
+    pub fn new(
+        policy: Arc<CallbackPolicy>,
+        secret: SigningSecret,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        // reqwest is built without a crypto provider (STACK.md): ring, installed once per
+        // process; a second call finds it installed and changes nothing.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(VettedResolver::new(policy.clone())))
+            .connect_timeout(timeout)
+            .user_agent(USER_AGENT)
+            .build()
+            .context("cannot build the callback HTTP client")?;
+        Ok(Self {
+            policy,
+            secret,
+            timeout,
+            http,
+        })
+    }
+
+    /// Makes one attempt and reports how it went; see the module docs for the steps.
+    pub async fn attempt(&self, d: Delivery<'_>) -> AttemptOutcome {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let reply = self.exchange(d, started_at).await;
+        let duration = clock.elapsed();
+        let status_code = match reply {
+            Reply::Status { code, .. } => Some(code),
+            _ => None,
+        };
+        let (verdict, error) = classify(&reply);
+        AttemptOutcome {
+            started_at,
+            duration,
+            status_code,
+            error,
+            verdict,
+        }
+    }
+
+    /// Checks, signs and sends; returns what came back, unjudged.
+    async fn exchange(&self, d: Delivery<'_>, started_at: DateTime<Utc>) -> Reply {
+        let url = match self.policy.check_url(d.url) {
+            Ok(url) => url,
+            Err(refusal) => return refused(&refusal),
+        };
+        tracing::debug!(url = %redact_url(&url), "sending callback");
+        let timestamp = started_at.timestamp();
+        let mut request = self
+            .http
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .header("webhook-id", d.webhook_id)
+            .header("webhook-timestamp", timestamp)
+            .header(
+                "webhook-signature",
+                self.secret.sign(d.webhook_id, timestamp, d.body.as_bytes()),
+            )
+            .header("x-request-id", d.webhook_id)
+            .body(d.body.to_owned());
+        if !d.traceparent.is_empty() {
+            request = request.header("traceparent", d.traceparent);
+        }
+        match tokio::time::timeout(self.timeout, request.send()).await {
+            Err(_elapsed) => Reply::TimedOut {
+                after: self.timeout,
+            },
+            // The response (and its unread body) is dropped here: only the head counts.
+            Ok(Ok(response)) => status_reply(&response),
+            Ok(Err(error)) => error_reply(error),
+        }
+    }
+}
+
+/// The reply for a status line; `Retry-After` is read only where it is honoured.
+fn status_reply(response: &reqwest::Response) -> Reply {
+    let code = response.status().as_u16();
+    let retry_after = honours_retry_after(code)
+        .then(|| response.headers().get(RETRY_AFTER)?.to_str().ok())
+        .flatten()
+        .and_then(|value| parse_retry_after(value, SystemTime::now()));
+    Reply::Status { code, retry_after }
+}
+
+/// The reply for a failed exchange: a policy refusal from the resolver is permanent,
+/// anything else is a readable, URL-free error to retry on.
+fn error_reply(error: reqwest::Error) -> Reply {
+    if let Some(refusal) = Refusal::find_in(&error) {
+        return refused(refusal);
+    }
+    Reply::Failed {
+        error: describe(&error.without_url()),
+    }
+}
+
+fn refused(refusal: &Refusal) -> Reply {
+    Reply::Refused {
+        reason: refusal.to_string(),
+    }
+}
+
+/// `"<kind>: <root cause>"`, e.g. `connect error: Connection refused (os error 111)`.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_connect() {
+        "connect error"
+    } else if error.is_timeout() {
+        "timeout"
+    } else if error.is_builder() {
+        "invalid request"
+    } else {
+        "request error"
+    };
+    let root = chain(error)
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let text = format!("{kind}: {root}");
+    match text.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// The error followed by its sources, outermost first.
+fn chain<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |&e| e.source())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+//! The callback body (SPEC §2 "The callback").
+//!
+//! `{"request_id", "status", "result", "error", "timestamp"}`, serialised once when the work
+//! ends. The engine stores these bytes with the job, so every attempt (including one
+//! repeated after a crash) sends the same body; only `webhook-timestamp` and the signature
+//! change between attempts. `timestamp` is when the result was finalised, in RFC 3339 UTC
+//! with milliseconds and a `Z`, like every other timestamp of the API.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::work::WorkResult;
+
+/// The body's shape; the field order is the serialisation order.
+#[derive(Serialize)]
+struct CallbackBody<'a> {
+    request_id: uuid::Uuid,
+    status: &'static str,
+    result: Option<&'a WorkResult>,
+    error: Option<&'a str>,
+    timestamp: String,
+}
+
+/// The callback body for a finished request: `status` is `completed` with the result and a
+/// null `error`, or `failed` with a null `result` and the error text.
+pub fn callback_body(
+    request_id: uuid::Uuid,
+    result: Result<&WorkResult, &str>,
+    finalised_at: DateTime<Utc>,
+) -> String {
+    let (status, result, error) = match result {
+        Ok(r) => ("completed", Some(r), None),
+        Err(e) => ("failed", None, Some(e)),
+    };
+    let body = CallbackBody {
+        request_id,
+        status,
+        result,
+        error,
+        timestamp: finalised_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    };
+    // Strings, integers, floats and a UUID: serde_json cannot fail on these (a non-finite
+    // float would become `null`, not an error).
+    serde_json::to_string(&body).expect("a callback body always serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+    use serde_json::{Value, json};
+
+    fn result() -> WorkResult {
+        WorkResult {
+            input_hash: "0123456789abcdef".into(),
+            word_count: 2,
+            character_count: 11,
+            processed_text: "HELLO WORLD".into(),
+            iterations: 1,
+            processing_time_ms: 200.57,
+        }
+    }
+
+    fn id() -> uuid::Uuid {
+        "0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b".parse().unwrap()
+    }
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 3, 14, 15, 9, 26).unwrap()
+            + chrono::Duration::microseconds(535_897)
+    }
+
+    #[test]
+    fn a_completed_body_has_exactly_the_specified_fields() {
+        let body = callback_body(id(), Ok(&result()), at());
+        assert_eq!(
+            body,
+            concat!(
+                r#"{"request_id":"0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b","status":"completed","#,
+                r#""result":{"input_hash":"0123456789abcdef","word_count":2,"character_count":11,"#,
+                r#""processed_text":"HELLO WORLD","iterations":1,"processing_time_ms":200.57},"#,
+                r#""error":null,"timestamp":"2025-03-14T15:09:26.535Z"}"#
+            )
+        );
+    }
+
+    #[test]
+    fn a_failed_body_has_a_null_result_and_the_error() {
+        let body: Value =
+            serde_json::from_str(&callback_body(id(), Err("the work panicked"), at())).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "request_id": "0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b",
+                "status": "failed",
+                "result": null,
+                "error": "the work panicked",
+                "timestamp": "2025-03-14T15:09:26.535Z",
+            })
+        );
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_bytes() {
+        let r = result();
+        let first = callback_body(id(), Ok(&r), at());
+        for _ in 0..3 {
+            assert_eq!(callback_body(id(), Ok(&r), at()), first);
+        }
+        assert_eq!(
+            callback_body(id(), Err("x \"quoted\"\n"), at()),
+            callback_body(id(), Err("x \"quoted\"\n"), at())
+        );
+    }
+
+    #[test]
+    fn the_timestamp_keeps_milliseconds_even_when_they_are_zero() {
+        let whole = Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap();
+        let body: Value = serde_json::from_str(&callback_body(id(), Err("e"), whole)).unwrap();
+        assert_eq!(body["timestamp"], "2025-01-02T03:04:05.000Z");
+    }
+}
