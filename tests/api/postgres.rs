@@ -99,9 +99,9 @@ async fn three_instances_migrating_one_fresh_database_at_once_all_become_ready()
     assert_eq!(secrets, 1);
 }
 
-/// An accept-only instance stores a job; an idle worker elsewhere starts it at once,
-/// woken by NOTIFY rather than by its 2 s poll. Five in a row, each well under the
-/// poll interval: a broken wake-up would miss at least one.
+/// An accept-only instance stores a job; an idle worker elsewhere runs it, woken by
+/// NOTIFY: its fallback poll is ten minutes, so nothing else could start the job within
+/// the test. Five in a row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_accepted_by_one_instance_wakes_an_idle_worker_of_another() {
     if !postgres_available().await {
@@ -114,6 +114,7 @@ async fn a_job_accepted_by_one_instance_wakes_an_idle_worker_of_another() {
         .await;
     let _worker = TestApp::builder_on(api.db.clone())
         .allow_loopback()
+        .arg("--job-poll-ms", 600_000)
         .spawn()
         .await;
     // Nothing listens on the discard port: the callback fails, but the work is done first.
@@ -122,15 +123,15 @@ async fn a_job_accepted_by_one_instance_wakes_an_idle_worker_of_another() {
         tokio::time::sleep(Duration::from_millis(200)).await; // the worker is idle again
         let r = api.post_json("/async", &body).await;
         assert_eq!(r.status(), 202);
-        let accepted = Instant::now();
         let id = r.json::<Value>().await.unwrap()["request_id"]
             .as_str()
             .unwrap()
             .to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
         while api.record(&id).await["status"] != "completed" {
             assert!(
-                accepted.elapsed() < Duration::from_millis(900),
-                "the worker did not start the job at once"
+                Instant::now() < deadline,
+                "no wake-up reached the idle worker"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -308,7 +309,7 @@ mod store {
         };
         let next = NextStep::RetryAt(retry_at);
         assert!(a.record_attempt(lease, &attempt, &next).await.unwrap());
-        tokio::time::timeout(Duration::from_secs(2), signal.notified())
+        tokio::time::timeout(Duration::from_secs(20), signal.notified())
             .await
             .expect("the other instance hears of the retry");
 
