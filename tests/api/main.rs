@@ -15,5 +15,6 @@ mod idempotency;
 mod ops;
 mod postgres;
 mod requests;
+mod scale_out;
 mod ssrf;
 mod sync;

@@ -164,18 +164,22 @@ async fn concurrent_submissions_with_one_key_on_two_instances_admit_one_request(
     });
     let responses = futures::future::join_all(sends).await;
     let mut first = 0;
+    let mut ids = std::collections::HashSet::new();
     for r in responses {
         let r = r.expect("POST /async");
-        match (
-            r.status().as_u16(),
-            r.headers().contains_key("idempotent-replayed"),
-        ) {
+        let status = r.status().as_u16();
+        let replayed = r.headers().contains_key("idempotent-replayed");
+        match (status, replayed) {
             (202, false) => first += 1,
             (202, true) | (409, _) => {}
             (status, _) => panic!("unexpected {status}"),
         }
+        if status == 202 {
+            ids.insert(r.json::<Value>().await.unwrap()["request_id"].clone());
+        }
     }
     assert_eq!(first, 1, "exactly one submission is admitted");
+    assert_eq!(ids.len(), 1, "every instance replays the same request_id");
     assert_eq!(a.get_json("/requests").await["total"], 1);
 }
 
