@@ -68,6 +68,7 @@ impl Application {
                         max_attempts: config.callback_max_attempts,
                         base_delay: config.callback_base_delay,
                         shutdown_grace: config.shutdown_grace,
+                        poll: config.job_poll,
                     },
                 ))
             }

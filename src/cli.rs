@@ -114,6 +114,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSUMA_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// Longest an idle worker sleeps before looking for due jobs again when no wake-up
+    /// arrives (new jobs and retries wake it at once; this is the fallback).
+    #[arg(long, env = "CONSUMA_JOB_POLL_MS", default_value_t = 2000)]
+    pub job_poll_ms: u64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CONSUMA_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,

@@ -99,6 +99,7 @@ pub struct Config {
     pub signing_secret: Option<SigningSecret>,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
+    pub job_poll: Duration,
     pub max_body_bytes: usize,
 }
 
@@ -184,6 +185,7 @@ impl Config {
                 0,
                 3600,
             )?),
+            job_poll: Duration::from_millis(in_range("job-poll-ms", a.job_poll_ms, 10, 3_600_000)?),
             max_body_bytes: in_range("max-body-bytes", a.max_body_bytes, 1024, 16 * 1024 * 1024)?,
         })
     }

@@ -4,7 +4,7 @@
 //! workers (`--workers`, a semaphore), and runs each in a task of its own ([`job`]).
 //! When nothing is due it sleeps until the earliest due time (a retry's `run_at`, or a
 //! lease that will expire), or until the store signals a new job, or for at most
-//! [`POLL`]: idle workers do not spin. A retry is a row with a later `run_at`, never a
+//! `--job-poll-ms` (the fallback when no wake-up arrives): idle workers do not spin. A retry is a row with a later `run_at`, never a
 //! sleeping task, so a restart resumes every pending job, running job and scheduled retry.
 //!
 //! On shutdown the dispatcher stops claiming; running jobs get the grace period to finish,
@@ -24,9 +24,6 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::CallbackClient;
 use crate::store::{Lease, Store};
 
-/// Longest idle sleep: the fallback when no signal arrives (another instance's job on a
-/// store that cannot signal, or a lost wake-up).
-pub const POLL: Duration = Duration::from_secs(2);
 /// Most jobs claimed in one statement.
 const CLAIM_BATCH: usize = 64;
 
@@ -39,6 +36,8 @@ pub struct EngineConfig {
     pub max_attempts: u32,
     pub base_delay: Duration,
     pub shutdown_grace: Duration,
+    /// Longest idle sleep: the fallback when no signal arrives (a lost wake-up).
+    pub poll: Duration,
 }
 
 pub struct Engine {
@@ -121,14 +120,14 @@ impl Engine {
         self.drain(running, leases).await;
     }
 
-    /// Time until the earliest job becomes claimable, at most [`POLL`].
+    /// Time until the earliest job becomes claimable, at most the poll interval.
     async fn until_next_due(&self) -> Duration {
         match self.store.next_due_at().await {
             Ok(Some(at)) => (at - Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
-                .min(POLL),
-            Ok(None) => POLL,
+                .min(self.config.poll),
+            Ok(None) => self.config.poll,
             Err(_) => Duration::from_millis(500),
         }
     }

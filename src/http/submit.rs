@@ -42,6 +42,30 @@ pub struct AsyncRequest {
     callback_url: String,
 }
 
+/// The refusals POST /sync and /async share, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only its derived description is used.
+enum SubmitRefusals {
+    /// Not JSON, not an object, callback_url refused by the callback policy (async), or a malformed Idempotency-Key
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The first request with this Idempotency-Key is still running (async: not committed yet)
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// Body over the limit
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// Content-Type is not application/json
+    #[response(status = 415, content_type = "application/problem+json")]
+    MediaType(Problem),
+    /// A field is missing, mistyped or out of range (one `errors` entry per field), or the Idempotency-Key was used with another input
+    #[response(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Problem),
+    /// Database unavailable, overloaded or shutting down; nothing was acknowledged
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
 /// Reads `text` and `count` into a [`WorkInput`], reporting every wrong field.
 fn work_input(fields: &mut Fields<'_>) -> Option<WorkInput> {
     let text = fields.string("text");
@@ -69,13 +93,8 @@ fn work_input(fields: &mut Fields<'_>) -> Option<WorkInput> {
     responses(
         (status = 200, description = "The work is done and recorded", body = SyncResponse,
             headers(("X-Request-Id" = String, description = "Equal to request_id"))),
-        (status = 400, description = "Not JSON, not an object, or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The first request with this Idempotency-Key is still running", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type is not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is missing, mistyped or out of range; or the Idempotency-Key was used with another input", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "The work itself failed (recorded as failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable, overloaded or shutting down", body = Problem, content_type = "application/problem+json"),
+        SubmitRefusals,
     )
 )]
 pub async fn post_sync(
@@ -106,12 +125,7 @@ pub async fn post_sync(
     responses(
         (status = 202, description = "Stored durably with its job; the callback follows", body = AsyncAccepted,
             headers(("Location" = String, description = "/requests/{request_id}"), ("X-Request-Id" = String, description = "Equal to request_id"))),
-        (status = 400, description = "Not JSON, not an object, callback_url refused by the callback policy, or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The first request with this Idempotency-Key is not committed yet", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type is not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is missing, mistyped or out of range; or the Idempotency-Key was used with another input", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable, overloaded or shutting down; nothing was acknowledged", body = Problem, content_type = "application/problem+json"),
+        SubmitRefusals,
     )
 )]
 pub async fn post_async(

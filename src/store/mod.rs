@@ -8,6 +8,7 @@
 //! backend. Both backends pass the same integration suite.
 
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -130,11 +131,7 @@ pub trait Store: Send + Sync + 'static {
 pub async fn connect(url: &DatabaseUrl, sync: SqliteSynchronous) -> StoreResult<Arc<dyn Store>> {
     Ok(match url {
         DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path, sync).await?),
-        DatabaseUrl::Postgres(_) => {
-            return Err(StoreError::Unavailable(
-                "the PostgreSQL backend is not available yet".into(),
-            ));
-        }
+        DatabaseUrl::Postgres(url) => Arc::new(postgres::PgStore::open(url).await?),
     })
 }
 

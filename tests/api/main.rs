@@ -14,6 +14,8 @@ mod errors;
 mod idempotency;
 mod load;
 mod ops;
+mod postgres;
 mod requests;
+mod scale_out;
 mod ssrf;
 mod sync;

@@ -19,6 +19,8 @@ use tokio::process::{Child, Command};
 pub const BIN: &str = env!("CARGO_BIN_EXE_consuma");
 
 /// Generates one test per backend for each named `async fn name(backend: Backend)`.
+/// The PostgreSQL one is skipped when no server answers, unless `CI` is set (see
+/// [`postgres_available`]).
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),+ $(,)?) => {$(
@@ -26,6 +28,14 @@ macro_rules! both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
                 super::$name($crate::helpers::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if !$crate::helpers::postgres_available().await {
+                    return;
+                }
+                super::$name($crate::helpers::Backend::Postgres).await
             }
         }
     )+};
@@ -38,25 +48,134 @@ pub enum Backend {
     Postgres,
 }
 
-/// A database of its own for one test; removed when dropped.
+/// The server PostgreSQL tests run on.
+pub const PG_ADDR: &str = "127.0.0.1:5432";
+/// Where test databases are created and dropped from.
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// How long a missing PostgreSQL may take to prove missing.
+const PG_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether PostgreSQL tests can run. When the server does not answer within 3 s, a local
+/// run prints "skipped" and the test returns; under CI (`CI` set) the test fails, since
+/// the PostgreSQL half of the suite must not silently vanish there.
+pub async fn postgres_available() -> bool {
+    static REACHABLE: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    if *REACHABLE.get_or_init(postgres_answers).await {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "PostgreSQL unavailable at {PG_ADDR} and CI is set: the PostgreSQL tests must run \
+             (start it with `pg_ctlcluster --skip-systemctl-redirect 15 main start`)"
+        );
+    }
+    eprintln!("skipped: PostgreSQL unavailable at {PG_ADDR}");
+    false
+}
+
+async fn postgres_answers() -> bool {
+    match tokio::time::timeout(PG_PROBE_TIMEOUT, admin_connection()).await {
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A connection to the administrative database, for creating and dropping test databases.
+pub async fn admin_connection() -> Result<sqlx::PgConnection, sqlx::Error> {
+    <sqlx::PgConnection as sqlx::Connection>::connect(PG_ADMIN_URL).await
+}
+
+/// A database of its own for one test. Clones share it (several instances on one
+/// database); it is removed when the last clone is dropped.
+#[derive(Clone)]
 pub struct TestDb {
     pub url: String,
-    _dir: tempfile::TempDir,
+    pub backend: Backend,
+    owned: Arc<OwnedDb>,
+}
+
+/// What a [`TestDb`] removes when it goes.
+struct OwnedDb {
+    dir: tempfile::TempDir,
+    /// The PostgreSQL database to drop.
+    pg_name: Option<String>,
 }
 
 impl TestDb {
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = match backend {
-            Backend::Sqlite => format!("sqlite://{}", dir.path().join("consuma.db").display()),
-            Backend::Postgres => unreachable!("PostgreSQL arrives with its own store"),
+        let (url, pg_name) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("consuma.db").display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let name = create_pg_database().await;
+                (format!("postgres://postgres@{PG_ADDR}/{name}"), Some(name))
+            }
         };
-        Self { url, _dir: dir }
+        Self {
+            url,
+            backend,
+            owned: Arc::new(OwnedDb { dir, pg_name }),
+        }
     }
 
     /// A scratch directory that lives as long as the database.
     pub fn dir(&self) -> &std::path::Path {
-        self._dir.path()
+        self.owned.dir.path()
+    }
+
+    /// The PostgreSQL database's name (`None` on SQLite).
+    pub fn pg_name(&self) -> Option<&str> {
+        self.owned.pg_name.as_deref()
+    }
+}
+
+/// Creates an empty database `consuma_t_<uuid>` and returns its name.
+async fn create_pg_database() -> String {
+    let name = format!("consuma_t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = admin_connection()
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {PG_ADDR}: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+    let _ = sqlx::Connection::close(admin).await;
+    name
+}
+
+impl Drop for OwnedDb {
+    /// Drop cannot await: the database is dropped from a short-lived thread with a
+    /// runtime of its own, and waited for, so no database outlives its test. `FORCE`
+    /// ends the sessions of servers that are still running.
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut admin = admin_connection().await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await?;
+                sqlx::Connection::close(admin).await
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop a test database: {e}");
+        }
     }
 }
 
@@ -136,7 +255,7 @@ impl TestApp {
     /// A builder on an existing database (a second instance, say).
     pub fn builder_on(db: TestDb) -> AppBuilder {
         AppBuilder {
-            backend: Backend::Sqlite,
+            backend: db.backend,
             args: Vec::new(),
             db: Some(db),
         }

@@ -1,6 +1,7 @@
 //! A real HTTP callback receiver on loopback that records every hit and answers as the
 //! test scripts it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,11 +75,14 @@ type Script = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
 struct Shared {
     hits: Arc<Mutex<Vec<Hit>>>,
     script: Script,
+    /// Per request_id: deliveries in progress now, and the most ever at once.
+    in_progress: Arc<Mutex<HashMap<String, (usize, usize)>>>,
 }
 
 pub struct Receiver {
     pub addr: SocketAddr,
     hits: Arc<Mutex<Vec<Hit>>>,
+    in_progress: Arc<Mutex<HashMap<String, (usize, usize)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -104,15 +108,33 @@ impl Receiver {
             .expect("bind receiver");
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
+        let in_progress = Arc::new(Mutex::new(HashMap::new()));
         let shared = Shared {
             hits: hits.clone(),
             script: Arc::new(script),
+            in_progress: in_progress.clone(),
         };
         let app = axum::Router::new().fallback(record).with_state(shared);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, hits, task }
+        Self {
+            addr,
+            hits,
+            in_progress,
+            task,
+        }
+    }
+
+    /// The most deliveries of one request that were ever in progress at the same time.
+    pub fn max_overlap(&self) -> usize {
+        self.in_progress
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(_, max)| *max)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The callback URL for this receiver.
@@ -174,10 +196,39 @@ async fn record(
         nth
     };
     let reply = (s.script)(nth);
+    let _in_progress = InProgress::enter(&s.in_progress, rid.unwrap_or_default());
     tokio::time::sleep(reply.delay).await;
     let mut response = StatusCode::from_u16(reply.status).unwrap().into_response();
     for (name, value) in reply.headers {
         response.headers_mut().insert(name, value.parse().unwrap());
     }
     response
+}
+
+/// Counts a delivery as in progress until dropped — also when the sender disconnects and
+/// the handler is cancelled.
+struct InProgress {
+    map: Arc<Mutex<HashMap<String, (usize, usize)>>>,
+    key: String,
+}
+
+impl InProgress {
+    fn enter(map: &Arc<Mutex<HashMap<String, (usize, usize)>>>, key: String) -> Self {
+        let mut progress = map.lock().unwrap();
+        let (now, max) = progress.entry(key.clone()).or_default();
+        *now += 1;
+        *max = (*max).max(*now);
+        Self {
+            map: map.clone(),
+            key,
+        }
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        if let Some((now, _)) = self.map.lock().unwrap().get_mut(&self.key) {
+            *now -= 1;
+        }
+    }
 }

@@ -1,0 +1,79 @@
+//! Wake-ups across instances: whoever makes a job due sends a NOTIFY on [`CHANNEL`]
+//! within its transaction; every instance LISTENs on it and wakes its engine.
+//!
+//! A notification is only a hint (its payload is empty): the engine claims whatever is
+//! due, so duplicates cost one empty claim and a lost one costs at most the engine's poll
+//! interval. While the listening connection is down, notifications are lost, so the
+//! engine is woken once more after every reconnection.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnection, PgListener, PgPool};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::store::StoreResult;
+
+/// The channel on which "a job may be due" is announced.
+pub(crate) const CHANNEL: &str = "consuma_jobs";
+
+/// First wait before reconnecting after an error; doubled up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Announces, at commit of the caller's transaction, that a job may be due.
+pub(super) async fn notify(c: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// The background LISTEN task; aborted when dropped (with the store).
+pub(super) struct ListenerTask(AbortHandle);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts listening; `signal` is notified for every notification and after every
+/// (re)connection.
+pub(super) fn spawn(pool: PgPool, signal: Arc<Notify>) -> ListenerTask {
+    ListenerTask(tokio::spawn(listen_forever(pool, signal)).abort_handle())
+}
+
+async fn listen_forever(pool: PgPool, signal: Arc<Notify>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let Err(e) = listen_until_error(&pool, &signal, &mut backoff).await;
+        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
+            "listening for jobs of other instances failed; the engine polls meanwhile");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Listens on a fresh connection until it fails. A new [`PgListener`] each time: one
+/// that failed may still hold its broken connection.
+async fn listen_until_error(
+    pool: &PgPool,
+    signal: &Notify,
+    backoff: &mut Duration,
+) -> Result<Infallible, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    *backoff = MIN_BACKOFF;
+    // Jobs enqueued while we were not listening.
+    signal.notify_one();
+    loop {
+        // `None`: the connection was lost and re-established; notifications sent
+        // meanwhile are gone, so wake the engine for them too.
+        let _notification = listener.try_recv().await?;
+        signal.notify_one();
+    }
+}

@@ -1,0 +1,335 @@
+//! What only PostgreSQL can show: several instances on one database (migrating together,
+//! waking each other, sharing idempotency keys) and a database that stops answering.
+//! Each test is skipped like the `both_backends!` ones when no server answers.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, TestDb, admin_connection, postgres_available, work};
+
+/// Runs one administrative statement on the test server.
+async fn admin(sql: String) {
+    let mut conn = admin_connection().await.expect("admin connection");
+    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Polls GET /readyz until it answers `status`, or panics after `within`.
+async fn wait_ready_status(app: &TestApp, status: u16, within: Duration) -> reqwest::Response {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = app.get("/readyz").await;
+        if r.status() == status {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still {} after {within:?}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_503_while_the_database_refuses_connections_and_recovers() {
+    if !postgres_available().await {
+        return;
+    }
+    let app = TestApp::spawn(Backend::Postgres).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let name = app.db.pg_name().expect("a PostgreSQL database").to_owned();
+
+    // The database refuses new sessions and its current ones are cut.
+    admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await;
+    admin(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+    let r = wait_ready_status(&app, 503, Duration::from_secs(10)).await;
+    assert!(r.headers().contains_key("retry-after"), "{:?}", r.headers());
+    // Work is refused the same way: 503, nothing acknowledged, never a 500.
+    let r = app.post_sync(work("while down", 1)).await;
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
+    let r = app
+        .post_json(
+            "/async",
+            &json!({"text": "while down", "callback_url": "https://example.com/hook"}),
+        )
+        .await;
+    assert_eq!(r.status(), 503);
+
+    admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
+    wait_ready_status(&app, 200, Duration::from_secs(15)).await;
+    assert_eq!(app.post_sync(work("after", 1)).await.status(), 200);
+    assert_eq!(app.get_json("/requests").await["total"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_migrating_one_fresh_database_at_once_all_become_ready() {
+    if !postgres_available().await {
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let (a, b, c) = tokio::join!(
+        TestApp::builder_on(db.clone()).spawn(),
+        TestApp::builder_on(db.clone()).spawn(),
+        TestApp::builder_on(db.clone()).spawn(),
+    );
+    for app in [&a, &b, &c] {
+        assert_eq!(app.get_json("/readyz").await["database"], "postgres");
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let applied: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(applied, [(1, true), (2, true), (3, true)]);
+    // They agree on the signing secret generated at first start.
+    let secrets: i64 = sqlx::query_scalar("SELECT count(*) FROM settings")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(secrets, 1);
+}
+
+/// An accept-only instance stores a job; an idle worker elsewhere runs it, woken by
+/// NOTIFY: its fallback poll is ten minutes, so nothing else could start the job within
+/// the test. Five in a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_accepted_by_one_instance_wakes_an_idle_worker_of_another() {
+    if !postgres_available().await {
+        return;
+    }
+    let api = TestApp::builder(Backend::Postgres)
+        .arg("--workers", 0)
+        .allow_loopback()
+        .spawn()
+        .await;
+    let _worker = TestApp::builder_on(api.db.clone())
+        .allow_loopback()
+        .arg("--job-poll-ms", 600_000)
+        .spawn()
+        .await;
+    // Nothing listens on the discard port: the callback fails, but the work is done first.
+    let body = json!({"text": "wake up", "callback_url": "http://127.0.0.1:9/hook"});
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(200)).await; // the worker is idle again
+        let r = api.post_json("/async", &body).await;
+        assert_eq!(r.status(), 202);
+        let id = r.json::<Value>().await.unwrap()["request_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while api.record(&id).await["status"] != "completed" {
+            assert!(
+                Instant::now() < deadline,
+                "no wake-up reached the idle worker"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Two instances, one key, twenty concurrent submissions: exactly one request is
+/// admitted; the others replay its 202 or hear that it is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_with_one_key_on_two_instances_admit_one_request() {
+    if !postgres_available().await {
+        return;
+    }
+    let a = TestApp::builder(Backend::Postgres)
+        .arg("--workers", 0)
+        .spawn()
+        .await;
+    let b = TestApp::builder_on(a.db.clone())
+        .arg("--workers", 0)
+        .spawn()
+        .await;
+    let body = json!({"text": "once", "callback_url": "https://example.com/hook"});
+    let sends = (0..20).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.client
+            .post(app.url("/async"))
+            .header("idempotency-key", "shared-key")
+            .json(&body)
+            .send()
+    });
+    let responses = futures::future::join_all(sends).await;
+    let mut first = 0;
+    let mut ids = std::collections::HashSet::new();
+    for r in responses {
+        let r = r.expect("POST /async");
+        let status = r.status().as_u16();
+        let replayed = r.headers().contains_key("idempotent-replayed");
+        match (status, replayed) {
+            (202, false) => first += 1,
+            (202, true) | (409, _) => {}
+            (status, _) => panic!("unexpected {status}"),
+        }
+        if status == 202 {
+            ids.insert(r.json::<Value>().await.unwrap()["request_id"].clone());
+        }
+    }
+    assert_eq!(first, 1, "exactly one submission is admitted");
+    assert_eq!(ids.len(), 1, "every instance replays the same request_id");
+    assert_eq!(a.get_json("/requests").await["total"], 1);
+}
+
+// The store itself, without HTTP: what several instances claiming from one database
+// must never do, and what an expired lease must no longer do.
+
+mod store {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use consuma::store::postgres::PgStore;
+    use consuma::store::{
+        AttemptRecord, FinishedWork, Mode, NewRequest, NextStep, RequestStatus, Store,
+    };
+    use uuid::Uuid;
+
+    use crate::helpers::{Backend, TestDb, postgres_available};
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    async fn open(db: &TestDb) -> PgStore {
+        PgStore::open(&db.url).await.expect("open the store")
+    }
+
+    fn async_request() -> NewRequest {
+        NewRequest {
+            id: Uuid::now_v7(),
+            mode: Mode::Async,
+            status: RequestStatus::Pending,
+            input_data: r#"{"text":"a","count":1}"#.into(),
+            callback_url: Some("http://127.0.0.1:9/hook".into()),
+            trace_id: "0".repeat(32),
+            created_at: Utc::now(),
+        }
+    }
+
+    fn finished() -> FinishedWork {
+        FinishedWork {
+            status: RequestStatus::Completed,
+            output_data: Some("{}".into()),
+            error: None,
+            completed_at: Utc::now(),
+            callback_body: Some("{}".into()),
+        }
+    }
+
+    /// Claims until a claim comes back empty; returns the request ids leased.
+    async fn claim_all(store: &PgStore) -> Vec<Uuid> {
+        let mut leased = Vec::new();
+        loop {
+            let jobs = store.claim_due_jobs(7, LONG).await.expect("claim");
+            if jobs.is_empty() {
+                return leased;
+            }
+            leased.extend(jobs.iter().map(|j| j.lease.request_id));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_instances_claiming_at_once_never_lease_the_same_job() {
+        if !postgres_available().await {
+            return;
+        }
+        let db = TestDb::new(Backend::Postgres).await;
+        let (a, b) = (open(&db).await, open(&db).await);
+        for _ in 0..60 {
+            a.admit(async_request(), None).await.unwrap();
+        }
+        let (from_a, from_b) = tokio::join!(claim_all(&a), claim_all(&b));
+        let all: HashSet<Uuid> = from_a.iter().chain(&from_b).copied().collect();
+        assert_eq!(from_a.len() + from_b.len(), 60, "every job leased once");
+        assert_eq!(all.len(), 60);
+        let record = b.get_request(from_a[0]).await.unwrap().unwrap();
+        assert_eq!(record.status, RequestStatus::Processing);
+        assert_eq!(b.job_counts().await.unwrap().processing, 60);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_lease_records_nothing_and_its_job_is_claimed_again() {
+        if !postgres_available().await {
+            return;
+        }
+        let db = TestDb::new(Backend::Postgres).await;
+        let store = open(&db).await;
+        store.admit(async_request(), None).await.unwrap();
+        let first = store.claim_due_jobs(1, Duration::from_millis(200)).await;
+        let first = first.unwrap().pop().expect("a job").lease;
+        assert!(store.claim_due_jobs(1, LONG).await.unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        assert!(!store.renew_lease(first, LONG).await.unwrap());
+        let second = store.claim_due_jobs(1, LONG).await.unwrap().pop();
+        let second = second.expect("claimed again").lease;
+        assert_eq!(second.request_id, first.request_id);
+        assert_ne!(second.token, first.token);
+        assert!(!store.record_work(first, &finished()).await.unwrap());
+        assert!(store.record_work(second, &finished()).await.unwrap());
+        assert!(store.renew_lease(second, LONG).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scheduled_retry_wakes_other_instances_and_is_due_at_its_time() {
+        if !postgres_available().await {
+            return;
+        }
+        let db = TestDb::new(Backend::Postgres).await;
+        let (a, b) = (open(&db).await, open(&db).await);
+        let signal = b.job_signal();
+        a.admit(async_request(), None).await.unwrap();
+        let lease = a
+            .claim_due_jobs(1, LONG)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+            .lease;
+        // Let the admission's NOTIFY arrive, and consume the wake-up it left.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(50), signal.notified()).await;
+
+        let retry_at = Utc::now() + Duration::from_millis(500);
+        let attempt = AttemptRecord {
+            attempt: 1,
+            // Whole milliseconds, as both stores keep times.
+            started_at: chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
+                .unwrap(),
+            duration_ms: 1.5,
+            status_code: Some(503),
+            error: Some("HTTP 503".into()),
+        };
+        let next = NextStep::RetryAt(retry_at);
+        assert!(a.record_attempt(lease, &attempt, &next).await.unwrap());
+        tokio::time::timeout(Duration::from_secs(20), signal.notified())
+            .await
+            .expect("the other instance hears of the retry");
+
+        let due = b.next_due_at().await.unwrap().expect("a job is waiting");
+        let off = (due - retry_at).num_milliseconds().abs();
+        assert!(off < 100, "due {off} ms away from the retry time");
+        assert!(b.claim_due_jobs(1, LONG).await.unwrap().is_empty());
+        tokio::time::sleep((due - Utc::now()).to_std().unwrap_or_default()).await;
+        let job = b
+            .claim_due_jobs(1, LONG)
+            .await
+            .unwrap()
+            .pop()
+            .expect("due now");
+        assert_eq!(job.attempts_made, 1);
+        let record = b.get_request(job.lease.request_id).await.unwrap().unwrap();
+        assert_eq!(record.attempts, vec![attempt.clone()]);
+    }
+}
