@@ -1,19 +1,22 @@
-//! The HTTP side of the generator: one keep-alive client, request bodies built once,
-//! and every outcome classified into a success or a failure reason (SPEC §7).
+//! What the generator sends and how each answer counts: request bodies built once, one
+//! keep-alive [`Transport`], and every outcome classified into a success or a failure
+//! reason (SPEC §7).
 //!
-//! Failure reasons are report keys: `http_<status>` for a non-2xx answer, `timeout`,
-//! `connect`, `body` (the response broke off), `request` (any other transport error),
-//! `no_request_id` (a 2xx from /async without a request id to match a callback to).
-//! A request counts as successful only on a 2xx whose whole body arrived.
-//! The client never retries and never follows redirects: what the server did is what is
-//! counted.
+//! Failure reasons are report keys: `http_<status>` for a non-2xx answer, `timeout` (no
+//! complete answer within `--timeout`), `connect`, `body` (the response broke off),
+//! `request` (any other transport error), `no_request_id` (a 2xx from /async without a
+//! request id to match a callback to). A request counts as successful only on a 2xx
+//! whose whole body arrived.
 
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::body::Bytes;
-use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, StatusCode};
+
+use super::transport::{Answer, Endpoint, Transport};
+
+/// Time allowed for GET /healthz before the run.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which endpoint a request goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,13 +57,13 @@ impl Outcome {
 
 /// Sends /sync and /async requests over pooled keep-alive connections.
 pub struct Client {
-    http: reqwest::Client,
-    base: String,
-    // Parsed once: parsing a URL (IDNA included) per request showed in profiles.
-    sync_url: reqwest::Url,
-    async_url: reqwest::Url,
+    transport: Transport,
+    health: Endpoint,
+    sync: Endpoint,
+    r#async: Endpoint,
     sync_body: Bytes,
     async_body: Bytes,
+    timeout: Duration,
 }
 
 impl Client {
@@ -73,84 +76,58 @@ impl Client {
         callback_url: &str,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        // reqwest's TLS needs a process-wide crypto provider; installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .no_proxy()
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .retry(reqwest::retry::never())
-            .build()
-            .context("cannot build the HTTP client")?;
         let sync_body = serde_json::json!({ "text": text, "count": count });
         let async_body =
             serde_json::json!({ "text": text, "count": count, "callback_url": callback_url });
+        let health = Endpoint::new(base, "/healthz")?;
         Ok(Self {
-            http,
-            base: base.to_string(),
-            sync_url: endpoint(base, "/sync")?,
-            async_url: endpoint(base, "/async")?,
+            transport: Transport::for_target(&health)?,
+            health,
+            sync: Endpoint::new(base, "/sync")?,
+            r#async: Endpoint::new(base, "/async")?,
             sync_body: Bytes::from(sync_body.to_string()),
             async_body: Bytes::from(async_body.to_string()),
+            timeout,
         })
     }
 
     /// GET /healthz: `Err` with a one-line reason when the target cannot be reached or is
     /// not healthy.
     pub async fn check_health(&self) -> Result<(), String> {
-        let url = format!("{}/healthz", self.base);
-        let response = self
-            .http
-            .get(&url)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|e| format!("{}: {}", failure_reason(&e), root_cause(&e)))?;
-        match response.status() {
-            s if s.is_success() => Ok(()),
-            s => Err(format!("GET /healthz answered {s}")),
+        let request = self.transport.request(Method::GET, &self.health, None);
+        match tokio::time::timeout(HEALTH_TIMEOUT, request).await {
+            Err(_) => Err(format!(
+                "timeout: no answer to GET /healthz within {HEALTH_TIMEOUT:?}"
+            )),
+            Ok(Err(failure)) => Err(format!("{}: {}", failure.reason, failure.detail)),
+            Ok(Ok(answer)) if answer.status.is_success() => Ok(()),
+            Ok(Ok(answer)) => Err(format!("GET /healthz answered {}", answer.status)),
         }
     }
 
     /// Sends one request and reads its whole response (so the connection is reused).
     pub async fn send(&self, kind: Kind) -> Outcome {
-        let (url, body) = match kind {
-            Kind::Sync => (&self.sync_url, &self.sync_body),
-            Kind::Async => (&self.async_url, &self.async_body),
+        let (to, body) = match kind {
+            Kind::Sync => (&self.sync, &self.sync_body),
+            Kind::Async => (&self.r#async, &self.async_body),
         };
-        let sent = self
-            .http
-            .post(url.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(response) => read_response(kind, response).await,
-            Err(e) => Outcome::Transport(failure_reason(&e)),
+        let request = self.transport.request(Method::POST, to, Some(body.clone()));
+        match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => Outcome::Transport("timeout"),
+            Ok(Err(failure)) => Outcome::Transport(failure.reason),
+            Ok(Ok(answer)) => outcome_of(kind, answer),
         }
     }
 }
 
-async fn read_response(kind: Kind, response: reqwest::Response) -> Outcome {
-    let status = response.status();
-    let header_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = match response.bytes().await {
-        Ok(body) => body,
-        Err(e) => return Outcome::Transport(failure_reason(&e)),
-    };
-    if !status.is_success() {
-        return Outcome::Status(status);
+fn outcome_of(kind: Kind, answer: Answer) -> Outcome {
+    if !answer.status.is_success() {
+        return Outcome::Status(answer.status);
     }
     match kind {
         Kind::Sync => Outcome::Ok { request_id: None },
         // SPEC §2: X-Request-Id equals the body's request_id; the body is the fallback.
-        Kind::Async => match header_id.or_else(|| body_request_id(&body)) {
+        Kind::Async => match answer.request_id.or_else(|| body_request_id(&answer.body)) {
             Some(id) => Outcome::Ok {
                 request_id: Some(id),
             },
@@ -159,36 +136,9 @@ async fn read_response(kind: Kind, response: reqwest::Response) -> Outcome {
     }
 }
 
-fn endpoint(base: &str, path: &str) -> anyhow::Result<reqwest::Url> {
-    let url = format!("{base}{path}");
-    reqwest::Url::parse(&url).with_context(|| format!("`{url}` is not a URL"))
-}
-
 /// `http_503` and the like.
 pub fn status_reason(status: StatusCode) -> String {
     format!("http_{}", status.as_u16())
-}
-
-/// The report key of a transport error.
-fn failure_reason(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else {
-        "request"
-    }
-}
-
-/// The innermost cause, e.g. "Connection refused (os error 111)".
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 fn body_request_id(body: &[u8]) -> Option<String> {
@@ -228,7 +178,6 @@ mod tests {
         assert_eq!(sync, serde_json::json!({"text": "hi \"x\"", "count": 3}));
         let asynch: serde_json::Value = serde_json::from_slice(&c.async_body).unwrap();
         assert_eq!(asynch["callback_url"], "http://127.0.0.1:9/callback");
-        assert_eq!(c.sync_url.as_str(), "http://h:1/sync");
     }
 
     #[tokio::test]

@@ -12,7 +12,8 @@
 //!
 //! - [`args`]: the options and their parsers.
 //! - [`schedule`]: pacing × stop condition, and the coordinated-omission correction.
-//! - [`client`]: keep-alive HTTP client; outcomes and failure reasons.
+//! - [`client`]: what is sent; outcomes and failure reasons.
+//! - [`transport`]: keep-alive connections (our HTTP/1.1 pool; reqwest for https).
 //! - [`receiver`]: callback receiver, matching, signatures, duplicates.
 //! - [`stats`]: per-endpoint counts and HDR histograms.
 //! - [`report`]: table and JSON.
@@ -23,6 +24,7 @@ mod receiver;
 mod report;
 mod schedule;
 mod stats;
+mod transport;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
