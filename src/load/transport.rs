@@ -2,10 +2,10 @@
 //! (the benchmarked path), reqwest for `https://`.
 //!
 //! Why two: the generator must not be the bottleneck (it shares the machine with the
-//! service it measures). Over plain HTTP a pool of hyper connections costs about half
-//! the CPU per request of reqwest, whose layers (URL handling, retry and timeout
-//! services, a general pool) we do not need; TLS is left to reqwest rather than
-//! rebuilt here.
+//! service it measures). Over plain HTTP a pool of hyper connections costs about 30 %
+//! less CPU per request than reqwest (36 µs against 52 µs on the benchmark; wrk: 33),
+//! whose layers (URL handling, retry and timeout services, a general pool) we do not
+//! need; TLS is left to reqwest rather than rebuilt here.
 //!
 //! Invariants: a connection serves one request at a time and goes back to the pool only
 //! after its whole response body was read; a pooled connection the server has closed is
