@@ -23,7 +23,7 @@ for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  delay: ${delay_ms} ms  run: ${secs} s each  store: SQLite WAL synchronous=NORMAL"
 printf '%-6s %12s %12s %8s %10s %10s %8s\n' conc req/s ideal "%ideal" p50_ms p99_ms errors
 for c in 10 100 1000; do
-  out=$(wrk -t2 -c"$c" -d"${secs}s" --timeout 10s --latency -s bench/wrk-post.lua "http://127.0.0.1:$port/sync")
+  out=$(wrk -t2 -c"$c" -d"${secs}s" --timeout 10s --latency -s bench/wrk-sync.lua "http://127.0.0.1:$port/sync")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
