@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -110,7 +111,11 @@ impl Application {
         let engine = self.engine.map(|e| tokio::spawn(e.run(shutdown.clone())));
         let sweeper = tokio::spawn(sweep(self.state.store.clone(), shutdown.clone()));
         let stop_http = CancellationToken::new();
-        let server = axum::serve(self.listener, http::router(self.state.clone()))
+        // Responses go out at once: no Nagle delay behind a client's delayed ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = axum::serve(listener, http::router(self.state.clone()))
             .with_graceful_shutdown(stop_http.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { server.await });
         tokio::select! {

@@ -1,7 +1,8 @@
 //! The request lifecycle on the way in (SPEC §2, §3): admit, work (sync), answer.
 //!
-//! - `/sync`: the record is stored `processing`, the work runs, the record is completed
-//!   (with the response kept for idempotent replays) and only then is the 200 sent.
+//! - `/sync`: the record is stored `processing` (while the work runs, unless an
+//!   idempotency key must be checked first), the work runs, the record is completed (with
+//!   the response kept for idempotent replays) and only then is the 200 sent.
 //! - `/async`: the record, its job and the key are stored in one transaction, and only
 //!   then is the 202 sent; the engine takes it from there.
 
@@ -130,11 +131,23 @@ impl Intake {
             .clone()
             .map(|k| idempotency::claim(SYNC_SCOPE, k, &json, None, hold));
         let record = self.new_request(request_id, Mode::Sync, json, None, trace_id);
-        if let Some(replay) = check_admission(self.store.admit(record, claim).await?)? {
-            return Ok(Submitted::Replayed(replay));
-        }
-        tracing::info!(mode = "sync", count = input.count(), "request accepted");
-        let outcome = run_work(&input, self.work_delay, Mode::Sync).await;
+        let admission = self.store.admit(record, claim);
+        let outcome = if key.is_some() {
+            // The key decides whether to work at all: a replay or a 409 does no work.
+            if let Some(replay) = check_admission(admission.await?)? {
+                return Ok(Submitted::Replayed(replay));
+            }
+            tracing::info!(mode = "sync", count = input.count(), "request accepted");
+            run_work(&input, self.work_delay, Mode::Sync).await
+        } else {
+            // Nothing to decide: the record is written while the work runs. The response
+            // still waits for both, and for the completed record below.
+            tracing::info!(mode = "sync", count = input.count(), "request accepted");
+            let (admitted, outcome) =
+                tokio::join!(admission, run_work(&input, self.work_delay, Mode::Sync));
+            check_admission(admitted?)?;
+            outcome
+        };
         let completed_at = Utc::now();
         match outcome {
             Ok(result) => {

@@ -30,16 +30,17 @@ CREATE INDEX requests_by_callback_status ON requests (callback_status, created_a
     WHERE callback_status IS NOT NULL;
 
 -- One row per async request that still has something to do (work, or a delivery).
--- Deleted when the request becomes terminal, so this table stays small.
+-- Deleted when the request becomes terminal, so this table stays small: it is WITHOUT
+-- ROWID and has a single index, because every write to it is in the hot path (each
+-- tree a commit touches is one more page appended to the WAL).
 CREATE TABLE jobs (
     request_id  TEXT    PRIMARY KEY REFERENCES requests (id),
     run_at      INTEGER NOT NULL,   -- due time: now for new jobs, the backoff for retries
     lease_token TEXT,               -- changes on every claim; NULL when unleased
     lease_until INTEGER             -- a lease past this is expired and may be claimed again
-);
+) WITHOUT ROWID;
 
 CREATE INDEX jobs_due ON jobs (run_at);
-CREATE INDEX jobs_lease ON jobs (lease_until) WHERE lease_until IS NOT NULL;
 
 -- Every delivery attempt of a callback, kept for GET /requests/{id}.
 CREATE TABLE attempts (
@@ -50,4 +51,4 @@ CREATE TABLE attempts (
     status_code INTEGER,
     error       TEXT,
     PRIMARY KEY (request_id, attempt)
-);
+) WITHOUT ROWID;

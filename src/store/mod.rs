@@ -39,6 +39,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Database(sqlx::Error),
+    #[error(transparent)]
+    Sqlite(rusqlite::Error),
 }
 
 impl From<sqlx::Error> for StoreError {
