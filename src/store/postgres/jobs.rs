@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
 
-use super::{duration_ms, listen, ms, ms_from_now, requests};
+use super::{duration_ms, ms, ms_from_now, requests};
 use crate::store::*;
 
 /// Leases up to `limit` due jobs in one statement, marks their requests `processing`, and
@@ -203,7 +203,7 @@ async fn reschedule(c: &mut PgConnection, id: Uuid, at: DateTime<Utc>) -> StoreR
     .bind(ms_from_now(at))
     .execute(&mut *c)
     .await?;
-    listen::notify(c).await
+    Ok(())
 }
 
 /// Gives the job back, claimable at once by any instance.
@@ -216,7 +216,7 @@ pub(super) async fn release_lease(c: &mut PgConnection, lease: Lease) -> StoreRe
     .bind(lease.token)
     .execute(&mut *c)
     .await?;
-    listen::notify(c).await
+    Ok(())
 }
 
 pub(super) async fn counts(e: impl PgExecutor<'_>) -> StoreResult<JobCounts> {

@@ -1,5 +1,12 @@
-//! Wake-ups across instances: whoever makes a job due sends a NOTIFY on [`CHANNEL`]
-//! within its transaction; every instance LISTENs on it and wakes its engine.
+//! Wake-ups across instances: whoever makes a job due announces it with a NOTIFY on
+//! [`CHANNEL`] once its transaction has committed; every instance LISTENs on it and
+//! wakes its engine.
+//!
+//! The NOTIFY is sent by an [`Announcer`] task, outside the callers' transactions, and
+//! coalesced: PostgreSQL serialises the commits of transactions that issued a NOTIFY
+//! (they take a global lock until their commit is flushed), which in a benchmark capped
+//! admissions near 1,100 per second; a bare NOTIFY in its own transaction writes no WAL
+//! and holds that lock only for a moment.
 //!
 //! A notification is only a hint (its payload is empty): the engine claims whatever is
 //! due, so duplicates cost one empty claim and a lost one costs at most the engine's poll
@@ -10,11 +17,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgListener, PgPool};
+use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
-
-use crate::store::StoreResult;
 
 /// The channel on which "a job may be due" is announced.
 pub(crate) const CHANNEL: &str = "consuma_jobs";
@@ -23,13 +28,44 @@ pub(crate) const CHANNEL: &str = "consuma_jobs";
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Announces, at commit of the caller's transaction, that a job may be due.
-pub(super) async fn notify(c: &mut PgConnection) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
-        .execute(&mut *c)
-        .await?;
-    Ok(())
+/// Sends "a job may be due" on [`CHANNEL`] after commits that made one due. Any number of
+/// announcements made while one NOTIFY is on its way collapse into one more.
+pub(super) struct Announcer {
+    wanted: Arc<Notify>,
+    task: AbortHandle,
+}
+
+impl Announcer {
+    pub fn spawn(pool: PgPool) -> Self {
+        let wanted = Arc::new(Notify::new());
+        let task = tokio::spawn(announce_forever(pool, wanted.clone())).abort_handle();
+        Self { wanted, task }
+    }
+
+    /// Call after the commit that made a job due.
+    pub fn announce(&self) {
+        self.wanted.notify_one();
+    }
+}
+
+impl Drop for Announcer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn announce_forever(pool: PgPool, wanted: Arc<Notify>) {
+    loop {
+        wanted.notified().await;
+        let sent = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&pool)
+            .await;
+        if let Err(e) = sent {
+            // Other instances still find the job by polling.
+            tracing::warn!(error = %e, "could not announce a job to other instances");
+        }
+    }
 }
 
 /// The background LISTEN task; aborted when dropped (with the store).

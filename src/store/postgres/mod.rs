@@ -17,9 +17,9 @@
 //!   offset from the process's now; [`Store::next_due_at`] translates back the same way.
 //!   Times the API shows are written by the service, truncated to milliseconds, exactly as
 //!   SQLite keeps them.
-//! - **Wake-ups.** An async admission, a rescheduled retry and a released lease
-//!   `pg_notify` the [`listen::CHANNEL`] inside their transaction (PostgreSQL delivers it at
-//!   commit). A background task LISTENs on it and wakes the engine through
+//! - **Wake-ups.** After an async admission, a rescheduled retry or a released lease has
+//!   committed, an [`listen::Announcer`] sends a (coalesced) NOTIFY on
+//!   [`listen::CHANNEL`]. A background task LISTENs on it and wakes the engine through
 //!   [`Store::job_signal`], so an idle worker on any instance starts a new job at once; the
 //!   engine still polls as a fallback.
 //! - **Migrations** run at open on a dedicated connection; sqlx holds an advisory lock
@@ -49,7 +49,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 /// Connections per instance: enough for a burst of admissions beside the engine's
 /// claims and records, few enough that several instances fit a default server
 /// (`max_connections = 100`).
-const MAX_CONNECTIONS: u32 = 32;
+const MAX_CONNECTIONS: u32 = 16;
 /// How long an operation waits for a connection before the caller hears 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -58,6 +58,8 @@ pub struct PgStore {
     jobs: Arc<Notify>,
     /// The LISTEN task; stopped with the store.
     _listener: listen::ListenerTask,
+    /// Sends NOTIFYs for other instances.
+    announcer: listen::Announcer,
 }
 
 impl PgStore {
@@ -73,10 +75,12 @@ impl PgStore {
             .map_err(|e| classify(e.into()))?;
         let jobs = Arc::new(Notify::new());
         let listener = listen::spawn(pool.clone(), jobs.clone());
+        let announcer = listen::Announcer::spawn(pool.clone());
         Ok(Self {
             pool,
             jobs,
             _listener: listener,
+            announcer,
         })
     }
 
@@ -186,12 +190,20 @@ impl Store for PgStore {
         claim: Option<IdempotencyClaim>,
     ) -> StoreResult<Admission> {
         let is_async = req.mode == Mode::Async;
-        let admission = self
-            .tx(move |c| Box::pin(requests::admit(c, req, claim)))
-            .await?;
+        let admission = match claim {
+            None => requests::admit_unkeyed(&self.pool, &req)
+                .await
+                .map(|()| Admission::Admitted)
+                .map_err(classify)?,
+            Some(claim) => {
+                self.tx(move |c| Box::pin(requests::admit(c, req, Some(claim))))
+                    .await?
+            }
+        };
         if is_async && admission == Admission::Admitted {
             // Our own engine need not wait for the NOTIFY to come back round.
             self.jobs.notify_one();
+            self.announcer.announce();
         }
         Ok(admission)
     }
@@ -246,15 +258,22 @@ impl Store for PgStore {
         attempt: &AttemptRecord,
         next: &NextStep,
     ) -> StoreResult<bool> {
+        let retry = matches!(next, NextStep::RetryAt(_));
         let (attempt, next) = (attempt.clone(), next.clone());
-        self.tx(move |c| Box::pin(jobs::record_attempt(c, lease, attempt, next)))
-            .await
+        let recorded = self
+            .tx(move |c| Box::pin(jobs::record_attempt(c, lease, attempt, next)))
+            .await?;
+        if recorded && retry {
+            self.announcer.announce();
+        }
+        Ok(recorded)
     }
 
     async fn release_lease(&self, lease: Lease) -> StoreResult<()> {
         self.tx(move |c| Box::pin(jobs::release_lease(c, lease)))
             .await?;
         self.jobs.notify_one();
+        self.announcer.announce();
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
 
-use super::{duration_ms, keys, listen, ms};
+use super::{duration_ms, keys, ms};
 use crate::store::*;
 
 /// Stores the request, its job (async) and its key in the caller's transaction, or says
@@ -31,9 +31,37 @@ pub(super) async fn admit(
             .bind(req.id)
             .execute(&mut *c)
             .await?;
-        listen::notify(c).await?;
     }
     Ok(Admission::Admitted)
+}
+
+/// Stores a request without an idempotency key, and its job (async), in ONE statement:
+/// atomic by itself, so it needs no BEGIN/COMMIT round trips — the common admission is a
+/// single round trip.
+pub(super) async fn admit_unkeyed(e: impl PgExecutor<'_>, req: &NewRequest) -> StoreResult<()> {
+    let callback_status = (req.mode == Mode::Async).then_some(CallbackStatus::Pending.as_str());
+    let started = req.status == RequestStatus::Processing;
+    sqlx::query(
+        "WITH request AS (
+             INSERT INTO requests (id, mode, status, input_data, created_at, started_at, trace_id,
+                                   callback_url, callback_status)
+             VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END, $7, $8, $9)
+             RETURNING id, mode)
+         INSERT INTO jobs (request_id, run_at)
+         SELECT id, now() FROM request WHERE mode = 'async'",
+    )
+    .bind(req.id)
+    .bind(req.mode.as_str())
+    .bind(req.status.as_str())
+    .bind(&req.input_data)
+    .bind(ms(req.created_at))
+    .bind(started)
+    .bind(&req.trace_id)
+    .bind(&req.callback_url)
+    .bind(callback_status)
+    .execute(e)
+    .await?;
+    Ok(())
 }
 
 async fn insert_request(c: &mut PgConnection, req: &NewRequest) -> StoreResult<()> {
