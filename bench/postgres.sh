@@ -6,8 +6,9 @@
 #
 #   accept rate: wrk on POST /async against accept-only instances (--workers 0);
 #                with two instances, one wrk per instance at once, rates summed.
-#   end to end:  consuma load --mode async, closed loop (256 in flight in all), 200 ms
-#                work delay; callbacks received per second of the whole run.
+#   end to end:  consuma load --mode async, 8,000 requests in all, closed loop (256 in
+#                flight in all), 200 ms work delay: callbacks received per second, from
+#                the first request to the last callback.
 #
 # Usage: bench/postgres.sh [seconds per run, default 20]
 # Needs wrk, curl, psql, python3, and PostgreSQL at 127.0.0.1:5432 (user postgres).
@@ -19,6 +20,7 @@ cargo build --release --quiet
 bin="$CARGO_TARGET_DIR/release/consuma"
 dir=$(mktemp -d)
 pg="postgres://postgres@127.0.0.1:5432"
+export PGOPTIONS="-c client_min_messages=warning"
 servers=()
 stop() { for s in "${servers[@]}"; do kill "$s" 2>/dev/null; wait "$s" 2>/dev/null || true; done; servers=(); }
 trap 'stop; rm -rf "$dir"' EXIT
@@ -43,10 +45,10 @@ accept() { # ports…: one wrk per port at once; prints the summed rate
   for p in "$@"; do awk '/Requests\/sec/ {print $2}' "$dir/wrk-$p"; done | paste -sd+ | bc
 }
 e2e() { # ports…: one closed-loop load per port at once; prints callbacks/s summed
-  local conc=$((256 / $#)) p pids=()
+  local conc=$((256 / $#)) n=$((8000 / $#)) p pids=()
   for p in "$@"; do
-    "$bin" load --target "http://127.0.0.1:$p" --mode async --concurrency "$conc" --duration "${secs}s" \
-      --callback-port 0 --json >"$dir/load-$p.json" 2>/dev/null &
+    "$bin" load --target "http://127.0.0.1:$p" --mode async --concurrency "$conc" --requests "$n" \
+      --callback-timeout 300s --callback-port 0 --json >"$dir/load-$p.json" 2>/dev/null &
     pids+=($!)
   done
   wait "${pids[@]}"
@@ -59,7 +61,7 @@ for p in sys.argv[1:]:
     rate += r["callbacks_received"] / json.load(open("$dir/load-%s.json" % p))["total_time_s"]
     acks += r["successful"]; exp += r["callbacks_expected"]
     worst = max(worst, r["callback_latency_ms"]["p99"] if r["callback_latency_ms"] else 0)
-print("%.0f callbacks/s (acknowledged %d, callback p99 %.0f ms)" % (rate, acks, worst))
+print("%.0f callbacks/s (%d acknowledged, %d called back, callback p99 %.0f ms)" % (rate, acks, sum(json.load(open("$dir/load-%s.json" % p))["async"]["callbacks_received"] for p in sys.argv[1:]), worst))
 PY
 }
 

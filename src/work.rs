@@ -64,6 +64,14 @@ impl WorkInput {
     }
 }
 
+/// `Ok` when `count` is in range.
+pub fn check_count(count: i64) -> Result<i64, String> {
+    match COUNT_RANGE.contains(&count) {
+        true => Ok(count),
+        false => Err(count_range_message()),
+    }
+}
+
 /// The message for a `count` that is not an integer in range.
 pub fn count_range_message() -> String {
     format!(
@@ -73,7 +81,8 @@ pub fn count_range_message() -> String {
     )
 }
 
-fn check_text(text: &str) -> Result<(), String> {
+/// `Ok` when `text` holds 1 to 10,000 Unicode scalar values.
+pub fn check_text(text: &str) -> Result<(), String> {
     let n = text.chars().count();
     if n == 0 {
         return Err("must not be empty".into());

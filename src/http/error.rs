@@ -60,10 +60,10 @@ pub enum ApiError {
     #[error("the body must be a JSON object, got {0}")]
     NotAnObject(&'static str),
     /// 422: one or more body fields are missing, mistyped or out of range.
-    #[error("{} field(s) failed validation", .0.len())]
+    #[error("invalid body field(s): {}", summarise(.0))]
     Validation(Vec<FieldError>),
     /// 422: one or more query parameters are not acceptable.
-    #[error("{} query parameter(s) failed validation", .0.len())]
+    #[error("invalid query parameter(s): {}", summarise(.0))]
     InvalidQuery(Vec<FieldError>),
     /// 400: the `callback_url` is not a URL, or the callback policy refuses it.
     #[error("callback_url refused: {0}")]
@@ -216,6 +216,15 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// `field: message; field: message`, for a problem's `detail`.
+fn summarise(errors: &[FieldError]) -> String {
+    let parts: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect();
+    parts.join("; ")
 }
 
 /// Formats an error with its whole `source()` chain, for logs.

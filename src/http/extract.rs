@@ -159,6 +159,14 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Passes `checked` on, or records its error for `name`.
+    pub fn check<T>(&mut self, name: &str, checked: Result<T, String>) -> Option<T> {
+        match checked {
+            Ok(value) => Some(value),
+            Err(message) => self.fail(name, &message),
+        }
+    }
+
     /// Records an error for `name` found after typing (a range check, say).
     pub fn push(&mut self, name: &str, message: impl Into<String>) {
         if !self.errors.iter().any(|e| e.field == name) {

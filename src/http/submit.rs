@@ -14,7 +14,7 @@ use super::state::AppState;
 use crate::intake::{AsyncAccepted, IntakeError, Submitted, SyncResponse};
 use crate::store::StoredResponse;
 use crate::telemetry::metrics as m;
-use crate::work::{self, InputError, WorkInput};
+use crate::work::{self, WorkInput};
 
 /// Body of POST /sync. Unknown fields are ignored.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -69,20 +69,10 @@ enum SubmitRefusals {
 /// Reads `text` and `count` into a [`WorkInput`], reporting every wrong field.
 fn work_input(fields: &mut Fields<'_>) -> Option<WorkInput> {
     let text = fields.string("text");
+    let text = text.and_then(|t| fields.check("text", work::check_text(&t).map(|()| t)));
     let count = fields.integer_or("count", 1, &work::count_range_message());
-    let (text, count) = (text?, count?);
-    match WorkInput::new(text, count) {
-        Ok(input) => Some(input),
-        Err(errors) => {
-            for e in errors {
-                match e {
-                    InputError::Text(msg) => fields.push("text", msg),
-                    InputError::Count(msg) => fields.push("count", msg),
-                }
-            }
-            None
-        }
-    }
+    let count = count.and_then(|n| fields.check("count", work::check_count(n)));
+    WorkInput::new(text?, count?).ok()
 }
 
 /// Run the work and wait for its result.

@@ -100,6 +100,7 @@ async fn each_wrong_field_gets_its_own_422_entry(backend: Backend) {
         (json!({"text": "a", "count": 101}), vec!["count"]),
         (json!({"text": "", "count": 101}), vec!["text", "count"]),
         (json!({"text": null, "count": "x"}), vec!["text", "count"]),
+        (json!({"text": "", "count": "3"}), vec!["text", "count"]),
     ];
     for (body, expected) in cases {
         let p = problem(app.post_sync(body.clone()).await, 422).await;
