@@ -162,7 +162,7 @@ impl Engine {
             NextStep::GiveUp => "failed",
         };
         metrics::counter!(m::CALLBACK_ATTEMPTS, "outcome" => outcome).increment(1);
-        let status = a.status_code.map(i64::from).unwrap_or(-1);
+        let status = a.status_code;
         match next {
             NextStep::Delivered => {
                 let latency = (Utc::now() - job.created_at)
