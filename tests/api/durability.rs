@@ -3,12 +3,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use futures::future::join_all;
-use serde_json::Value;
-
 use crate::both_backends;
 use crate::helpers::receiver::{Receiver, Reply};
-use crate::helpers::{Backend, TestApp, work};
+use crate::helpers::{Backend, TestApp, submit_async_spread, work};
 
 /// Acknowledged work survives SIGKILL: with jobs pending, running and waiting for a
 /// retry at the moment of the kill, a restart on the same database delivers every one.
@@ -29,21 +26,7 @@ async fn nothing_acknowledged_is_lost_when_the_process_is_killed(backend: Backen
         .arg("--callback-base-delay-ms", 1500)
         .spawn()
         .await;
-    let url = receiver.url("/cb");
-    let acks = join_all((0..N).map(|i| {
-        let (client, api, url) = (app.client.clone(), app.url("/async"), url.clone());
-        async move {
-            let body = serde_json::json!({"text": format!("job {i}"), "callback_url": url});
-            let r = client.post(api).json(&body).send().await.unwrap();
-            assert_eq!(r.status(), 202);
-            r.json::<Value>().await.unwrap()["request_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    }))
-    .await;
-    let acknowledged: HashSet<String> = acks.into_iter().collect();
+    let acknowledged = submit_async_spread(&[&app], N, &receiver.url("/cb")).await;
     assert_eq!(acknowledged.len(), N);
     // Kill once some callbacks failed (retries scheduled) while work is still queued.
     receiver.wait_for(30, Duration::from_secs(30)).await;

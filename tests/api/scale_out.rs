@@ -4,11 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use futures::future::join_all;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::receiver::{Receiver, Reply};
-use crate::helpers::{Backend, TestApp, postgres_available};
+use crate::helpers::{Backend, TestApp, postgres_available, submit_async_spread};
 
 /// `request_id`s of the "work done" lines in an instance's log: each is one recorded work.
 fn works_recorded(app: &TestApp) -> Vec<String> {
@@ -44,21 +43,7 @@ async fn three_instances_share_the_work_and_losing_one_loses_nothing() {
     let mut b = start(TestApp::builder_on(a.db.clone())).spawn().await;
     let c = start(TestApp::builder_on(a.db.clone())).spawn().await;
 
-    let url = receiver.url("/cb");
-    let sends = (0..N).map(|i| {
-        let app = [&a, &b, &c][i % 3];
-        let body = json!({"text": format!("job {i}"), "callback_url": url});
-        let (client, api) = (app.client.clone(), app.url("/async"));
-        async move {
-            let r = client.post(api).json(&body).send().await.unwrap();
-            assert_eq!(r.status(), 202);
-            r.json::<Value>().await.unwrap()["request_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    });
-    let acknowledged: HashSet<String> = join_all(sends).await.into_iter().collect();
+    let acknowledged = submit_async_spread(&[&a, &b, &c], N, &receiver.url("/cb")).await;
     assert_eq!(acknowledged.len(), N);
 
     receiver.wait_for(N / 4, Duration::from_secs(60)).await;

@@ -191,7 +191,7 @@ impl Store for PgStore {
     ) -> StoreResult<Admission> {
         let is_async = req.mode == Mode::Async;
         let admission = match claim {
-            None => requests::admit_unkeyed(&self.pool, &req)
+            None => requests::insert_with_job(&self.pool, &req)
                 .await
                 .map(|()| Admission::Admitted)
                 .map_err(classify)?,

@@ -24,21 +24,14 @@ pub(super) async fn admit(
             return Ok(verdict);
         }
     }
-    insert_request(c, &req).await?;
-    if req.mode == Mode::Async {
-        // Due at once, by the database clock.
-        sqlx::query("INSERT INTO jobs (request_id, run_at) VALUES ($1, now())")
-            .bind(req.id)
-            .execute(&mut *c)
-            .await?;
-    }
+    insert_with_job(&mut *c, &req).await?;
     Ok(Admission::Admitted)
 }
 
-/// Stores a request without an idempotency key, and its job (async), in ONE statement:
-/// atomic by itself, so it needs no BEGIN/COMMIT round trips — the common admission is a
-/// single round trip.
-pub(super) async fn admit_unkeyed(e: impl PgExecutor<'_>, req: &NewRequest) -> StoreResult<()> {
+/// Stores a request and, for async, its job (due at once, by the database clock) in ONE
+/// statement: atomic by itself, so an admission without a key needs no BEGIN/COMMIT
+/// round trips — the common admission is a single round trip.
+pub(super) async fn insert_with_job(e: impl PgExecutor<'_>, req: &NewRequest) -> StoreResult<()> {
     let callback_status = (req.mode == Mode::Async).then_some(CallbackStatus::Pending.as_str());
     let started = req.status == RequestStatus::Processing;
     sqlx::query(
@@ -60,29 +53,6 @@ pub(super) async fn admit_unkeyed(e: impl PgExecutor<'_>, req: &NewRequest) -> S
     .bind(&req.callback_url)
     .bind(callback_status)
     .execute(e)
-    .await?;
-    Ok(())
-}
-
-async fn insert_request(c: &mut PgConnection, req: &NewRequest) -> StoreResult<()> {
-    let callback_status = (req.mode == Mode::Async).then_some(CallbackStatus::Pending.as_str());
-    // started_at only serves the sweep's comparison with now(): database clock.
-    let started = req.status == RequestStatus::Processing;
-    sqlx::query(
-        "INSERT INTO requests (id, mode, status, input_data, created_at, started_at, trace_id,
-                               callback_url, callback_status)
-         VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END, $7, $8, $9)",
-    )
-    .bind(req.id)
-    .bind(req.mode.as_str())
-    .bind(req.status.as_str())
-    .bind(&req.input_data)
-    .bind(ms(req.created_at))
-    .bind(started)
-    .bind(&req.trace_id)
-    .bind(&req.callback_url)
-    .bind(callback_status)
-    .execute(&mut *c)
     .await?;
     Ok(())
 }

@@ -470,6 +470,32 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     (v["message"] == "listening").then(|| v["addr"].as_str()?.parse().ok())?
 }
 
+/// Submits `n` async requests at once, spread round-robin over `apps`; asserts every 202
+/// and returns the acknowledged request ids.
+pub async fn submit_async_spread(
+    apps: &[&TestApp],
+    n: usize,
+    callback_url: &str,
+) -> std::collections::HashSet<String> {
+    let sends = (0..n).map(|i| {
+        let app = apps[i % apps.len()];
+        let body = serde_json::json!({"text": format!("job {i}"), "callback_url": callback_url});
+        let (client, api) = (app.client.clone(), app.url("/async"));
+        async move {
+            let r = client
+                .post(api)
+                .json(&body)
+                .send()
+                .await
+                .expect("POST /async");
+            assert_eq!(r.status(), 202);
+            let body: Value = r.json().await.expect("JSON");
+            body["request_id"].as_str().expect("request_id").to_owned()
+        }
+    });
+    futures::future::join_all(sends).await.into_iter().collect()
+}
+
 /// A body for POST /sync or /async.
 pub fn work(text: &str, count: i64) -> Value {
     serde_json::json!({ "text": text, "count": count })
