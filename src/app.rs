@@ -74,7 +74,7 @@ impl Application {
                 ))
             }
         };
-        let listener = TcpListener::bind(config.bind)
+        let listener = crate::listen::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let intake = Intake {

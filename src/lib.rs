@@ -5,6 +5,7 @@
 //!
 //! - [`cli`], [`config`]: flags and `CONSUMA_*` variables, checked into a [`config::Config`].
 //! - [`app`]: builds the application and runs it until [`shutdown`] says stop.
+//! - [`listen`]: the TCP listener, with room for bursts of connections.
 //! - [`http`]: routes, extractors, the one error type; thin handlers.
 //! - [`intake`]: a request's way in: admit (with [`idempotency`]), work or enqueue, answer.
 //! - [`work`]: THE work, pure apart from its non-blocking delay; shared by both styles.
@@ -31,6 +32,8 @@ pub mod http;
 pub mod idempotency;
 /// Admission of requests.
 pub mod intake;
+/// TCP listeners with a deep accept queue.
+pub mod listen;
 /// The load generator.
 pub mod load;
 /// SIGTERM/SIGINT → cancellation.

@@ -28,7 +28,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hdrhistogram::Histogram;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -286,7 +285,7 @@ impl Receiver {
         port: u16,
         secret: Option<SigningSecret>,
     ) -> Result<Self, String> {
-        let listener = TcpListener::bind((host, port))
+        let listener = crate::listen::bind((host, port))
             .await
             .map_err(|e| format!("cannot listen for callbacks on {host}:{port}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
