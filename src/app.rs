@@ -38,7 +38,11 @@ pub struct Application {
 impl Application {
     /// Opens the store, settles the signing secret, binds the listener.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let store = store::connect(&config.database_url, config.sqlite_synchronous)
+        let options = store::StoreOptions {
+            sqlite_synchronous: config.sqlite_synchronous,
+            pg_max_connections: config.database_max_connections,
+        };
+        let store = store::connect(&config.database_url, options)
             .await
             .with_context(|| format!("cannot open the database {}", config.database_url))?;
         tracing::info!(backend = store.backend(), url = %config.database_url, "database ready");
@@ -210,7 +214,7 @@ pub async fn print_secret(args: crate::cli::SecretArgs) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
-    let store = store::connect(&url, crate::config::SqliteSynchronous::Normal)
+    let store = store::connect(&url, store::StoreOptions::default())
         .await
         .with_context(|| format!("cannot open the database {url}"))?;
     println!(

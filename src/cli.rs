@@ -64,6 +64,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSUMA_SQLITE_SYNCHRONOUS", value_enum, default_value_t)]
     pub sqlite_synchronous: SqliteSyncArg,
 
+    /// PostgreSQL connections in this instance's pool (LISTEN takes one more); size
+    /// the server's max_connections for all instances.
+    #[arg(long, env = "CONSUMA_DATABASE_MAX_CONNECTIONS", default_value_t = crate::store::DEFAULT_PG_MAX_CONNECTIONS)]
+    pub database_max_connections: u32,
+
     /// Simulated processing delay before the work, in milliseconds.
     #[arg(long, env = "CONSUMA_WORK_DELAY_MS", default_value_t = 200)]
     pub work_delay_ms: u64,

@@ -87,6 +87,7 @@ pub struct Config {
     pub bind: SocketAddr,
     pub database_url: DatabaseUrl,
     pub sqlite_synchronous: SqliteSynchronous,
+    pub database_max_connections: u32,
     pub work_delay: Duration,
     pub workers: usize,
     pub lease: Duration,
@@ -149,6 +150,12 @@ impl Config {
             bind,
             database_url: DatabaseUrl::from_flag_or_env(a.database_url.as_deref())?,
             sqlite_synchronous: a.sqlite_synchronous,
+            database_max_connections: in_range(
+                "database-max-connections",
+                a.database_max_connections,
+                2,
+                1000,
+            )?,
             work_delay: Duration::from_millis(in_range(
                 "work-delay-ms",
                 a.work_delay_ms,

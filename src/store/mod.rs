@@ -129,11 +129,37 @@ pub trait Store: Send + Sync + 'static {
     async fn get_or_insert_setting(&self, name: &str, candidate: &str) -> StoreResult<String>;
 }
 
+/// How to open a store; each backend reads its own part.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// PostgreSQL: the pool's size (LISTEN takes one more connection).
+    pub pg_max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            sqlite_synchronous: SqliteSynchronous::Normal,
+            pg_max_connections: DEFAULT_PG_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Connections per instance: enough for a burst of admissions beside the engine's claims
+/// and records, few enough that several instances fit a default PostgreSQL server
+/// (`max_connections = 100`).
+pub const DEFAULT_PG_MAX_CONNECTIONS: u32 = 16;
+
 /// Opens (creating if needed) and migrates the store the URL names.
-pub async fn connect(url: &DatabaseUrl, sync: SqliteSynchronous) -> StoreResult<Arc<dyn Store>> {
+pub async fn connect(url: &DatabaseUrl, options: StoreOptions) -> StoreResult<Arc<dyn Store>> {
     Ok(match url {
-        DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path, sync).await?),
-        DatabaseUrl::Postgres(url) => Arc::new(postgres::PgStore::open(url).await?),
+        DatabaseUrl::Sqlite(path) => {
+            Arc::new(sqlite::SqliteStore::open(path, options.sqlite_synchronous).await?)
+        }
+        DatabaseUrl::Postgres(url) => {
+            Arc::new(postgres::PgStore::open(url, options.pg_max_connections).await?)
+        }
     })
 }
 

@@ -65,6 +65,11 @@ async fn bad_configuration_exits_2_with_a_one_line_reason() {
             "callback-max-attempts",
         ),
         (&["serve"], &[("CONSUMA_WORKERS", "-1")], "workers"),
+        (
+            &["serve"],
+            &[("CONSUMA_DATABASE_MAX_CONNECTIONS", "1")],
+            "database-max-connections",
+        ),
         (&["serve"], &[("CONSUMA_LOG_FORMAT", "xml")], "log-format"),
         (&["serve"], &[("DATABASE_URL", "redis://x")], "database-url"),
         (&["serve", "--no-such-flag"], &[], "no-such-flag"),

@@ -202,7 +202,9 @@ mod store {
     const LONG: Duration = Duration::from_secs(30);
 
     async fn open(db: &TestDb) -> PgStore {
-        PgStore::open(&db.url).await.expect("open the store")
+        PgStore::open(&db.url, consuma::store::DEFAULT_PG_MAX_CONNECTIONS)
+            .await
+            .expect("open the store")
     }
 
     fn async_request() -> NewRequest {
@@ -332,4 +334,36 @@ mod store {
         let record = b.get_request(job.lease.request_id).await.unwrap().unwrap();
         assert_eq!(record.attempts, vec![attempt.clone()]);
     }
+}
+
+/// `--database-max-connections` bounds the sessions an instance holds: with a pool of
+/// two, sixty concurrent requests are all served, and the database sees at most three
+/// sessions of the instance (the pool and LISTEN). The pool keeps its connections open
+/// when idle, so counting after the burst shows how far it grew (the default would
+/// have grown to 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_size_bounds_the_sessions_an_instance_holds() {
+    if !postgres_available().await {
+        return;
+    }
+    let app = TestApp::builder(Backend::Postgres)
+        .arg("--database-max-connections", 2)
+        .arg("--work-delay-ms", 20)
+        .spawn()
+        .await;
+    let name = app.db.pg_name().expect("a PostgreSQL database").to_owned();
+    let posts = (0..60).map(|i| app.post_sync(work(&format!("pool {i}"), 1)));
+    for r in futures::future::join_all(posts).await {
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(app.get_json("/requests?mode=sync").await["total"], 60);
+    let mut conn = admin_connection().await.expect("admin connection");
+    let sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'consuma'",
+    )
+    .bind(&name)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!((1..=3).contains(&sessions), "{sessions} sessions");
 }

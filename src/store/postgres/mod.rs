@@ -46,10 +46,6 @@ use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// Connections per instance: enough for a burst of admissions beside the engine's
-/// claims and records, few enough that several instances fit a default server
-/// (`max_connections = 100`).
-const MAX_CONNECTIONS: u32 = 16;
 /// How long an operation waits for a connection before the caller hears 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -63,12 +59,13 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects, migrates, and starts listening for jobs enqueued by other instances.
-    pub async fn open(url: &str) -> StoreResult<Self> {
+    /// Connects (a pool of `max_connections`), migrates, and starts listening for jobs
+    /// enqueued by other instances.
+    pub async fn open(url: &str, max_connections: u32) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)?.application_name("consuma");
         migrate(&options).await?;
         let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
