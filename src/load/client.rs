@@ -5,8 +5,9 @@
 //! Failure reasons are report keys: `http_<status>` for a non-2xx answer, `timeout` (no
 //! complete answer within `--timeout`), `connect`, `body` (the response broke off),
 //! `request` (any other transport error), `no_request_id` (a 2xx from /async without a
-//! request id to match a callback to). A request counts as successful only on a 2xx
-//! whose whole body arrived.
+//! request id to match a callback to); one more, `interrupted`, is given by the run to a
+//! request abandoned in flight by a second Ctrl-C ([`super::interrupt`]). A request
+//! counts as successful only on a 2xx whose whole body arrived.
 
 use std::time::Duration;
 

@@ -5,13 +5,17 @@
 //! stopping after a count or a duration) → wait for outstanding callbacks, at most
 //! `--callback-timeout` → report. Every request is counted once ([`stats`]), every
 //! callback matched by `request_id` ([`receiver`]); latencies are measured from each
-//! request's due time, which in the open loop is its intended send time.
+//! request's due time, which in the open loop is its intended send time. Ctrl-C
+//! ([`interrupt`]) cuts a run short without losing it: the first stops sending, the
+//! second stops waiting, and the report of what was measured is printed either way.
 //!
-//! Exit codes: 0 when the run completed (failed requests included), 1 when it could not
+//! Exit codes: 0 when the run completed (failed requests included), 130 when it was
+//! interrupted by SIGINT or SIGTERM (after printing its report), 1 when it could not
 //! start (target unreachable, receiver port taken), 2 for bad options (clap).
 //!
 //! - [`args`]: the options and their parsers.
 //! - [`schedule`]: pacing × stop condition, and the coordinated-omission correction.
+//! - [`interrupt`]: Ctrl-C in two steps: stop sending, then stop waiting.
 //! - [`client`]: what is sent; outcomes and failure reasons.
 //! - [`transport`]: keep-alive connections (our HTTP/1.1 pool; reqwest for https).
 //! - [`receiver`]: callback receiver, matching, signatures, duplicates.
@@ -20,6 +24,7 @@
 
 mod args;
 mod client;
+mod interrupt;
 mod receiver;
 mod report;
 mod schedule;
@@ -33,11 +38,13 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub use args::{LoadArgs, Mode, parse_duration};
 pub use report::Report;
 
 use client::{Client, Outcome};
+use interrupt::{ABANDONED, EXIT_INTERRUPTED, Interrupt};
 use receiver::{CallbackBook, CallbackCounts, Receiver};
 use report::{AsyncInputs, RunFacts};
 use schedule::{Schedule, Stop, Ticket};
@@ -51,7 +58,11 @@ defaults refuses loopback callbacks, start it with --allow-callback-cidr 127.0.0
 pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
     let json = args.json;
     let progress = progress_bar(args.stop());
-    let report = match on_own_thread(measure(args, progress)).await? {
+    let interrupt = Interrupt::default();
+    let signals = interrupt.on_signals();
+    let measured = on_own_thread(measure(args, progress, interrupt)).await;
+    signals.abort();
+    let report = match measured? {
         Ok(report) => report,
         Err(reason) => {
             eprintln!("consuma load: {reason}");
@@ -66,7 +77,11 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
     } else {
         print!("{report}");
     }
-    Ok(0)
+    Ok(if report.interrupted {
+        EXIT_INTERRUPTED
+    } else {
+        0
+    })
 }
 
 /// Runs `work` on a single-threaded runtime of its own thread.
@@ -96,13 +111,19 @@ struct Run {
     tally: Tally,
     book: Option<Arc<CallbackBook>>,
     progress: ProgressBar,
+    /// The second Ctrl-C: requests still in flight are abandoned.
+    stop_waiting: CancellationToken,
 }
 
 impl Run {
     /// Sends the request of `ticket` and counts its outcome.
     async fn fire(&self, ticket: Ticket) {
         let kind = self.mode.kind_of(ticket.index);
-        let outcome = self.client.send(kind).await;
+        // An abandoned request was sent, so it is still counted, as `interrupted`.
+        let outcome = tokio::select! {
+            outcome = self.client.send(kind) => outcome,
+            _ = self.stop_waiting.cancelled() => Outcome::Transport(ABANDONED),
+        };
         let latency = Instant::now().saturating_duration_since(ticket.due);
         if let (
             Some(book),
@@ -119,8 +140,12 @@ impl Run {
 }
 
 /// Runs the load and builds the report; `Err` with a one-line reason when the run
-/// cannot start.
-pub async fn measure(args: LoadArgs, progress: ProgressBar) -> Result<Report, String> {
+/// cannot start. A run interrupted through `interrupt` still reports.
+pub async fn measure(
+    args: LoadArgs,
+    progress: ProgressBar,
+    interrupt: Interrupt,
+) -> Result<Report, String> {
     let receiver = match args.mode.has_async() {
         true => Some(
             Receiver::start(
@@ -151,8 +176,9 @@ pub async fn measure(args: LoadArgs, progress: ProgressBar) -> Result<Report, St
         tally: Tally::default(),
         book: receiver.as_ref().map(|r| r.book().clone()),
         progress,
+        stop_waiting: interrupt.stop_waiting().clone(),
     });
-    let (sending, total) = execute(&args, run.clone()).await;
+    let times = execute(&args, run.clone(), &interrupt).await;
     run.progress.finish_and_clear();
     let callbacks = match receiver {
         Some(receiver) => {
@@ -162,24 +188,35 @@ pub async fn measure(args: LoadArgs, progress: ProgressBar) -> Result<Report, St
         }
         None => None,
     };
-    Ok(build_report(&args, &run.tally, (sending, total), callbacks))
+    let facts = run_facts(&args, &run.tally, times, interrupt.interrupted());
+    Ok(build_report(&args, facts, &run.tally, callbacks))
 }
 
-/// Puts the final counts together; `callbacks` is `None` when no async request ran.
-fn build_report(
+/// The figures of the run as a whole; `times` is (sending phase, total time).
+fn run_facts(
     args: &LoadArgs,
     tally: &Tally,
     (sending, total): (Duration, Duration),
-    callbacks: Option<(CallbackCounts, String)>,
-) -> Report {
-    let facts = RunFacts {
+    interrupted: bool,
+) -> RunFacts {
+    RunFacts {
         target: args.target.clone(),
         mode: args.mode.as_str(),
         pacing: args.pace().into(),
         sending,
         total,
         answers: tally.answers(),
-    };
+        interrupted,
+    }
+}
+
+/// Puts the final counts together; `callbacks` is `None` when no async request ran.
+fn build_report(
+    args: &LoadArgs,
+    facts: RunFacts,
+    tally: &Tally,
+    callbacks: Option<(CallbackCounts, String)>,
+) -> Report {
     let (sync, asynch) = tally.take_sections();
     let asynch = callbacks.map(|(callbacks, callback_url)| AsyncInputs {
         section: asynch,
@@ -191,8 +228,11 @@ fn build_report(
 }
 
 /// Sends every request, then waits for callbacks; returns (sending phase, total time).
-async fn execute(args: &LoadArgs, run: Arc<Run>) -> (Duration, Duration) {
-    let schedule = Arc::new(Schedule::new(args.pace(), args.stop(), Instant::now()));
+/// The first Ctrl-C halts the schedule; the second also ends the wait for callbacks.
+async fn execute(args: &LoadArgs, run: Arc<Run>, interrupt: &Interrupt) -> (Duration, Duration) {
+    let schedule = Schedule::new(args.pace(), args.stop(), Instant::now())
+        .halted_by(interrupt.stop_sending().clone());
+    let schedule = Arc::new(schedule);
     let start = schedule.start();
     let fire_run = run.clone();
     schedule::drive(schedule, move |ticket| {
@@ -202,13 +242,20 @@ async fn execute(args: &LoadArgs, run: Arc<Run>) -> (Duration, Duration) {
     .await;
     let sending = start.elapsed();
     if let Some(book) = &run.book {
-        wait_for_callbacks(book, Instant::now() + args.callback_timeout, &run.progress).await;
+        let deadline = Instant::now() + args.callback_timeout;
+        wait_for_callbacks(book, deadline, &run.progress, interrupt).await;
     }
     (sending, start.elapsed())
 }
 
-/// Waits for the outstanding callbacks, showing how many came so far.
-async fn wait_for_callbacks(book: &CallbackBook, deadline: Instant, progress: &ProgressBar) {
+/// Waits for the outstanding callbacks, showing how many came so far, until all are
+/// here, `deadline` passes or the second Ctrl-C.
+async fn wait_for_callbacks(
+    book: &CallbackBook,
+    deadline: Instant,
+    progress: &ProgressBar,
+    interrupt: &Interrupt,
+) {
     let show = async {
         loop {
             let (received, expected) = book.progress();
@@ -217,9 +264,33 @@ async fn wait_for_callbacks(book: &CallbackBook, deadline: Instant, progress: &P
         }
     };
     tokio::select! {
+        // First, so a run with nothing outstanding ends without announcing a wait.
+        biased;
         _ = book.wait_for_all(deadline) => {}
+        _ = interrupt.stop_waiting().cancelled() => {}
+        _ = announce_interrupted_wait(book, progress, interrupt) => {}
         _ = show => {}
     }
+}
+
+/// Once the first Ctrl-C came, says on stderr what is still awaited and how to stop
+/// waiting; then never finishes.
+async fn announce_interrupted_wait(
+    book: &CallbackBook,
+    progress: &ProgressBar,
+    interrupt: &Interrupt,
+) {
+    interrupt.stop_sending().cancelled().await;
+    let (received, expected) = book.progress();
+    let outstanding = expected.saturating_sub(received);
+    // Printed around the progress bar, not through it (a hidden bar prints nothing).
+    progress.suspend(|| {
+        eprintln!(
+            "consuma load: interrupted; stopped sending, waiting for {outstanding} callbacks \
+             (Ctrl-C again to report now)"
+        )
+    });
+    std::future::pending::<()>().await
 }
 
 /// A progress bar on stderr when it is a terminal; hidden otherwise (pipes, CI, --json

@@ -7,6 +7,9 @@
 //! acknowledged requests and `callbacks_expected` equals it; callbacks that never came
 //! (`callback_missing`) or reported a failed work (`callback_failed`) are failures too,
 //! so `failed` (the sum of `failures`) can exceed `total - successful`.
+//!
+//! An interrupted run (Ctrl-C) reports like any other, with `interrupted: true`; its
+//! counts cover exactly the requests it sent.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -140,6 +143,8 @@ pub struct Report {
     pub sending_time_s: f64,
     /// Responses (any status) per second of the sending phase.
     pub requests_per_s: f64,
+    /// Whether SIGINT or SIGTERM cut the run short.
+    pub interrupted: bool,
     pub sync: Option<SyncReport>,
     #[serde(rename = "async")]
     pub r#async: Option<AsyncReport>,
@@ -154,6 +159,7 @@ pub struct RunFacts {
     pub sending: Duration,
     pub total: Duration,
     pub answers: u64,
+    pub interrupted: bool,
 }
 
 /// The async section's inputs.
@@ -180,6 +186,7 @@ impl Report {
             total_time_s: round(facts.total.as_secs_f64(), 3),
             sending_time_s: round(sending_s, 3),
             requests_per_s: round(rps, 1),
+            interrupted: facts.interrupted,
             sync: sync.map(|s| SyncReport {
                 counts: Counts::of(&s),
                 latency_ms: Latency::of(&s.latency),
@@ -194,6 +201,13 @@ impl Report {
         self.r#async.as_ref().is_some_and(|a| {
             a.counts.total > 0 && a.counts.failures.get("http_400") == Some(&a.counts.total)
         })
+    }
+
+    /// Requests sent, of both modes.
+    pub fn requests_sent(&self) -> u64 {
+        let sync = self.sync.as_ref().map_or(0, |s| s.counts.total);
+        let asynch = self.r#async.as_ref().map_or(0, |a| a.counts.total);
+        sync + asynch
     }
 
     /// The JSON document.
@@ -253,6 +267,13 @@ impl std::fmt::Display for Report {
             self.total_time_s, self.sending_time_s
         )?;
         writeln!(f, "Requests/s     {:.1}", self.requests_per_s)?;
+        if self.interrupted {
+            writeln!(
+                f,
+                "Interrupted    yes: stopped by a signal after {} requests",
+                self.requests_sent()
+            )?;
+        }
         if let Some(s) = &self.sync {
             write!(
                 f,

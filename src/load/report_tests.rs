@@ -15,6 +15,7 @@ fn facts(sending_ms: u64, answers: u64) -> RunFacts {
         sending: Duration::from_millis(sending_ms),
         total: Duration::from_millis(sending_ms + 500),
         answers,
+        interrupted: false,
     }
 }
 
@@ -207,4 +208,29 @@ fn the_table_names_every_figure() {
         assert!(table.contains(needle), "table lacks {needle:?}:\n{table}");
     }
     assert!(!r.callbacks_refused_by_policy());
+}
+
+#[test]
+fn an_interrupted_run_says_so_in_json_and_in_the_table() {
+    let sync = || Some(section(&[3, 4], &[Outcome::Transport("interrupted")]));
+    let whole = Report::build(facts(1000, 2), sync(), None);
+    let v: serde_json::Value = serde_json::from_str(&whole.to_json()).unwrap();
+    assert_eq!(v["interrupted"], false, "present when not interrupted");
+    assert!(!whole.to_string().contains("Interrupted"));
+
+    let cut = Report::build(
+        RunFacts {
+            interrupted: true,
+            ..facts(1000, 2)
+        },
+        sync(),
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&cut.to_json()).unwrap();
+    assert_eq!(v["interrupted"], true);
+    let table = cut.to_string();
+    assert!(
+        table.contains("Interrupted    yes: stopped by a signal after 3 requests"),
+        "{table}"
+    );
 }

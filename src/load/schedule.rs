@@ -12,15 +12,21 @@
 //! The open loop is deliberately not bounded by `--concurrency`: each request runs in
 //! its own task, up to `--max-in-flight` at once, a guard against exhausting sockets and
 //! high enough not to pace the run in practice.
+//!
+//! Besides its stop condition a schedule can be *halted* from outside (Ctrl-C, see
+//! [`super::interrupt`]): it then issues no new ticket, and the open loop's dispatcher
+//! wakes at once from waiting for the next intended time or a free slot, leaving that
+//! ticket unsent. Requests already sent are still awaited, in both loops.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// How requests are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,13 +54,15 @@ pub struct Ticket {
     pub due: Instant,
 }
 
-/// Hands out tickets until the stop condition is met; shared by all workers.
+/// Hands out tickets until the stop condition is met or it is halted; shared by all
+/// workers.
 #[derive(Debug)]
 pub struct Schedule {
     pace: Pace,
     stop: Stop,
     start: Instant,
     issued: AtomicU64,
+    halt: CancellationToken,
 }
 
 impl Schedule {
@@ -65,7 +73,13 @@ impl Schedule {
             stop,
             start,
             issued: AtomicU64::new(0),
+            halt: CancellationToken::new(),
         }
+    }
+
+    /// The same schedule, halted once `halt` is cancelled.
+    pub fn halted_by(self, halt: CancellationToken) -> Self {
+        Self { halt, ..self }
     }
 
     /// The instant the schedule started.
@@ -73,9 +87,12 @@ impl Schedule {
         self.start
     }
 
-    /// The next ticket, or `None` once the stop condition is met. `now` is only read in
-    /// the closed loop, where it is the ticket's due time.
+    /// The next ticket, or `None` once the stop condition is met or the schedule is
+    /// halted. `now` is only read in the closed loop, where it is the ticket's due time.
     pub fn next(&self, now: Instant) -> Option<Ticket> {
+        if self.halt.is_cancelled() {
+            return None;
+        }
         let index = self.issued.fetch_add(1, Ordering::Relaxed);
         let due = match self.pace {
             Pace::Closed { .. } => now,
@@ -86,6 +103,28 @@ impl Schedule {
             Stop::Elapsed(d) => due >= self.start + d,
         };
         (!done).then_some(Ticket { index, due })
+    }
+
+    /// Waits until `ticket` is due and one of `slots` is free; `None` when the schedule
+    /// is halted first, and the ticket must not be sent.
+    async fn ready_to_send(
+        &self,
+        ticket: &Ticket,
+        slots: &Arc<Semaphore>,
+    ) -> Option<OwnedSemaphorePermit> {
+        let ready = async {
+            // A ticket already overdue is sent at once: the dispatcher catches up instead
+            // of shifting the rest of the schedule.
+            if ticket.due > Instant::now() {
+                tokio::time::sleep_until(ticket.due).await;
+            }
+            slots.clone().acquire_owned().await.expect("never closed")
+        };
+        tokio::select! {
+            biased;
+            _ = self.halt.cancelled() => None,
+            slot = ready => Some(slot),
+        }
     }
 }
 
@@ -136,12 +175,9 @@ where
 {
     let slots = Arc::new(Semaphore::new(max_in_flight as usize));
     while let Some(ticket) = schedule.next(Instant::now()) {
-        // A ticket already overdue is sent at once: the dispatcher catches up instead of
-        // shifting the rest of the schedule.
-        if ticket.due > Instant::now() {
-            tokio::time::sleep_until(ticket.due).await;
-        }
-        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let Some(slot) = schedule.ready_to_send(&ticket, &slots).await else {
+            break;
+        };
         let fire = fire.clone();
         tokio::spawn(async move {
             fire(ticket).await;
@@ -298,5 +334,127 @@ mod tests {
         .await;
         assert_eq!(peak.lock().unwrap().1, 4);
         assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_halted_schedule_issues_no_more_tickets_in_either_loop() {
+        let start = Instant::now();
+        for pace in [
+            Pace::Closed { workers: 2 },
+            Pace::Open {
+                rate: 10.0,
+                max_in_flight: 10,
+            },
+        ] {
+            let halt = CancellationToken::new();
+            let s = Schedule::new(pace, Stop::Count(100), start).halted_by(halt.clone());
+            assert!(s.next(start).is_some());
+            halt.cancel();
+            assert!(s.next(start).is_none(), "{pace:?}");
+            assert!(s.next(start).is_none(), "{pace:?} stays halted");
+        }
+    }
+
+    /// What a halted drive did: requests sent, requests finished, and when `drive`
+    /// returned (from the start).
+    #[derive(Debug, PartialEq)]
+    struct Halted {
+        sent: u64,
+        finished: u64,
+        returned_at: Duration,
+    }
+
+    /// Drives a schedule of 1,000 requests taking `service` each, halted at `halt_at`.
+    async fn drive_halted_at(pace: Pace, service: Duration, halt_at: Duration) -> Halted {
+        let start = Instant::now();
+        let halt = CancellationToken::new();
+        let schedule = Schedule::new(pace, Stop::Count(1000), start).halted_by(halt.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(halt_at).await;
+            halt.cancel();
+        });
+        let counts = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let c = counts.clone();
+        drive(Arc::new(schedule), move |_t: Ticket| {
+            let c = c.clone();
+            async move {
+                c.0.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(service).await;
+                c.1.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .await;
+        Halted {
+            sent: counts.0.load(Ordering::Relaxed),
+            finished: counts.1.load(Ordering::Relaxed),
+            returned_at: start.elapsed(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_halt_wakes_the_open_loop_from_its_sleep_without_sending_more() {
+        // One request a second: sent at 0, 1 and 2 s, each done 200 ms later. Halted at
+        // 2.5 s while sleeping until 3 s: it must return then, with no fourth request.
+        let pace = Pace::Open {
+            rate: 1.0,
+            max_in_flight: 10,
+        };
+        let ms = Duration::from_millis;
+        let halted = drive_halted_at(pace, ms(200), ms(2500)).await;
+        let expected = Halted {
+            sent: 3,
+            finished: 3,
+            returned_at: ms(2500),
+        };
+        assert_eq!(halted, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_halted_open_loop_still_awaits_the_requests_in_flight() {
+        let pace = Pace::Open {
+            rate: 1.0,
+            max_in_flight: 10,
+        };
+        let secs = Duration::from_secs;
+        let halted = drive_halted_at(pace, secs(10), Duration::from_millis(2500)).await;
+        // The request sent at 2 s finishes at 12 s.
+        let expected = Halted {
+            sent: 3,
+            finished: 3,
+            returned_at: secs(12),
+        };
+        assert_eq!(halted, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_halt_wakes_the_open_loop_waiting_for_a_free_slot() {
+        // One slot, held 10 s by the first request; the second (due at 0.1 s) waits for
+        // it and must be dropped, not sent, when the halt comes at 1 s.
+        let pace = Pace::Open {
+            rate: 10.0,
+            max_in_flight: 1,
+        };
+        let secs = Duration::from_secs;
+        let halted = drive_halted_at(pace, secs(10), secs(1)).await;
+        let expected = Halted {
+            sent: 1,
+            finished: 1,
+            returned_at: secs(10),
+        };
+        assert_eq!(halted, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn halted_closed_loop_workers_finish_their_request_and_take_no_other() {
+        // Two workers, 1 s per request: two sent at 0 s, two at 1 s; halted at 1.5 s.
+        let pace = Pace::Closed { workers: 2 };
+        let secs = Duration::from_secs;
+        let halted = drive_halted_at(pace, secs(1), Duration::from_millis(1500)).await;
+        let expected = Halted {
+            sent: 4,
+            finished: 4,
+            returned_at: secs(2),
+        };
+        assert_eq!(halted, expected);
     }
 }

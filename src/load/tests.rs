@@ -18,6 +18,7 @@ use indicatif::ProgressBar;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+use super::interrupt::Interrupt;
 use super::test_support::{KEY, http, load_args, sign, spawn_service, whsec};
 use super::{Report, measure, run};
 
@@ -25,7 +26,7 @@ use super::{Report, measure, run};
 const SERVICE: Duration = Duration::from_millis(100);
 
 async fn measure_ok(argv: &[&str]) -> Report {
-    measure(load_args(argv), ProgressBar::hidden())
+    measure(load_args(argv), ProgressBar::hidden(), Interrupt::default())
         .await
         .expect("the run starts")
 }
@@ -276,8 +277,138 @@ async fn a_taken_callback_port_is_a_start_failure() {
         "--callback-port",
         &port,
     ]);
-    let err = measure(args, ProgressBar::hidden())
+    let err = measure(args, ProgressBar::hidden(), Interrupt::default())
         .await
         .expect_err("port taken");
     assert!(err.contains("cannot listen for callbacks"), "{err}");
+}
+
+/// A stand-in that counts in `seen` every request it receives: /sync answers at once,
+/// or never when the text is `hang`; /async acknowledges with a fresh id and never
+/// calls back.
+async fn counting_service(seen: Arc<AtomicU64>) -> String {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/sync", post(counted_sync))
+        .route("/async", post(counted_async))
+        .with_state(seen);
+    spawn_service(app).await
+}
+
+async fn counted_sync(State(seen): State<Arc<AtomicU64>>, Json(body): Json<Value>) -> Json<Value> {
+    seen.fetch_add(1, Ordering::Relaxed);
+    if body["text"] == "hang" {
+        std::future::pending::<()>().await;
+    }
+    Json(json!({"request_id": "s", "status": "completed"}))
+}
+
+async fn counted_async(State(seen): State<Arc<AtomicU64>>) -> impl IntoResponse {
+    let n = seen.fetch_add(1, Ordering::Relaxed);
+    let ack = json!({"request_id": format!("req-{n}"), "status": "pending"});
+    (StatusCode::ACCEPTED, Json(ack))
+}
+
+/// Runs `argv` against `target`, calling `escalate` on the run's interrupt `times` times
+/// once the service has seen `after` requests. Bounded, so a run that ignores the
+/// interrupt fails the test instead of hanging it.
+async fn interrupted_run(argv: &[&str], seen: Arc<AtomicU64>, after: u64, times: u32) -> Report {
+    let interrupt = Interrupt::default();
+    let signal = interrupt.clone();
+    tokio::spawn(async move {
+        while seen.load(Ordering::Relaxed) < after {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for _ in 0..times {
+            signal.escalate();
+        }
+    });
+    let run = measure(load_args(argv), ProgressBar::hidden(), interrupt);
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("an interrupted run ends long before its duration")
+        .expect("the run starts")
+}
+
+#[tokio::test]
+async fn an_interrupt_stops_sending_and_counts_every_request_sent() {
+    let seen = Arc::new(AtomicU64::new(0));
+    let target = counting_service(seen.clone()).await;
+    let argv = [
+        "--target",
+        &target,
+        "--mode",
+        "sync",
+        "--rate",
+        "50",
+        "--duration",
+        "60s",
+    ];
+    let report = interrupted_run(&argv, seen.clone(), 5, 1).await;
+    assert!(report.interrupted);
+    let sync = report.sync.expect("sync ran");
+    assert_eq!(sync.counts.total, seen.load(Ordering::Relaxed));
+    assert_eq!(sync.counts.total, sync.counts.successful);
+    assert!(
+        sync.counts.total >= 5 && sync.counts.total < 50 * 60,
+        "{sync:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_interrupt_abandons_requests_in_flight_and_counts_them() {
+    let seen = Arc::new(AtomicU64::new(0));
+    let target = counting_service(seen.clone()).await;
+    let argv = [
+        "--target",
+        &target,
+        "--mode",
+        "sync",
+        "--text",
+        "hang",
+        "--requests",
+        "3",
+        "--concurrency",
+        "3",
+        "--timeout",
+        "3600",
+    ];
+    let report = interrupted_run(&argv, seen, 3, 2).await;
+    assert!(report.interrupted);
+    let sync = report.sync.expect("sync ran");
+    assert_eq!((sync.counts.total, sync.counts.successful), (3, 0));
+    assert_eq!(sync.counts.failures.get("interrupted"), Some(&3));
+}
+
+#[tokio::test]
+async fn a_second_interrupt_stops_waiting_and_counts_callbacks_missing() {
+    let seen = Arc::new(AtomicU64::new(0));
+    let target = counting_service(seen.clone()).await;
+    let argv = [
+        "--target",
+        &target,
+        "--mode",
+        "async",
+        "--requests",
+        "5",
+        "--callback-timeout",
+        "3600",
+    ];
+    let report = interrupted_run(&argv, seen, 5, 2).await;
+    assert!(report.interrupted);
+    let a = report.r#async.expect("async ran");
+    // The acknowledgement of the last requests may be abandoned in flight; either way
+    // each request is counted once, and each acknowledged one's callback as missing.
+    let abandoned = a.counts.failures.get("interrupted").copied().unwrap_or(0);
+    assert_eq!(a.counts.total, 5);
+    assert_eq!(a.callbacks_expected + abandoned, 5);
+    assert_eq!(a.callbacks_received, 0);
+    assert_eq!(
+        a.counts
+            .failures
+            .get("callback_missing")
+            .copied()
+            .unwrap_or(0),
+        a.callbacks_expected
+    );
 }

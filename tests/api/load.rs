@@ -2,7 +2,7 @@
 //! process with `--json --callback-port 0`, and its report is checked against what the
 //! service recorded (GET /requests). Loopback only, a few dozen requests per test.
 
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -11,15 +11,21 @@ use tokio::process::Command;
 use crate::both_backends;
 use crate::helpers::{BIN, Backend, TestApp};
 
-/// Runs `consuma load --target <target> --json --callback-port 0 <args>`.
-async fn load(target: &str, args: &[&str]) -> Output {
-    let run = Command::new(BIN)
+/// `consuma load --target <target> --json --callback-port 0 <args>`, not yet started.
+fn load_command(target: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
         .args(["load", "--target", target, "--json", "--callback-port", "0"])
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .kill_on_drop(true)
-        .output();
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `consuma load --target <target> --json --callback-port 0 <args>`.
+async fn load(target: &str, args: &[&str]) -> Output {
+    let run = load_command(target, args).output();
     tokio::time::timeout(Duration::from_secs(120), run)
         .await
         .expect("consuma load finishes")
@@ -160,12 +166,63 @@ async fn a_server_refusing_loopback_callbacks_gets_the_hint(backend: Backend) {
     assert_eq!(recorded(&app, "async").await, 0);
 }
 
+/// Ctrl-C (SIGINT) in the middle of a 60 s run: it stops sending, still waits for the
+/// callbacks of what it sent, reports it, and exits 130.
+async fn an_interrupted_run_reports_what_it_sent_and_exits_130(backend: Backend) {
+    let app = service(backend).await;
+    let args = [
+        "--mode",
+        "async",
+        "--rate",
+        "50",
+        "--duration",
+        "60s",
+        "--callback-timeout",
+        "60s",
+    ];
+    let child = load_command(&app.base, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("consuma load starts");
+    until_recorded(&app, "async").await;
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("running") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("consuma load ends after SIGINT")
+        .expect("consuma load's output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(r["interrupted"], true);
+    let a = &r["async"];
+    let total = a["total"].as_u64().expect("async.total");
+    assert!(total >= 1, "{a:#}");
+    assert!(total < 50 * 10, "sent {total}, more than 10 s worth: {a:#}");
+    assert_eq!(total, recorded(&app, "async").await, "{a:#}");
+    assert_eq!(a["callbacks_received"], total, "{a:#}");
+}
+
+/// Waits (at most 30 s) until the service has recorded a request of `mode`.
+async fn until_recorded(app: &TestApp, mode: &str) {
+    let some = async {
+        while recorded(app, mode).await == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), some)
+        .await
+        .expect("the service records a request");
+}
+
 both_backends!(
     a_sync_run_counts_every_request_the_service_recorded,
     an_async_run_receives_every_callback_with_a_good_signature,
     a_both_run_alternates_and_agrees_with_the_records,
     a_wrong_signing_secret_makes_every_callback_a_bad_signature,
     a_server_refusing_loopback_callbacks_gets_the_hint,
+    an_interrupted_run_reports_what_it_sent_and_exits_130,
 );
 
 #[tokio::test]
