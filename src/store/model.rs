@@ -77,6 +77,32 @@ pub struct StoredResponse {
     pub body: String,
 }
 
+/// A key already stored, as an admission with the same key sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub fingerprint: String,
+    /// The first request's response, once it is known.
+    pub response: Option<StoredResponse>,
+    /// The claim is unfinished and not yet abandoned (`held_until` is still ahead).
+    pub held: bool,
+}
+
+impl StoredKey {
+    /// What this key means for a new admission with `claim` (SPEC §2 "Idempotency"):
+    /// its verdict, or `None` when the first holder died mid-work and the key may be
+    /// taken over. Both backends decide by this one rule.
+    pub fn verdict(self, claim: &IdempotencyClaim) -> Option<Admission> {
+        if self.fingerprint != claim.fingerprint {
+            return Some(Admission::KeyReused);
+        }
+        match (self.response, self.held) {
+            (Some(response), _) => Some(Admission::Replay(response)),
+            (None, true) => Some(Admission::InFlight),
+            (None, false) => None,
+        }
+    }
+}
+
 /// The result of [`Store::admit`](super::Store::admit).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
@@ -208,4 +234,49 @@ pub struct JobCounts {
 pub struct SweepStats {
     pub expired_keys: u64,
     pub abandoned_sync: u64,
+}
+
+#[cfg(test)]
+mod stored_key_tests {
+    use super::*;
+
+    fn claim() -> IdempotencyClaim {
+        IdempotencyClaim {
+            scope: "POST /sync",
+            key: "k".into(),
+            fingerprint: "same".into(),
+            response: None,
+            held_until: Utc::now(),
+        }
+    }
+
+    fn stored(fingerprint: &str, response: Option<u16>, held: bool) -> StoredKey {
+        StoredKey {
+            fingerprint: fingerprint.into(),
+            response: response.map(|status| StoredResponse {
+                status,
+                body: "{}".into(),
+            }),
+            held,
+        }
+    }
+
+    #[test]
+    fn another_input_is_refused_whatever_the_state_of_the_first() {
+        for (response, held) in [(None, true), (None, false), (Some(200), false)] {
+            let verdict = stored("other", response, held).verdict(&claim());
+            assert_eq!(verdict, Some(Admission::KeyReused));
+        }
+    }
+
+    #[test]
+    fn a_finished_first_is_replayed_a_running_one_is_in_flight_a_dead_one_frees_the_key() {
+        let replay = stored("same", Some(202), false).verdict(&claim());
+        assert!(matches!(replay, Some(Admission::Replay(r)) if r.status == 202));
+        assert_eq!(
+            stored("same", None, true).verdict(&claim()),
+            Some(Admission::InFlight)
+        );
+        assert_eq!(stored("same", None, false).verdict(&claim()), None);
+    }
 }

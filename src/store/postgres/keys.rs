@@ -41,11 +41,7 @@ async fn insert_key(
     claim: &IdempotencyClaim,
     request_id: Uuid,
 ) -> StoreResult<bool> {
-    let (status, body) = claim
-        .response
-        .as_ref()
-        .map(|r| (i32::from(r.status), r.body.as_str()))
-        .unzip();
+    let (status, body) = response_columns(claim);
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys
              (scope, key, fingerprint, request_id, response_status, response_body, held_until, created_at)
@@ -64,18 +60,20 @@ async fn insert_key(
     Ok(inserted.rows_affected() == 1)
 }
 
-/// The committed claim on a key, as far as admission cares.
-struct ExistingKey {
-    fingerprint: String,
-    response: Option<StoredResponse>,
-    /// The claim is unfinished and not yet abandoned.
-    held: bool,
+/// The claim's response as the `response_status` and `response_body` columns.
+fn response_columns(claim: &IdempotencyClaim) -> (Option<i32>, Option<&str>) {
+    claim
+        .response
+        .as_ref()
+        .map(|r| (i32::from(r.status), r.body.as_str()))
+        .unzip()
 }
 
+/// The committed claim on the key, if any.
 async fn existing_key(
     c: &mut PgConnection,
     claim: &IdempotencyClaim,
-) -> StoreResult<Option<ExistingKey>> {
+) -> StoreResult<Option<StoredKey>> {
     let row = sqlx::query(
         "SELECT fingerprint, response_status, response_body, held_until > now() AS held
          FROM idempotency_keys WHERE scope = $1 AND key = $2",
@@ -87,7 +85,7 @@ async fn existing_key(
     let Some(row) = row else { return Ok(None) };
     let status: Option<i32> = row.try_get("response_status")?;
     let body: Option<String> = row.try_get("response_body")?;
-    Ok(Some(ExistingKey {
+    Ok(Some(StoredKey {
         fingerprint: row.try_get("fingerprint")?,
         response: status.map(|s| StoredResponse {
             status: s as u16,
@@ -97,21 +95,15 @@ async fn existing_key(
     }))
 }
 
-/// The rules of [`Store::admit`] for a key that is taken.
+/// The verdict of a key that is taken ([`StoredKey::verdict`]).
 async fn decide(
     c: &mut PgConnection,
     claim: &IdempotencyClaim,
     request_id: Uuid,
-    existing: ExistingKey,
+    existing: StoredKey,
 ) -> StoreResult<Admission> {
-    if existing.fingerprint != claim.fingerprint {
-        return Ok(Admission::KeyReused);
-    }
-    if let Some(response) = existing.response {
-        return Ok(Admission::Replay(response));
-    }
-    if existing.held {
-        return Ok(Admission::InFlight);
+    if let Some(verdict) = existing.verdict(claim) {
+        return Ok(verdict);
     }
     // The first holder died mid-work: take the key over. The conditions are checked again
     // under the row lock, so of two admissions taking over at once only one succeeds.
@@ -126,11 +118,7 @@ async fn take_over_key(
     claim: &IdempotencyClaim,
     request_id: Uuid,
 ) -> StoreResult<bool> {
-    let (status, body) = claim
-        .response
-        .as_ref()
-        .map(|r| (i32::from(r.status), r.body.as_str()))
-        .unzip();
+    let (status, body) = response_columns(claim);
     let taken = sqlx::query(
         "UPDATE idempotency_keys
          SET fingerprint = $3, request_id = $4, response_status = $5, response_body = $6,

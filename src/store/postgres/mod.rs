@@ -193,7 +193,7 @@ impl Store for PgStore {
                 .map(|()| Admission::Admitted)
                 .map_err(classify)?,
             Some(claim) => {
-                self.tx(move |c| Box::pin(requests::admit(c, req, Some(claim))))
+                self.tx(move |c| Box::pin(requests::admit_with_key(c, req, claim)))
                     .await?
             }
         };

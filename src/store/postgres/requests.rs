@@ -13,16 +13,14 @@ use crate::store::*;
 
 /// Stores the request, its job (async) and its key in the caller's transaction, or says
 /// why the key forbids it (see [`Store::admit`]).
-pub(super) async fn admit(
+pub(super) async fn admit_with_key(
     c: &mut PgConnection,
     req: NewRequest,
-    claim: Option<IdempotencyClaim>,
+    claim: IdempotencyClaim,
 ) -> StoreResult<Admission> {
-    if let Some(claim) = &claim {
-        let verdict = keys::take(c, claim, req.id).await?;
-        if verdict != Admission::Admitted {
-            return Ok(verdict);
-        }
+    let verdict = keys::take(c, &claim, req.id).await?;
+    if verdict != Admission::Admitted {
+        return Ok(verdict);
     }
     insert_with_job(&mut *c, &req).await?;
     Ok(Admission::Admitted)

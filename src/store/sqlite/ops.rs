@@ -1,4 +1,6 @@
-//! The write operations, each run by the [writer](super::writer) inside its own savepoint.
+//! The write operations, each run by the [writer](super::writer) inside the transaction of
+//! its batch. They check before they write, so an outcome such as a taken key or a lost
+//! lease is an `Ok` answer, and an `Err` means the database failed (the batch rolls back).
 //!
 //! Statements are prepared once per connection (`prepare_cached`). Times are INTEGER
 //! milliseconds since the Unix epoch; the lease checks compare them with this process's
@@ -43,22 +45,21 @@ fn existing_key(c: &Connection, claim: &IdempotencyClaim) -> StoreResult<Option<
     let Some((fingerprint, status, body, held_until)) = row else {
         return Ok(None);
     };
-    if fingerprint != claim.fingerprint {
-        return Ok(Some(Admission::KeyReused));
-    }
-    match status {
-        Some(status) => Ok(Some(Admission::Replay(StoredResponse {
+    let stored = StoredKey {
+        fingerprint,
+        response: status.map(|status| StoredResponse {
             status: status as u16,
             body: body.unwrap_or_default(),
-        }))),
-        None if held_until > now_ms() => Ok(Some(Admission::InFlight)),
+        }),
+        held: held_until > now_ms(),
+    };
+    let verdict = stored.verdict(claim);
+    if verdict.is_none() {
         // Its first holder died mid-work: the key is free again.
-        None => {
-            c.prepare_cached("DELETE FROM idempotency_keys WHERE scope = ?1 AND key = ?2")?
-                .execute(params![claim.scope, claim.key])?;
-            Ok(None)
-        }
+        c.prepare_cached("DELETE FROM idempotency_keys WHERE scope = ?1 AND key = ?2")?
+            .execute(params![claim.scope, claim.key])?;
     }
+    Ok(verdict)
 }
 
 pub(super) fn admit(
