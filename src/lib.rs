@@ -5,6 +5,7 @@
 //!
 //! - [`cli`], [`config`]: flags and `CONSUMA_*` variables, checked into a [`config::Config`].
 //! - [`app`]: builds the application and runs it until [`shutdown`] says stop.
+//! - [`auth`]: API keys and tenants; the [`auth::Caller`] scoped routes take.
 //! - [`listen`]: the TCP listener, with room for bursts of connections.
 //! - [`http`]: routes, extractors, the one error type; thin handlers.
 //! - [`intake`]: a request's way in: admit (with [`idempotency`]), work or enqueue, answer.
@@ -18,6 +19,8 @@
 
 /// Build and run the service.
 pub mod app;
+/// API keys, tenants and the caller of a request.
+pub mod auth;
 /// Flags of every subcommand.
 pub mod cli;
 /// Checked configuration.
