@@ -15,7 +15,6 @@ use crate::delivery::CallbackClient;
 use crate::delivery::signing::SigningSecret;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::{self, AppState};
-use crate::idempotency::KEEP_KEYS;
 use crate::intake::Intake;
 use crate::ssrf::CallbackPolicy;
 use crate::store::{self, Store};
@@ -23,11 +22,6 @@ use crate::telemetry::metrics;
 
 /// The name the generated signing secret is stored under.
 pub const SIGNING_SECRET_SETTING: &str = "callback_signing_secret";
-
-/// How often expired idempotency keys and abandoned /sync records are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
-/// A /sync record still `processing` this long after its start lost its process.
-const ABANDONED_SYNC: Duration = Duration::from_secs(600);
 
 pub struct Application {
     listener: TcpListener,
@@ -74,6 +68,10 @@ impl Application {
                         base_delay: config.callback_base_delay,
                         shutdown_grace: config.shutdown_grace,
                         poll: config.job_poll,
+                        max_in_flight_per_destination: config
+                            .callback_max_in_flight_per_destination,
+                        breaker_cooldown: config.callback_breaker_cooldown,
+                        expire_after: config.callback_expire_after,
                     },
                 ))
             }
@@ -84,6 +82,10 @@ impl Application {
         let intake = Intake {
             store: store.clone(),
             work_delay: config.work_delay,
+            limits: store::AdmissionLimits {
+                max_pending: config.max_pending_jobs,
+                max_pending_per_tenant: config.max_pending_jobs_per_tenant,
+            },
         };
         let state = AppState {
             config: Arc::new(config),
@@ -113,7 +115,11 @@ impl Application {
         let grace = self.state.config.shutdown_grace;
         let deadline = tokio::time::Instant::now() + grace;
         let engine = self.engine.map(|e| tokio::spawn(e.run(shutdown.clone())));
-        let sweeper = tokio::spawn(sweep(self.state.store.clone(), shutdown.clone()));
+        let housekeeping = tokio::spawn(crate::housekeeping::run(
+            self.state.store.clone(),
+            self.state.config.retention,
+            shutdown.clone(),
+        ));
         let stop_http = CancellationToken::new();
         // Responses go out at once: no Nagle delay behind a client's delayed ACK.
         let listener = self.listener.tap_io(|tcp| {
@@ -133,7 +139,7 @@ impl Application {
         if let Some(engine) = engine {
             let _ = engine.await;
         }
-        sweeper.abort();
+        housekeeping.abort();
         stop_http.cancel();
         // A client that never finishes its request cannot hold the exit beyond the grace.
         let http_grace = deadline.saturating_duration_since(tokio::time::Instant::now())
@@ -162,27 +168,6 @@ pub async fn stored_signing_secret(store: &dyn Store) -> anyhow::Result<SigningS
         .await?;
     SigningSecret::parse(&stored)
         .map_err(|e| anyhow::anyhow!("the stored signing secret is unusable: {e}"))
-}
-
-async fn sweep(store: Arc<dyn Store>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.cancelled() => return,
-        }
-        match store.sweep(KEEP_KEYS, ABANDONED_SYNC).await {
-            Ok(s) if s.expired_keys + s.abandoned_sync > 0 => {
-                tracing::info!(
-                    expired_keys = s.expired_keys,
-                    abandoned_sync = s.abandoned_sync,
-                    "swept"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "sweep failed"),
-        }
-    }
 }
 
 /// `consuma serve`: logs, signals, build, run. Returns the exit status.

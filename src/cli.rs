@@ -127,6 +127,49 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CONSUMA_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Most delivery attempts this instance makes to one destination (a tenant and a
+    /// callback origin) at once, 1 to 1,000.
+    #[arg(
+        long,
+        env = "CONSUMA_CALLBACK_MAX_IN_FLIGHT_PER_DESTINATION",
+        default_value_t = 16
+    )]
+    pub callback_max_in_flight_per_destination: u32,
+
+    /// How long a destination's deliveries wait after its circuit opens (5 consecutive
+    /// failures), in milliseconds, 100 to 3,600,000; doubled after each failed probe, up
+    /// to 30 times this.
+    #[arg(
+        long,
+        env = "CONSUMA_CALLBACK_BREAKER_COOLDOWN_MS",
+        default_value_t = 10_000
+    )]
+    pub callback_breaker_cooldown_ms: u64,
+
+    /// A delivery not done this many seconds after its work ended (or its last
+    /// redelivery) ends failed with `expired: …`, 1 to 31,536,000.
+    #[arg(
+        long,
+        env = "CONSUMA_CALLBACK_EXPIRE_AFTER_SECS",
+        default_value_t = 86_400
+    )]
+    pub callback_expire_after_secs: u64,
+
+    /// Async requests whose callback is not yet terminal, all tenants; at the limit POST
+    /// /async answers 503 and stores nothing. 0 = no limit.
+    #[arg(long, env = "CONSUMA_MAX_PENDING_JOBS", default_value_t = 100_000)]
+    pub max_pending_jobs: u64,
+
+    /// The same limit per tenant (POST /async then answers 429). 0 = only the global limit.
+    #[arg(long, env = "CONSUMA_MAX_PENDING_JOBS_PER_TENANT", default_value_t = 0)]
+    pub max_pending_jobs_per_tenant: u64,
+
+    /// Terminal records older than this are deleted (with their attempts and idempotency
+    /// keys): a whole number followed by s, m, h or d (`90d`, `12h`, `10s`), or 0 to keep
+    /// everything.
+    #[arg(long, env = "CONSUMA_RETENTION", default_value = "90d")]
+    pub retention: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -102,6 +102,13 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub job_poll: Duration,
     pub max_body_bytes: usize,
+    pub callback_max_in_flight_per_destination: u32,
+    pub callback_breaker_cooldown: Duration,
+    pub callback_expire_after: Duration,
+    pub max_pending_jobs: u64,
+    pub max_pending_jobs_per_tenant: u64,
+    /// `None`: keep everything.
+    pub retention: Option<Duration>,
 }
 
 fn in_range<T: PartialOrd + std::fmt::Display>(
@@ -194,7 +201,64 @@ impl Config {
             )?),
             job_poll: Duration::from_millis(in_range("job-poll-ms", a.job_poll_ms, 10, 3_600_000)?),
             max_body_bytes: in_range("max-body-bytes", a.max_body_bytes, 1024, 16 * 1024 * 1024)?,
+            callback_max_in_flight_per_destination: in_range(
+                "callback-max-in-flight-per-destination",
+                a.callback_max_in_flight_per_destination,
+                1,
+                1000,
+            )?,
+            callback_breaker_cooldown: Duration::from_millis(in_range(
+                "callback-breaker-cooldown-ms",
+                a.callback_breaker_cooldown_ms,
+                100,
+                3_600_000,
+            )?),
+            callback_expire_after: Duration::from_secs(in_range(
+                "callback-expire-after-secs",
+                a.callback_expire_after_secs,
+                1,
+                31_536_000,
+            )?),
+            max_pending_jobs: in_range("max-pending-jobs", a.max_pending_jobs, 0, 1_000_000_000)?,
+            max_pending_jobs_per_tenant: in_range(
+                "max-pending-jobs-per-tenant",
+                a.max_pending_jobs_per_tenant,
+                0,
+                1_000_000_000,
+            )?,
+            retention: parse_retention(&a.retention)?,
         })
+    }
+}
+
+/// `--retention`: `0` (keep everything) or a whole number followed by `s`, `m`, `h` or
+/// `d`, at most 100 years.
+pub fn parse_retention(s: &str) -> Result<Option<Duration>, ConfigError> {
+    let bad = || {
+        ConfigError(format!(
+            "--retention {s:?}: expected 0 or a whole number followed by s, m, h or d (e.g. 90d, 12h, 10s)"
+        ))
+    };
+    let s = s.trim();
+    if s == "0" {
+        return Ok(None);
+    }
+    let (digits, unit) = s.split_at(s.len().saturating_sub(1));
+    let secs_per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    match n.checked_mul(secs_per) {
+        Some(secs) if secs > 0 && secs <= 100 * 365 * 86_400 => Ok(Some(Duration::from_secs(secs))),
+        Some(0) => Ok(None),
+        _ => Err(bad()),
     }
 }
 
@@ -245,6 +309,28 @@ mod tests {
     fn database_url_debug_hides_the_password() {
         let url = DatabaseUrl::parse("postgres://u:hunter2@h/db").unwrap();
         assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn retention_takes_whole_numbers_with_a_unit_or_zero() {
+        let d = |s| parse_retention(s).unwrap();
+        assert_eq!(d("0"), None);
+        assert_eq!(d("90d"), Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(d("12h"), Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(d("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(d("5m"), Some(Duration::from_secs(300)));
+        for bad in [
+            "",
+            "d",
+            "10",
+            "1.5h",
+            "-1d",
+            "10w",
+            "ten d",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_retention(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Idempotency keys (SPEC §2 "Idempotency"): what a key is bound to, and for how long.
 //!
-//! A key is scoped by method and path and bound to a fingerprint of the *validated* input
+//! A key is scoped by tenant (SPEC §10), method and path, and bound to a fingerprint of the *validated* input
 //! (defaults applied), so `{"text":"a"}` and `{"count":1,"text":"a"}` are the same request.
 //! The store keeps the key with the response to replay; see
 //! [`Store::admit`](crate::store::Store::admit) for the rules.
@@ -34,6 +34,7 @@ pub fn fingerprint(scope: &str, input_json: &str) -> String {
 /// A claim for `key`. An unfinished claim (a /sync at work) blocks repeats for `hold`,
 /// after which its process is presumed dead and the key is free again.
 pub fn claim(
+    tenant: &str,
     scope: &'static str,
     key: String,
     input_json: &str,
@@ -41,6 +42,7 @@ pub fn claim(
     hold: Duration,
 ) -> IdempotencyClaim {
     IdempotencyClaim {
+        tenant: tenant.to_owned(),
         scope,
         fingerprint: fingerprint(scope, input_json),
         key,

@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 use crate::idempotency::{self, ASYNC_SCOPE, SYNC_SCOPE};
 use crate::store::{
-    Admission, FinishedWork, Mode, NewRequest, RequestStatus, Store, StoreError, StoredResponse,
+    Admission, AdmissionLimits, FinishedWork, Mode, NewRequest, RequestStatus, Store, StoreError,
+    StoredResponse,
 };
 use crate::telemetry::metrics as m;
 use crate::work::{self, WorkInput, WorkResult};
@@ -79,6 +80,10 @@ pub enum IntakeError {
     KeyReused,
     #[error("idempotency key in flight")]
     InFlight,
+    #[error("the backlog of pending callbacks is full ({0})")]
+    Overloaded(u64),
+    #[error("the tenant's backlog of pending callbacks is full ({0})")]
+    QuotaExceeded(u64),
     #[error("the work failed: {error}")]
     WorkFailed { request_id: Uuid, error: String },
     #[error(transparent)]
@@ -90,19 +95,35 @@ pub enum IntakeError {
 pub struct Intake {
     pub store: Arc<dyn Store>,
     pub work_delay: Duration,
+    /// Backlog limits for POST /async (SPEC §9, §10).
+    pub limits: AdmissionLimits,
+}
+
+/// A callback URL's origin, `scheme://host:port`, always with the port (SPEC §8).
+pub fn origin_of(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or_default();
+    format!("{}://{host}:{port}", url.scheme())
+}
+
+/// [`origin_of`] for a stored URL; `None` when it does not parse.
+pub fn origin_of_str(url: &str) -> Option<String> {
+    url::Url::parse(url).ok().map(|u| origin_of(&u))
 }
 
 impl Intake {
     fn new_request(
         &self,
         request_id: Uuid,
+        tenant: &str,
         mode: Mode,
         input_data: String,
-        url: Option<String>,
+        url: Option<&url::Url>,
         trace_id: &str,
     ) -> NewRequest {
         NewRequest {
             id: request_id,
+            tenant: tenant.to_owned(),
             mode,
             status: match mode {
                 // A sync request starts its work at once; only async requests wait.
@@ -110,7 +131,8 @@ impl Intake {
                 Mode::Async => RequestStatus::Pending,
             },
             input_data,
-            callback_url: url,
+            callback_url: url.map(url::Url::to_string),
+            origin: url.map(origin_of),
             trace_id: trace_id.to_owned(),
             created_at: Utc::now(),
         }
@@ -120,6 +142,7 @@ impl Intake {
     pub async fn submit_sync(
         &self,
         request_id: Uuid,
+        tenant: &str,
         input: WorkInput,
         key: Option<String>,
         trace_id: &str,
@@ -129,12 +152,14 @@ impl Intake {
         let hold = self.work_delay + Duration::from_secs(60);
         let claim = key
             .clone()
-            .map(|k| idempotency::claim(SYNC_SCOPE, k, &json, None, hold));
-        let record = self.new_request(request_id, Mode::Sync, json, None, trace_id);
-        let admission = self.store.admit(record, claim);
+            .map(|k| idempotency::claim(tenant, SYNC_SCOPE, k, &json, None, hold));
+        let record = self.new_request(request_id, tenant, Mode::Sync, json, None, trace_id);
+        let admission = self
+            .store
+            .admit(record, claim.clone(), AdmissionLimits::default());
         let outcome = if key.is_some() {
             // The key decides whether to work at all: a replay or a 409 does no work.
-            if let Some(replay) = check_admission(admission.await?)? {
+            if let Some(replay) = check_admission(admission.await?, AdmissionLimits::default())? {
                 return Ok(Submitted::Replayed(replay));
             }
             tracing::info!(mode = "sync", count = input.count(), "request accepted");
@@ -145,7 +170,7 @@ impl Intake {
             tracing::info!(mode = "sync", count = input.count(), "request accepted");
             let (admitted, outcome) =
                 tokio::join!(admission, run_work(&input, self.work_delay, Mode::Sync));
-            check_admission(admitted?)?;
+            check_admission(admitted?, AdmissionLimits::default())?;
             outcome
         };
         let completed_at = Utc::now();
@@ -167,7 +192,7 @@ impl Intake {
                     completed_at,
                     callback_body: None,
                 };
-                let key = key.map(|k| (SYNC_SCOPE, k, Some(response.clone())));
+                let key = claim.map(|c| (c, Some(response.clone())));
                 self.store.finish_sync(request_id, done, key).await?;
                 tracing::info!(status = "completed", "request completed");
                 Ok(Submitted::New {
@@ -185,7 +210,7 @@ impl Intake {
                 };
                 // Only successes are kept: a retry with this key may try again.
                 self.store
-                    .finish_sync(request_id, done, key.map(|k| (SYNC_SCOPE, k, None)))
+                    .finish_sync(request_id, done, claim.map(|c| (c, None)))
                     .await?;
                 tracing::warn!(status = "failed", %error, "request failed");
                 Err(IntakeError::WorkFailed { request_id, error })
@@ -197,6 +222,7 @@ impl Intake {
     pub async fn submit_async(
         &self,
         request_id: Uuid,
+        tenant: &str,
         input: WorkInput,
         callback_url: &url::Url,
         key: Option<String>,
@@ -214,6 +240,7 @@ impl Intake {
         };
         let claim = key.map(|k| {
             idempotency::claim(
+                tenant,
                 ASYNC_SCOPE,
                 k,
                 &json,
@@ -223,12 +250,14 @@ impl Intake {
         });
         let record = self.new_request(
             request_id,
+            tenant,
             Mode::Async,
             json,
-            Some(callback_url.to_string()),
+            Some(callback_url),
             trace_id,
         );
-        if let Some(replay) = check_admission(self.store.admit(record, claim).await?)? {
+        let admission = self.store.admit(record, claim, self.limits).await?;
+        if let Some(replay) = check_admission(admission, self.limits)? {
             return Ok(Submitted::Replayed(replay));
         }
         tracing::info!(
@@ -244,12 +273,17 @@ impl Intake {
     }
 }
 
-fn check_admission(a: Admission) -> Result<Option<StoredResponse>, IntakeError> {
+fn check_admission(
+    a: Admission,
+    limits: AdmissionLimits,
+) -> Result<Option<StoredResponse>, IntakeError> {
     match a {
         Admission::Admitted => Ok(None),
         Admission::Replay(r) => Ok(Some(r)),
         Admission::InFlight => Err(IntakeError::InFlight),
         Admission::KeyReused => Err(IntakeError::KeyReused),
+        Admission::Overloaded => Err(IntakeError::Overloaded(limits.max_pending)),
+        Admission::QuotaExceeded => Err(IntakeError::QuotaExceeded(limits.max_pending_per_tenant)),
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`engine`]: the durable job engine: leases, retries as rows, wake-ups.
 //! - [`delivery`]: one signed callback attempt; retry schedule and classification.
 //! - [`ssrf`]: the callback policy, at submit time and at connect time.
+//! - [`housekeeping`]: retention and bounded clean-up.
 //! - [`telemetry`]: logs, trace context, metrics.
 //! - [`load`]: `consuma load`, the load generator.
 
@@ -29,6 +30,8 @@ pub mod config;
 pub mod delivery;
 /// The job engine.
 pub mod engine;
+/// Retention and bounded maintenance.
+pub mod housekeeping;
 /// The HTTP API.
 pub mod http;
 /// Idempotency keys.

@@ -1,21 +1,21 @@
-//! One job: run the work if it is not done yet, then make one delivery attempt, and
-//! record each step only while the lease is still ours.
+//! One job: run the work if it is not done yet, then — when the destination's cap and
+//! circuit allow — make one delivery attempt ([`attempt`](super::attempt)), and record
+//! each step only while the lease is still ours.
 //!
 //! The HTTP call happens outside any database transaction: claim (transaction 1) →
 //! work and callback (no transaction) → record (transaction 2). If the process dies in
 //! between, the lease expires and the job runs again; the callback body was fixed when
 //! the work ended, so a repeated delivery sends the same bytes with the same `webhook-id`.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use tracing::Instrument;
 
 use super::Engine;
-use crate::delivery::{self, Delivery, Verdict};
+use super::destinations::Admit;
+use crate::delivery;
 use crate::intake::run_work;
 use crate::store::{
-    AttemptRecord, ClaimedJob, FinishedWork, Lease, Mode, NextStep, RequestStatus, StoreError,
+    AfterWork, ClaimedJob, FinishedWork, Lease, Mode, Phase, RequestStatus, StoreError,
 };
 use crate::telemetry::metrics as m;
 use crate::telemetry::trace_context;
@@ -26,6 +26,37 @@ use crate::work::WorkInput;
 struct StoredInput {
     text: String,
     count: i64,
+}
+
+/// A slot of a destination's cap held by this job; given back if the job ends without
+/// reporting an outcome (a lost lease, a failed write, an abort at shutdown).
+pub(super) struct Slot<'a> {
+    engine: &'a Engine,
+    destination: i64,
+    held: bool,
+}
+
+impl<'a> Slot<'a> {
+    fn new(engine: &'a Engine, destination: i64) -> Self {
+        Self {
+            engine,
+            destination,
+            held: true,
+        }
+    }
+
+    /// The attempt ended; its outcome gives the slot back.
+    pub(super) fn release(mut self) {
+        self.held = false;
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.engine.destinations().abandon(self.destination);
+        }
+    }
 }
 
 impl Engine {
@@ -68,53 +99,61 @@ impl Engine {
     }
 
     async fn work_and_deliver(&self, job: ClaimedJob) -> Result<(), JobError> {
-        let lease = job.lease;
-        let body = match job.callback_body.clone() {
-            Some(body) => body,
-            None => self.work(&job).await?,
-        };
-        let attempt = job.attempts_made + 1;
-        let traceparent = trace_context::outgoing(&tracing::Span::current(), &job.trace_id);
-        let webhook_id = lease.request_id.to_string();
-        let outcome = self
-            .client
-            .attempt(Delivery {
-                url: &job.callback_url,
-                webhook_id: &webhook_id,
-                body: &body,
-                traceparent: &traceparent,
-            })
-            .await;
-        let next = match &outcome.verdict {
-            Verdict::Delivered => NextStep::Delivered,
-            Verdict::Permanent => NextStep::GiveUp,
-            Verdict::Retry { .. } if attempt >= self.config.max_attempts => NextStep::GiveUp,
-            Verdict::Retry { retry_after } => {
-                let ended = outcome.started_at + outcome.duration;
-                NextStep::RetryAt(
-                    ended + delivery::next_delay(attempt, self.config.base_delay, *retry_after),
-                )
+        let destination = job.destination.id;
+        let (body, expires_at, slot) = match (job.phase, job.callback_body.clone(), job.expires_at)
+        {
+            (Phase::Delivery, Some(body), Some(expires_at)) => {
+                self.destinations().begin(destination);
+                (body, expires_at, Slot::new(self, destination))
             }
+            _ => match self.work(&job).await? {
+                Some(ready) => ready,
+                None => return Ok(()),
+            },
         };
-        let record = AttemptRecord {
-            attempt,
-            started_at: outcome.started_at,
-            duration_ms: outcome.duration.as_secs_f64() * 1e3,
-            status_code: outcome.status_code,
-            error: outcome.error.clone(),
-        };
-        if !self.store.record_attempt(lease, &record, &next).await? {
-            return Err(JobError::LeaseLost);
-        }
-        self.report_attempt(&job, &record, &next);
-        if matches!(next, NextStep::RetryAt(_)) {
-            self.wake.notify_one();
-        }
-        Ok(())
+        self.attempt(&job, &body, expires_at, slot).await
     }
 
-    /// Runs the work and stores its end with the callback body; returns the body.
-    async fn work(&self, job: &ClaimedJob) -> Result<String, JobError> {
+    /// Runs the work and stores its end with the callback body. Returns the body and the
+    /// delivery's expiry when this worker attempts it now (holding a slot of the
+    /// destination's cap), `None` when the job waits for the cap or the circuit.
+    async fn work(
+        &self,
+        job: &ClaimedJob,
+    ) -> Result<Option<(String, chrono::DateTime<Utc>, Slot<'_>)>, JobError> {
+        let (done, body) = self.do_the_work(job).await;
+        let expires_at = done.completed_at + self.config.expire_after;
+        let admit = self.destinations().try_begin(&job.destination);
+        let slot = (admit == Admit::Attempt).then(|| Slot::new(self, job.destination.id));
+        let after = match admit {
+            Admit::Attempt => AfterWork::Deliver,
+            Admit::AtCap | Admit::CircuitOpen => AfterWork::Wait,
+        };
+        if !self
+            .store
+            .record_work(job.lease, &done, after, expires_at)
+            .await?
+        {
+            return Err(JobError::LeaseLost);
+        }
+        match &done.error {
+            None => tracing::info!(status = "completed", "work done"),
+            Some(error) => tracing::warn!(status = "failed", %error, "work done; the work failed"),
+        }
+        match (admit, slot) {
+            (Admit::Attempt, Some(slot)) => Ok(Some((body, expires_at, slot))),
+            (why, _) => {
+                if why == Admit::CircuitOpen {
+                    metrics::counter!(m::CALLBACK_DEFERRED).increment(1);
+                }
+                tracing::debug!(reason = ?why, origin = %job.destination.origin, "delivery waits");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The work itself, and the finished record and callback body it makes.
+    async fn do_the_work(&self, job: &ClaimedJob) -> (FinishedWork, String) {
         let input = serde_json::from_str::<StoredInput>(&job.input_data)
             .map_err(|e| e.to_string())
             .and_then(|i| {
@@ -125,17 +164,15 @@ impl Engine {
             Err(e) => Err(format!("the stored input cannot be read: {e}")),
         };
         let completed_at = Utc::now();
-        let request_id = job.lease.request_id;
         let body = delivery::callback_body(
-            request_id,
+            job.lease.request_id,
             result.as_ref().map_err(String::as_str),
             completed_at,
         );
         let done = FinishedWork {
-            status: if result.is_ok() {
-                RequestStatus::Completed
-            } else {
-                RequestStatus::Failed
+            status: match result.is_ok() {
+                true => RequestStatus::Completed,
+                false => RequestStatus::Failed,
             },
             output_data: result
                 .as_ref()
@@ -145,55 +182,11 @@ impl Engine {
             completed_at,
             callback_body: Some(body.clone()),
         };
-        if !self.store.record_work(job.lease, &done).await? {
-            return Err(JobError::LeaseLost);
-        }
-        match &done.error {
-            None => tracing::info!(status = "completed", "work done"),
-            Some(error) => tracing::warn!(status = "failed", %error, "work failed"),
-        }
-        Ok(body)
-    }
-
-    fn report_attempt(&self, job: &ClaimedJob, a: &AttemptRecord, next: &NextStep) {
-        let outcome = match next {
-            NextStep::Delivered => "delivered",
-            NextStep::RetryAt(_) => "retry",
-            NextStep::GiveUp => "failed",
-        };
-        metrics::counter!(m::CALLBACK_ATTEMPTS, "outcome" => outcome).increment(1);
-        let status = a.status_code;
-        match next {
-            NextStep::Delivered => {
-                let latency = (Utc::now() - job.created_at)
-                    .to_std()
-                    .unwrap_or(Duration::ZERO);
-                metrics::histogram!(m::DELIVERY_LATENCY).record(latency.as_secs_f64());
-                tracing::info!(
-                    attempt = a.attempt,
-                    status_code = status,
-                    duration_ms = a.duration_ms,
-                    "callback delivered"
-                );
-            }
-            NextStep::RetryAt(at) => tracing::info!(
-                attempt = a.attempt,
-                status_code = status,
-                error = a.error.as_deref().unwrap_or_default(),
-                retry_at = %at,
-                "callback attempt failed; will retry"
-            ),
-            NextStep::GiveUp => tracing::warn!(
-                attempt = a.attempt,
-                status_code = status,
-                error = a.error.as_deref().unwrap_or_default(),
-                "callback failed for good"
-            ),
-        }
+        (done, body)
     }
 }
 
-enum JobError {
+pub(super) enum JobError {
     LeaseLost,
     Store(StoreError),
 }

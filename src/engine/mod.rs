@@ -1,19 +1,28 @@
-//! The durable job engine (SPEC §3): which job runs, and when.
+//! The durable job engine (SPEC §3, §8): which job runs, and when.
 //!
 //! Jobs are rows. The dispatcher claims due jobs with a lease, as many as there are free
-//! workers (`--workers`, a semaphore), and runs each in a task of its own ([`job`]).
+//! workers (`--workers`, a semaphore), fairly across destinations, and runs each in a task
+//! of its own ([`job`]). [`destinations`] keeps this instance's cap and circuit view of
+//! each destination; a job that may not attempt now goes back to its queue without
+//! holding a worker.
 //! When nothing is due it sleeps until the earliest due time (a retry's `run_at`, or a
 //! lease that will expire), or until the store signals a new job, or for at most
 //! `--job-poll-ms` (the fallback when no wake-up arrives): idle workers do not spin. A retry is a row with a later `run_at`, never a
 //! sleeping task, so a restart resumes every pending job, running job and scheduled retry.
 //!
+//! When the store fails, the dispatcher backs off (doubling, up to a few seconds) instead
+//! of retrying in a loop. A sweeper ends deliveries that outlived
+//! `--callback-expire-after-secs` (SPEC §8 "Every delivery still ends").
+//!
 //! On shutdown the dispatcher stops claiming; running jobs get the grace period to finish,
 //! then are aborted and their leases released so another instance can take them at once.
 
+mod attempt;
+pub mod destinations;
 mod job;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -22,10 +31,19 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::CallbackClient;
-use crate::store::{Lease, Store};
+use crate::store::{ClaimRequest, Lease, Store};
+use crate::telemetry::metrics as m;
+use destinations::Destinations;
 
-/// Most jobs claimed in one statement.
-const CLAIM_BATCH: usize = 64;
+/// Most jobs claimed in one claim.
+const CLAIM_BATCH: usize = 128;
+/// How often deliveries past their expiry are looked for (SPEC §8: ended within 1 s).
+const EXPIRY_EVERY: Duration = Duration::from_millis(250);
+/// Most deliveries one expiry pass ends.
+const EXPIRY_BATCH: usize = 500;
+/// First wait after the store failed; doubled up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The engine's settings, from [`Config`](crate::config::Config).
 #[derive(Debug, Clone)]
@@ -38,6 +56,12 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// Longest idle sleep: the fallback when no signal arrives (a lost wake-up).
     pub poll: Duration,
+    /// `--callback-max-in-flight-per-destination`.
+    pub max_in_flight_per_destination: u32,
+    /// `--callback-breaker-cooldown-ms`.
+    pub breaker_cooldown: Duration,
+    /// `--callback-expire-after-secs`.
+    pub expire_after: Duration,
 }
 
 pub struct Engine {
@@ -46,17 +70,81 @@ pub struct Engine {
     config: EngineConfig,
     /// Woken when a job may have become due (from the store) or a worker scheduled a retry.
     wake: Arc<Notify>,
+    /// Caps and circuits as this instance sees them.
+    destinations: Mutex<Destinations>,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, client: CallbackClient, config: EngineConfig) -> Arc<Self> {
         let wake = store.job_signal();
+        let destinations = Destinations::new(
+            config.max_in_flight_per_destination,
+            config.breaker_cooldown,
+        );
         Arc::new(Self {
             store,
             client,
             config,
             wake,
+            destinations: Mutex::new(destinations),
         })
+    }
+
+    fn destinations(&self) -> std::sync::MutexGuard<'_, Destinations> {
+        self.destinations.lock().expect("destinations lock")
+    }
+
+    /// What the next claim may take: the free workers, and each busy destination's slots.
+    fn claim_request(&self, free: usize, work_after: i64) -> ClaimRequest {
+        let book = self.destinations();
+        ClaimRequest {
+            limit: free.min(CLAIM_BATCH),
+            lease_for: self.config.lease,
+            cap: book.cap(),
+            slots_left: book.slots_left(),
+            work_after,
+        }
+    }
+
+    /// Jobs stored by an earlier version get their destination before anything is claimed.
+    async fn adopt_legacy_jobs(&self) {
+        match self.store.adopt_legacy_jobs(self.config.expire_after).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                jobs = n,
+                "jobs of an earlier version given their destination"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not adopt the jobs of an earlier version; retried at the next start")
+            }
+        }
+    }
+
+    /// Ends deliveries past their expiry, every [`EXPIRY_EVERY`], until shutdown.
+    async fn expire_forever(self: Arc<Self>, shutdown: CancellationToken) {
+        let reason = format!(
+            "expired: not delivered within {} s of the end of its work or of its last redelivery",
+            self.config.expire_after.as_secs()
+        );
+        let mut tick = tokio::time::interval(EXPIRY_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match self.store.expire_deliveries(EXPIRY_BATCH, &reason).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::counter!(m::CALLBACK_ATTEMPTS, "outcome" => "expired").increment(n);
+                    tracing::warn!(deliveries = n, "deliveries expired");
+                }
+                Err(e) => {
+                    metrics::counter!(m::DB_ERRORS, "op" => "expire").increment(1);
+                    tracing::warn!(error = %e, "could not expire deliveries");
+                }
+            }
+        }
     }
 
     /// Claims and runs jobs until `shutdown` is cancelled, then drains.
@@ -64,6 +152,10 @@ impl Engine {
         let workers = Arc::new(Semaphore::new(self.config.workers));
         let mut running: JoinSet<()> = JoinSet::new();
         let mut leases: HashMap<tokio::task::Id, Lease> = HashMap::new();
+        self.adopt_legacy_jobs().await;
+        let expiry = tokio::spawn(self.clone().expire_forever(shutdown.clone()));
+        let mut work_after = i64::MIN;
+        let mut backoff = MIN_BACKOFF;
         tracing::info!(workers = self.config.workers, "job engine started");
         while !shutdown.is_cancelled() {
             while let Some(done) = running.try_join_next_with_id() {
@@ -82,13 +174,12 @@ impl Engine {
                 }
                 continue;
             }
-            match self
-                .store
-                .claim_due_jobs(free.min(CLAIM_BATCH), self.config.lease)
-                .await
-            {
-                Ok(jobs) if !jobs.is_empty() => {
-                    for claimed in jobs {
+            let request = self.claim_request(free, work_after);
+            match self.store.claim_due_jobs(request).await {
+                Ok(batch) if !batch.jobs.is_empty() => {
+                    backoff = MIN_BACKOFF;
+                    work_after = batch.work_after;
+                    for claimed in batch.jobs {
                         let permit = workers
                             .clone()
                             .try_acquire_owned()
@@ -96,6 +187,7 @@ impl Engine {
                         let lease = claimed.lease;
                         let engine = self.clone();
                         let handle = running.spawn(async move {
+                            let _running = Running::start();
                             engine.run_job(claimed).await;
                             drop(permit);
                         });
@@ -103,11 +195,19 @@ impl Engine {
                     }
                     continue;
                 }
-                Ok(_) => {}
+                Ok(batch) => {
+                    backoff = MIN_BACKOFF;
+                    work_after = batch.work_after;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "claiming jobs failed; retrying");
-                    metrics::counter!(crate::telemetry::metrics::DB_ERRORS, "op" => "claim")
-                        .increment(1);
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claiming jobs failed; backing off");
+                    metrics::counter!(m::DB_ERRORS, "op" => "claim").increment(1);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
                 }
             }
             let nap = self.until_next_due().await;
@@ -118,11 +218,13 @@ impl Engine {
             }
         }
         self.drain(running, leases).await;
+        let _ = expiry.await;
     }
 
     /// Time until the earliest job becomes claimable, at most the poll interval.
     async fn until_next_due(&self) -> Duration {
-        match self.store.next_due_at().await {
+        let at_cap = self.destinations().at_cap();
+        match self.store.next_due_at(&at_cap).await {
             Ok(Some(at)) => (at - Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
@@ -157,6 +259,23 @@ impl Engine {
             tracing::info!(released = leases.len(), "unfinished jobs released");
         }
         tracing::info!("job engine stopped");
+    }
+}
+
+/// Counts a job in `consuma_jobs{state="processing"}` while it runs here (also when it
+/// is aborted at shutdown).
+struct Running;
+
+impl Running {
+    fn start() -> Self {
+        metrics::gauge!(m::JOBS, "state" => "processing").increment(1.0);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        metrics::gauge!(m::JOBS, "state" => "processing").decrement(1.0);
     }
 }
 

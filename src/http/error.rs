@@ -87,6 +87,16 @@ pub enum ApiError {
     /// shutting down. Nothing was acknowledged.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
+    /// 503: the backlog of callbacks not yet delivered is at `--max-pending-jobs`.
+    #[error(
+        "overloaded: {0} callbacks are waiting to be delivered (--max-pending-jobs); nothing was stored"
+    )]
+    Overloaded(u64),
+    /// 429: the tenant's backlog is at `--max-pending-jobs-per-tenant`.
+    #[error(
+        "quota exceeded: this tenant has {0} callbacks waiting to be delivered (--max-pending-jobs-per-tenant); nothing was stored"
+    )]
+    QuotaExceeded(u64),
     /// 500: the work itself failed on /sync (the record says `failed`).
     #[error("the work failed: {error}")]
     WorkFailed {
@@ -114,7 +124,8 @@ impl ApiError {
             IdempotencyKeyInFlight => StatusCode::CONFLICT,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Unavailable(_) | Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             WorkFailed { .. } | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -135,6 +146,8 @@ impl ApiError {
             NotFound(_) => "not-found",
             MethodNotAllowed(_) => "method-not-allowed",
             Unavailable(_) => "service-unavailable",
+            Overloaded(_) => "overloaded",
+            QuotaExceeded(_) => "quota-exceeded",
             WorkFailed { .. } => "work-failed",
             Internal(_) => "internal-error",
         }
@@ -183,6 +196,8 @@ impl From<crate::intake::IntakeError> for ApiError {
         match e {
             IntakeError::KeyReused => ApiError::IdempotencyKeyReused,
             IntakeError::InFlight => ApiError::IdempotencyKeyInFlight,
+            IntakeError::Overloaded(n) => ApiError::Overloaded(n),
+            IntakeError::QuotaExceeded(n) => ApiError::QuotaExceeded(n),
             IntakeError::WorkFailed { request_id, error } => {
                 ApiError::WorkFailed { request_id, error }
             }
@@ -203,6 +218,9 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Unavailable(_) | ApiError::IdempotencyKeyInFlight => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::Overloaded(_) | ApiError::QuotaExceeded(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             ApiError::MethodNotAllowed(allow) => {
                 if let Ok(v) = HeaderValue::from_str(allow) {
@@ -269,6 +287,12 @@ pub fn problem_description(slug: &str) -> Option<&'static str> {
         "method-not-allowed" => "405: the route does not accept this method; see the Allow header.",
         "service-unavailable" => {
             "503: the database does not answer, the service is overloaded or shutting down; nothing was acknowledged. Retry after Retry-After."
+        }
+        "overloaded" => {
+            "503: the backlog of async requests whose callback is not yet delivered is at --max-pending-jobs; nothing was stored. Retry after Retry-After."
+        }
+        "quota-exceeded" => {
+            "429: this tenant's backlog of callbacks not yet delivered is at --max-pending-jobs-per-tenant; nothing was stored. Retry after Retry-After."
         }
         "work-failed" => "500: the work itself failed; the request is recorded with status failed.",
         "internal-error" => "500: an unexpected error; details are in the service log.",

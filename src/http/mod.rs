@@ -1,5 +1,6 @@
 //! The HTTP API (SPEC §2): routes, the layer stack, and the one error type.
 
+pub mod cursor;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -48,6 +49,13 @@ pub fn router(state: AppState) -> Router {
     )
     .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
     .with_state(state)
+    // Open mode: every caller is the tenant `default` (SPEC §10).
+    .layer(axum::middleware::from_fn(
+        |mut req: axum::extract::Request, next: axum::middleware::Next| {
+            req.extensions_mut().insert(crate::auth::Caller::open());
+            next.run(req)
+        },
+    ))
     // Outermost: request id, trace, span, metrics, problem bodies for router errors.
     .layer(axum::middleware::from_fn(observe::observe))
 }

@@ -67,7 +67,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     match tokio::time::timeout(DB_PROBE_TIMEOUT, state.store.job_counts()).await {
         Ok(Ok(c)) => {
             metrics::gauge!(m::JOBS, "state" => "pending").set(c.pending as f64);
-            metrics::gauge!(m::JOBS, "state" => "processing").set(c.processing as f64);
+            metrics::gauge!(m::CIRCUITS_OPEN).set(c.circuits_open as f64);
         }
         _ => metrics::counter!(m::DB_ERRORS, "op" => "job_counts").increment(1),
     }

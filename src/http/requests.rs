@@ -1,4 +1,6 @@
-//! GET /requests and GET /requests/{id}: the records of accepted requests.
+//! GET /requests and GET /requests/{id}: the records of accepted requests, scoped to the
+//! caller's tenant (SPEC §10; an admin sees every tenant), paged by offset or by cursor
+//! (SPEC §12).
 
 use std::collections::BTreeMap;
 
@@ -9,11 +11,17 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::cursor::{self, Filters};
 use super::error::{ApiError, FieldError, Problem};
 use super::state::AppState;
+use crate::auth::Caller;
 use crate::store::{
-    AttemptRecord, CallbackStatus, ListFilter, Mode, RequestRecord, RequestStatus, RequestSummary,
+    AttemptRecord, CallbackStatus, ListFilter, Mode, PageStart, RequestRecord, RequestStatus,
+    RequestSummary, Scope, Trigger,
 };
+
+/// The deepest `offset` accepted; beyond it, pages are reached with `cursor`.
+pub const MAX_OFFSET: u64 = 10_000;
 
 /// RFC 3339, UTC, milliseconds: `2026-01-31T12:00:00.123Z`.
 fn ts(t: DateTime<Utc>) -> String {
@@ -24,6 +32,8 @@ fn ts(t: DateTime<Utc>) -> String {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RequestSummaryOut {
     pub id: Uuid,
+    /// The tenant the request belongs to (`default` while the service is open).
+    pub tenant: String,
     pub mode: Mode,
     pub status: RequestStatus,
     #[schema(example = "2026-01-31T12:00:00.123Z")]
@@ -37,6 +47,7 @@ impl From<RequestSummary> for RequestSummaryOut {
     fn from(s: RequestSummary) -> Self {
         Self {
             id: s.id,
+            tenant: s.tenant,
             mode: s.mode,
             status: s.status,
             created_at: ts(s.created_at),
@@ -50,10 +61,13 @@ impl From<RequestSummary> for RequestSummaryOut {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RequestList {
     pub requests: Vec<RequestSummaryOut>,
-    /// Rows matching the filters, before paging.
+    /// Rows matching the filters, before paging (exact).
     pub total: u64,
     pub limit: u32,
+    /// Rows skipped (0 when paging with `cursor`).
     pub offset: u64,
+    /// Pass as `cursor` (with the same filters) for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// One delivery attempt of a callback.
@@ -65,6 +79,8 @@ pub struct AttemptOut {
     /// `null` when no response arrived (refused, timeout, connection error).
     pub status_code: Option<u16>,
     pub error: Option<String>,
+    /// `manual` for the first attempt of a redelivery, `scheduled` for every other.
+    pub trigger: Trigger,
 }
 
 impl From<AttemptRecord> for AttemptOut {
@@ -75,6 +91,7 @@ impl From<AttemptRecord> for AttemptOut {
             duration_ms: (a.duration_ms * 100.0).round() / 100.0,
             status_code: a.status_code,
             error: a.error,
+            trigger: a.trigger,
         }
     }
 }
@@ -83,6 +100,7 @@ impl From<AttemptRecord> for AttemptOut {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RequestDetail {
     pub id: Uuid,
+    pub tenant: String,
     pub mode: Mode,
     /// The accepted input: `text`, `count` (default applied), and `callback_url` for async.
     #[schema(value_type = Object)]
@@ -99,6 +117,10 @@ pub struct RequestDetail {
     pub callback_attempts: u32,
     pub callback_last_error: Option<String>,
     pub callback_sent_at: Option<String>,
+    /// For an async callback that is not terminal and has no attempt running: when the
+    /// next attempt is planned (it may be past while the job waits for a worker or the
+    /// destination's cap); otherwise `null`.
+    pub callback_next_attempt_at: Option<String>,
     /// 32 hex digits; the callback's `traceparent` continues this trace.
     pub trace_id: String,
     pub attempts: Vec<AttemptOut>,
@@ -114,6 +136,7 @@ impl TryFrom<RequestRecord> for RequestDetail {
         };
         Ok(Self {
             id: r.id,
+            tenant: r.tenant,
             mode: r.mode,
             input_data: parse(&r.input_data)?,
             output_data: r.output_data.as_deref().map(parse).transpose()?,
@@ -126,6 +149,7 @@ impl TryFrom<RequestRecord> for RequestDetail {
             callback_attempts: r.callback_attempts,
             callback_last_error: r.callback_last_error,
             callback_sent_at: r.callback_sent_at.map(ts),
+            callback_next_attempt_at: r.callback_next_attempt_at.map(ts),
             trace_id: r.trace_id,
             attempts: r.attempts.into_iter().map(AttemptOut::from).collect(),
         })
@@ -139,8 +163,10 @@ impl TryFrom<RequestRecord> for RequestDetail {
         ("mode" = Option<Mode>, Query, description = "sync or async"),
         ("status" = Option<RequestStatus>, Query, description = "pending, processing, completed or failed"),
         ("callback_status" = Option<CallbackStatus>, Query, description = "pending, sent or failed"),
+        ("tenant" = Option<String>, Query, description = "An admin key: only this tenant's records. Another key: narrows its own scope (another tenant's name gives an empty list)"),
         ("limit" = Option<u32>, Query, description = "1 to 100, default 50", minimum = 1, maximum = 100),
-        ("offset" = Option<u64>, Query, description = "Rows to skip, default 0", minimum = 0),
+        ("offset" = Option<u64>, Query, description = "Rows to skip, default 0, at most 10,000 (use cursor beyond)", minimum = 0, maximum = 10000),
+        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page, with the same filters; not with offset"),
     ),
     responses(
         (status = 200, description = "A page of requests", body = RequestList),
@@ -149,22 +175,45 @@ impl TryFrom<RequestRecord> for RequestDetail {
     )
 )]
 pub async fn list_requests(
+    caller: Caller,
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<RequestList>, ApiError> {
-    let filter = parse_filter(query.as_deref().unwrap_or_default())?;
-    let page = state.store.list_requests(&filter).await?;
+    let listing = parse_listing(query.as_deref().unwrap_or_default(), &caller)?;
+    let filter = &listing.filter;
+    let empty = RequestList {
+        requests: Vec::new(),
+        total: 0,
+        limit: filter.limit,
+        offset: listing.offset,
+        next_cursor: None,
+    };
+    if listing.foreign_tenant {
+        return Ok(Json(empty));
+    }
+    let page = state.store.list_requests(filter).await?;
     Ok(Json(RequestList {
         requests: page.requests.into_iter().map(Into::into).collect(),
         total: page.total,
-        limit: filter.limit,
-        offset: filter.offset,
+        next_cursor: page.next.map(|k| cursor::encode(k, &listing.filters)),
+        ..empty
     }))
 }
 
-/// Parses the query string; every bad parameter gets its own entry. Unknown parameters
-/// are ignored; a repeated one counts with its last value.
-fn parse_filter(query: &str) -> Result<ListFilter, ApiError> {
+/// A checked GET /requests query.
+#[derive(Debug)]
+struct Listing {
+    filter: ListFilter,
+    /// The filters as given, which a cursor is bound to.
+    filters: Filters,
+    offset: u64,
+    /// A non-admin key named another tenant: nothing is visible.
+    foreign_tenant: bool,
+}
+
+/// Parses the query string for `caller`; every bad parameter gets its own entry. Unknown
+/// parameters are ignored; a repeated one counts with its last value.
+fn parse_listing(query: &str, caller: &Caller) -> Result<Listing, ApiError> {
     let params: BTreeMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -190,6 +239,13 @@ fn parse_filter(query: &str) -> Result<ListFilter, ApiError> {
         CallbackStatus::parse,
         "must be one of: pending, sent, failed",
     );
+    let tenant = param(
+        &params,
+        "tenant",
+        &mut errors,
+        |t| crate::auth::valid_tenant(t).then(|| t.to_owned()),
+        "must be 1 to 64 characters of a-z, 0-9, _ and -",
+    );
     let limit = param(
         &params,
         "limit",
@@ -201,19 +257,60 @@ fn parse_filter(query: &str) -> Result<ListFilter, ApiError> {
         &params,
         "offset",
         &mut errors,
-        |v| v.parse::<u64>().ok().filter(|n| *n <= i64::MAX as u64),
-        "must be a non-negative integer",
+        |v| v.parse::<u64>().ok().filter(|n| *n <= MAX_OFFSET),
+        "must be an integer from 0 to 10000; page deeper with cursor (the next_cursor of each page)",
     );
+    let filters = Filters {
+        tenant: tenant.clone(),
+        mode: mode.map(|m| m.as_str().to_owned()),
+        status: status.map(|s| s.as_str().to_owned()),
+        callback_status: callback_status.map(|c| c.as_str().to_owned()),
+    };
+    let after = match (params.get("cursor"), params.contains_key("offset")) {
+        (Some(_), true) => {
+            errors.push(FieldError::new("cursor", "cannot be combined with offset"));
+            None
+        }
+        (Some(c), false) => cursor::decode(c, &filters)
+            .map_err(|e| errors.push(FieldError::new("cursor", e.message())))
+            .ok(),
+        (None, _) => None,
+    };
     if !errors.is_empty() {
         return Err(ApiError::InvalidQuery(errors));
     }
-    Ok(ListFilter {
-        mode,
-        status,
-        callback_status,
-        limit: limit.unwrap_or(50),
-        offset: offset.unwrap_or(0),
+    let (scope, foreign_tenant) = scope_for(caller, tenant);
+    let offset = offset.unwrap_or(0);
+    Ok(Listing {
+        filter: ListFilter {
+            scope,
+            mode,
+            status,
+            callback_status,
+            limit: limit.unwrap_or(50),
+            start: match after {
+                Some(k) => PageStart::After(k),
+                None => PageStart::Offset(offset),
+            },
+        },
+        filters,
+        offset: if after.is_some() { 0 } else { offset },
+        foreign_tenant,
     })
+}
+
+/// Whose records a caller sees with an optional `tenant=` filter (SPEC §10): an admin the
+/// named tenant's or everybody's; another key only its own, so naming another tenant
+/// shows nothing (`true`), not a 403.
+fn scope_for(caller: &Caller, tenant: Option<String>) -> (Scope, bool) {
+    match (caller.admin, tenant) {
+        (true, Some(t)) => (Scope::Tenant(t), false),
+        (true, None) => (Scope::All, false),
+        (false, t) => {
+            let foreign = t.is_some_and(|t| t != caller.tenant);
+            (Scope::Tenant(caller.tenant.clone()), foreign)
+        }
+    }
 }
 
 /// The parameter `name` parsed, or `None` when absent or (with an error noted) invalid.
@@ -238,17 +335,22 @@ fn param<T>(
     params(("id" = String, Path, description = "The request_id (a UUID; anything else is simply unknown)")),
     responses(
         (status = 200, description = "The record", body = RequestDetail),
-        (status = 404, description = "No such request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such request (or another tenant's)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_request(
+    caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RequestDetail>, ApiError> {
     let unknown = || ApiError::NotFound(format!("no request with id {id:?}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| unknown())?;
-    let record = state.store.get_request(uuid).await?.ok_or_else(unknown)?;
+    let record = state
+        .store
+        .get_request(uuid, &caller.scope())
+        .await?
+        .ok_or_else(unknown)?;
     Ok(Json(record.try_into()?))
 }
 
@@ -256,20 +358,70 @@ pub async fn get_request(
 mod tests {
     use super::*;
 
+    fn tenant(name: &str, admin: bool) -> Caller {
+        Caller {
+            tenant: name.into(),
+            admin,
+        }
+    }
+
     #[test]
     fn every_bad_parameter_is_reported_once() {
-        let Err(ApiError::InvalidQuery(errors)) =
-            parse_filter("limit=5&limit=500&mode=x&offset=-1&foo=bar")
-        else {
+        let Err(ApiError::InvalidQuery(errors)) = parse_listing(
+            "limit=5&limit=500&mode=x&offset=-1&foo=bar&tenant=Bad!",
+            &Caller::open(),
+        ) else {
             panic!("expected a 422");
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["mode", "limit", "offset"]);
+        assert_eq!(fields, ["mode", "tenant", "limit", "offset"]);
     }
 
     #[test]
     fn defaults_apply_when_the_query_is_empty() {
-        let f = parse_filter("").unwrap();
-        assert_eq!((f.limit, f.offset, f.mode), (50, 0, None));
+        let l = parse_listing("", &Caller::open()).unwrap();
+        assert_eq!((l.filter.limit, l.offset, l.filter.mode), (50, 0, None));
+        assert_eq!(l.filter.start, PageStart::Offset(0));
+    }
+
+    #[test]
+    fn offsets_beyond_ten_thousand_point_to_the_cursor() {
+        let Err(ApiError::InvalidQuery(errors)) = parse_listing("offset=10001", &Caller::open())
+        else {
+            panic!("expected a 422");
+        };
+        assert_eq!(errors[0].field, "offset");
+        assert!(errors[0].message.contains("cursor"));
+        assert!(parse_listing("offset=10000", &Caller::open()).is_ok());
+    }
+
+    #[test]
+    fn a_cursor_must_come_alone_and_with_its_filters() {
+        let Err(ApiError::InvalidQuery(errors)) =
+            parse_listing("cursor=abc&offset=0", &Caller::open())
+        else {
+            panic!("expected a 422");
+        };
+        assert_eq!(errors[0].field, "cursor");
+        let last = crate::store::Keyset {
+            created_at: chrono::Utc::now(),
+            id: Uuid::now_v7(),
+        };
+        let c = cursor::encode(last, &Filters::default());
+        assert!(parse_listing(&format!("cursor={c}"), &Caller::open()).is_ok());
+        assert!(parse_listing(&format!("cursor={c}&mode=sync"), &Caller::open()).is_err());
+    }
+
+    #[test]
+    fn tenants_see_their_own_and_admins_choose() {
+        let (scope, foreign) = scope_for(&tenant("a", false), None);
+        assert_eq!((scope, foreign), (Scope::Tenant("a".into()), false));
+        let (scope, foreign) = scope_for(&tenant("a", false), Some("b".into()));
+        assert_eq!((scope, foreign), (Scope::Tenant("a".into()), true));
+        assert_eq!(scope_for(&tenant("x", true), None).0, Scope::All);
+        assert_eq!(
+            scope_for(&tenant("x", true), Some("b".into())).0,
+            Scope::Tenant("b".into())
+        );
     }
 }

@@ -11,6 +11,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{Fields, IdempotencyKey, JsonObject};
 use super::observe::{RequestContext, set_request_id};
 use super::state::AppState;
+use crate::auth::Caller;
 use crate::intake::{AsyncAccepted, IntakeError, Submitted, SyncResponse};
 use crate::store::StoredResponse;
 use crate::telemetry::metrics as m;
@@ -61,7 +62,10 @@ enum SubmitRefusals {
     /// A field is missing, mistyped or out of range (one `errors` entry per field), or the Idempotency-Key was used with another input
     #[response(status = 422, content_type = "application/problem+json")]
     Unprocessable(Problem),
-    /// Database unavailable, overloaded or shutting down; nothing was acknowledged
+    /// POST /async: the tenant's backlog is at --max-pending-jobs-per-tenant; nothing was stored
+    #[response(status = 429, content_type = "application/problem+json")]
+    QuotaExceeded(Problem),
+    /// Database unavailable, the backlog at --max-pending-jobs (POST /async, `/problems/overloaded`), or shutting down; nothing was acknowledged
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(Problem),
 }
@@ -88,6 +92,7 @@ fn work_input(fields: &mut Fields<'_>) -> Option<WorkInput> {
     )
 )]
 pub async fn post_sync(
+    caller: Caller,
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     key: Result<IdempotencyKey, ApiError>,
@@ -102,7 +107,7 @@ pub async fn post_sync(
     let input = input.expect("no field errors means the input was built");
     let outcome = state
         .intake
-        .submit_sync(ctx.id, input, key, &ctx.trace_id)
+        .submit_sync(ctx.id, &caller.tenant, input, key, &ctx.trace_id)
         .await;
     respond(outcome, "/sync")
 }
@@ -119,6 +124,7 @@ pub async fn post_sync(
     )
 )]
 pub async fn post_async(
+    caller: Caller,
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     key: Result<IdempotencyKey, ApiError>,
@@ -139,7 +145,7 @@ pub async fn post_async(
     let input = input.expect("no field errors means the input was built");
     let outcome = state
         .intake
-        .submit_async(ctx.id, input, &url, key, &ctx.trace_id)
+        .submit_async(ctx.id, &caller.tenant, input, &url, key, &ctx.trace_id)
         .await;
     respond(outcome, "/async")
 }

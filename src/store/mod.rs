@@ -7,6 +7,8 @@
 //! recorded only while the lease is held" is a property of one method, whatever the
 //! backend. Both backends pass the same integration suite.
 
+pub mod claim_plan;
+pub mod counts;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -70,59 +72,100 @@ pub trait Store: Send + Sync + 'static {
     /// instance, and (PostgreSQL) when another instance enqueues one.
     fn job_signal(&self) -> Arc<Notify>;
 
-    /// Stores a new request — for `Mode::Async` with its job, due now — together with
-    /// its idempotency claim, in one transaction; or reports why the key forbids it.
+    // --- Requests -----------------------------------------------------------------
+
+    /// Stores a new request — for `Mode::Async` with its job, due now, unless `limits`
+    /// refuse it — together with its idempotency claim, in one transaction; or reports
+    /// why the key or the limits forbid it. A replay is answered even when the backlog
+    /// is full.
     async fn admit(
         &self,
         req: NewRequest,
         claim: Option<IdempotencyClaim>,
+        limits: AdmissionLimits,
     ) -> StoreResult<Admission>;
 
     /// Ends a /sync request: stores its outcome and, with a key, the response to replay
-    /// (`Some`) or the release of the key (`None`: only successes are kept).
+    /// (`Some`) or the release of the key (`None`: only successes are kept). The key is
+    /// `(tenant, scope, key)`.
     async fn finish_sync(
         &self,
         id: Uuid,
         done: FinishedWork,
-        key: Option<(&'static str, String, Option<StoredResponse>)>,
+        key: Option<(IdempotencyClaim, Option<StoredResponse>)>,
     ) -> StoreResult<()>;
 
-    async fn get_request(&self, id: Uuid) -> StoreResult<Option<RequestRecord>>;
+    /// The record, if it exists and `scope` sees it.
+    async fn get_request(&self, id: Uuid, scope: &Scope) -> StoreResult<Option<RequestRecord>>;
 
+    /// One page, newest first, with the exact number of matching records (kept counts,
+    /// never counted at request time).
     async fn list_requests(&self, filter: &ListFilter) -> StoreResult<Page>;
 
-    /// Leases up to `limit` due jobs for `lease_for`; marks their requests `processing`.
-    async fn claim_due_jobs(
-        &self,
-        limit: usize,
-        lease_for: Duration,
-    ) -> StoreResult<Vec<ClaimedJob>>;
+    // --- The engine ---------------------------------------------------------------
 
-    /// The earliest time at which an unleased job, or an expired lease, becomes claimable.
-    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Leases due jobs fairly across destinations (SPEC §8), at most `req.limit`;
+    /// marks the requests of work-phase jobs `processing`.
+    async fn claim_due_jobs(&self, req: ClaimRequest) -> StoreResult<ClaimBatch>;
+
+    /// The earliest time a job may become claimable: a work-phase job, or a delivery of
+    /// a destination not in `at_cap` (blocked destinations count from their block's end).
+    async fn next_due_at(&self, at_cap: &[i64]) -> StoreResult<Option<DateTime<Utc>>>;
 
     /// Extends a lease; `false` when it is no longer ours.
     async fn renew_lease(&self, lease: Lease, lease_for: Duration) -> StoreResult<bool>;
 
-    /// Stores the end of the work; `false` (and nothing stored) when the lease is lost.
-    async fn record_work(&self, lease: Lease, done: &FinishedWork) -> StoreResult<bool>;
+    /// Stores the end of the work and moves the job to its delivery phase, expiring at
+    /// `expires_at`; `false` (and nothing stored) when the lease is lost.
+    async fn record_work(
+        &self,
+        lease: Lease,
+        done: &FinishedWork,
+        after: AfterWork,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
 
-    /// Stores a delivery attempt and applies `next`; `false` when the lease is lost.
+    /// Stores a delivery attempt, applies `next` and the circuit change it caused;
+    /// `false` when the lease is lost.
     async fn record_attempt(
         &self,
         lease: Lease,
         attempt: &AttemptRecord,
         next: &NextStep,
+        circuit: Option<&CircuitChange>,
     ) -> StoreResult<bool>;
 
     /// Gives a job back, claimable at once (shutdown).
     async fn release_lease(&self, lease: Lease) -> StoreResult<()>;
 
+    /// Ends (`failed`, `callback_last_error` = `reason(expires_at)`) up to `limit`
+    /// deliveries whose time ran out and that have no attempt running; returns how many.
+    async fn expire_deliveries(&self, limit: usize, reason: &str) -> StoreResult<u64>;
+
+    /// Gives jobs made before destinations existed their destination, phase and expiry.
+    async fn adopt_legacy_jobs(&self, expire_after: Duration) -> StoreResult<u64>;
+
+    /// Deliveries of `destination` waiting (not running) with a due time before `until`:
+    /// what an opening circuit postpones.
+    async fn waiting_deliveries(&self, destination: i64, until: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Backlog and circuits, for /metrics: kept counts, never a scan.
     async fn job_counts(&self) -> StoreResult<JobCounts>;
 
-    /// Forgets idempotency keys older than `keep_keys`, and closes /sync requests stuck in
-    /// `processing` for longer than `abandon_sync` (their process died mid-work).
+    /// The backlog as the admission limits see it: (all tenants, this tenant).
+    async fn backlog(&self, tenant: &str) -> StoreResult<(u64, u64)>;
+
+    // --- Housekeeping -------------------------------------------------------------
+
+    /// Forgets idempotency keys older than `keep_keys`, closes /sync requests stuck in
+    /// `processing` for longer than `abandon_sync` (their process died mid-work), drops
+    /// chart minutes older than two hours and unused destinations; each in bounded
+    /// batches.
     async fn sweep(&self, keep_keys: Duration, abandon_sync: Duration) -> StoreResult<SweepStats>;
+
+    /// Deletes up to `limit` terminal records created before `cutoff`, with their
+    /// attempts and idempotency keys; returns how many.
+    async fn prune(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
 
     /// Returns the stored setting `name`, storing `candidate` first if there is none.
     /// Several instances racing here all get the same, first-stored value.

@@ -45,18 +45,47 @@ string_enum!(
 #[derive(Debug, Clone)]
 pub struct NewRequest {
     pub id: Uuid,
+    /// The tenant of the caller (SPEC §10; `default` while the service is open).
+    pub tenant: String,
     pub mode: Mode,
     pub status: RequestStatus,
     /// The accepted input as a JSON object (defaults applied).
     pub input_data: String,
     pub callback_url: Option<String>,
+    /// Async only: the callback URL's origin, `scheme://host:port` (SPEC §8).
+    pub origin: Option<String>,
     pub trace_id: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// Backlog limits an async admission must respect (SPEC §9, §10); 0 = no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdmissionLimits {
+    /// `--max-pending-jobs`: async requests whose callback is not terminal, all tenants.
+    pub max_pending: u64,
+    /// `--max-pending-jobs-per-tenant`.
+    pub max_pending_per_tenant: u64,
+}
+
+impl AdmissionLimits {
+    /// Why a new async request must be refused with `pending` in the backlog and
+    /// `tenant_pending` of its tenant's; `None` when it fits.
+    pub fn refusal(self, pending: u64, tenant_pending: u64) -> Option<Admission> {
+        if self.max_pending_per_tenant > 0 && tenant_pending >= self.max_pending_per_tenant {
+            return Some(Admission::QuotaExceeded);
+        }
+        if self.max_pending > 0 && pending >= self.max_pending {
+            return Some(Admission::Overloaded);
+        }
+        None
+    }
 }
 
 /// What an admission that carries an `Idempotency-Key` claims.
 #[derive(Debug, Clone)]
 pub struct IdempotencyClaim {
+    /// Keys of different tenants never meet (SPEC §10).
+    pub tenant: String,
     /// Method and path, e.g. `POST /sync`.
     pub scope: &'static str,
     pub key: String,
@@ -114,6 +143,10 @@ pub enum Admission {
     InFlight,
     /// The key was used before with another input.
     KeyReused,
+    /// The backlog is full (`--max-pending-jobs`): nothing was stored.
+    Overloaded,
+    /// The tenant's backlog is full (`--max-pending-jobs-per-tenant`): nothing was stored.
+    QuotaExceeded,
 }
 
 /// The end of the work on a request, to be stored with it.
@@ -132,6 +165,7 @@ pub struct FinishedWork {
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
     pub id: Uuid,
+    pub tenant: String,
     pub mode: Mode,
     pub status: RequestStatus,
     pub input_data: String,
@@ -144,6 +178,9 @@ pub struct RequestRecord {
     pub callback_attempts: u32,
     pub callback_last_error: Option<String>,
     pub callback_sent_at: Option<DateTime<Utc>>,
+    /// The next planned attempt of a callback that is not terminal and has no attempt
+    /// running (SPEC §8); it may be in the past while the job waits for a worker or the cap.
+    pub callback_next_attempt_at: Option<DateTime<Utc>>,
     pub trace_id: String,
     pub attempts: Vec<AttemptRecord>,
 }
@@ -152,6 +189,7 @@ pub struct RequestRecord {
 #[derive(Debug, Clone)]
 pub struct RequestSummary {
     pub id: Uuid,
+    pub tenant: String,
     pub mode: Mode,
     pub status: RequestStatus,
     pub created_at: DateTime<Utc>,
@@ -159,33 +197,90 @@ pub struct RequestSummary {
     pub callback_status: Option<CallbackStatus>,
 }
 
+/// Whose records a read may see (SPEC §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// One tenant's records.
+    Tenant(String),
+    /// Every tenant's (an admin key without a `tenant=` filter).
+    All,
+}
+
+impl Scope {
+    /// Whether a record of `tenant` is visible in this scope.
+    pub fn sees(&self, tenant: &str) -> bool {
+        match self {
+            Scope::Tenant(t) => t == tenant,
+            Scope::All => true,
+        }
+    }
+}
+
+/// A position in the newest-first order of GET /requests: the last record of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyset {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageStart {
+    /// Skip this many records (bounded by the API).
+    Offset(u64),
+    /// The records after this one (a cursor).
+    After(Keyset),
+}
+
 /// Filters and paging of GET /requests.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ListFilter {
+    pub scope: Scope,
     pub mode: Option<Mode>,
     pub status: Option<RequestStatus>,
     pub callback_status: Option<CallbackStatus>,
     pub limit: u32,
-    pub offset: u64,
+    pub start: PageStart,
 }
 
-/// One page of requests and the number of rows that match the filters.
+impl ListFilter {
+    /// The state codes the filters match (all of them when there is no filter).
+    pub fn states(&self) -> Vec<i64> {
+        matching_states(self.mode, self.status, self.callback_status)
+    }
+
+    /// Whether any of mode, status and callback_status is set.
+    pub fn is_filtered(&self) -> bool {
+        self.mode.is_some() || self.status.is_some() || self.callback_status.is_some()
+    }
+}
+
+/// One page of requests, the number of rows that match the filters, and where the next
+/// page starts (`None` on the last page).
 #[derive(Debug, Clone)]
 pub struct Page {
     pub requests: Vec<RequestSummary>,
     pub total: u64,
+    pub next: Option<Keyset>,
 }
 
 /// One delivery attempt of a callback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptRecord {
-    /// 1 for the first attempt.
+    /// 1 for the first attempt; redeliveries continue the numbering.
     pub attempt: u32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: f64,
     pub status_code: Option<u16>,
     pub error: Option<String>,
+    pub trigger: Trigger,
 }
+
+string_enum!(
+    /// Why an attempt was made (SPEC §11): `manual` for the first attempt of a
+    /// redelivery, `scheduled` for every other.
+    Trigger { Scheduled = "scheduled", Manual = "manual" }
+);
 
 /// Proof that a worker holds a job: the token changes on every claim, so an outcome
 /// recorded with a stale token is refused.
@@ -195,18 +290,89 @@ pub struct Lease {
     pub token: Uuid,
 }
 
+/// The two phases of a job: the work, then the delivery of its callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Work = 0,
+    Delivery = 1,
+}
+
+impl Phase {
+    pub fn from_code(code: i64) -> Self {
+        if code == 0 {
+            Phase::Work
+        } else {
+            Phase::Delivery
+        }
+    }
+}
+
+/// A job's destination (SPEC §8): its tenant and its callback URL's origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub id: i64,
+    pub tenant: String,
+    /// `scheme://host:port`: what logs and errors may show of the URL.
+    pub origin: String,
+    /// The stored circuit block seen at claim time (`None`: closed).
+    pub blocked_until: Option<DateTime<Utc>>,
+    /// The cool-down in force while the circuit is open or being probed.
+    pub cooldown: Option<std::time::Duration>,
+}
+
 /// A job handed to a worker by [`Store::claim_due_jobs`](super::Store::claim_due_jobs).
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub lease: Lease,
+    pub phase: Phase,
+    pub destination: Destination,
+    /// This delivery is the probe of an open circuit (SPEC §8).
+    pub probe: bool,
     pub input_data: String,
     pub callback_url: String,
     pub trace_id: String,
     pub created_at: DateTime<Utc>,
-    /// Attempts made so far (0 before the first).
+    /// Attempts made so far, redeliveries included (0 before the first).
     pub attempts_made: u32,
+    /// Attempts made before this delivery began (a redelivery has a fresh budget).
+    pub attempt_base: u32,
+    /// The next attempt is the first of a redelivery (`trigger: manual`).
+    pub manual: bool,
     /// `Some` once the work is done: the callback body to send.
     pub callback_body: Option<String>,
+    /// When this delivery expires (set when the work ends or on redelivery).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a claim asks for (see [`Store::claim_due_jobs`](super::Store::claim_due_jobs)).
+#[derive(Debug, Clone, Default)]
+pub struct ClaimRequest {
+    /// Most jobs to lease (the free workers).
+    pub limit: usize,
+    pub lease_for: std::time::Duration,
+    /// Attempts this instance may run at once to one destination.
+    pub cap: u32,
+    /// Destinations with attempts running here, and how many more each may take now.
+    pub slots_left: std::collections::HashMap<i64, u32>,
+    /// Round-robin position among destinations with work waiting: the last one served.
+    pub work_after: i64,
+}
+
+/// The jobs a claim leased, and where the next claim's round-robin goes on.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimBatch {
+    pub jobs: Vec<ClaimedJob>,
+    pub work_after: i64,
+}
+
+/// What happens to a job once its work is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterWork {
+    /// This worker makes the first attempt now; the job stays leased.
+    Deliver,
+    /// The destination is at its cap or its circuit is open: the job waits, due now,
+    /// without holding a worker.
+    Wait,
 }
 
 /// What follows a delivery attempt; decided by the engine, applied by the store.
@@ -218,15 +384,32 @@ pub enum NextStep {
     RetryAt(DateTime<Utc>),
     /// No further attempt (budget spent, or a permanent refusal): callback `failed`.
     GiveUp,
+    /// The delivery outlived `--callback-expire-after-secs`: callback `failed`, with this
+    /// `callback_last_error` (`expired: …`).
+    Expired(String),
+}
+
+/// A change of a destination's circuit, stored with the attempt that caused it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CircuitChange {
+    /// Postpone the destination's deliveries until `until` (opened, or a probe failed).
+    Open {
+        destination: i64,
+        until: DateTime<Utc>,
+        cooldown: std::time::Duration,
+        reason: String,
+    },
+    /// The endpoint answered: deliveries resume at once.
+    Close { destination: i64 },
 }
 
 /// Jobs by state, for /metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobCounts {
-    /// Waiting for their due time or a worker.
+    /// Async requests whose callback is not terminal (the backlog of SPEC §9).
     pub pending: u64,
-    /// Held by a live lease.
-    pub processing: u64,
+    /// Destinations whose circuit is open (or being probed).
+    pub circuits_open: u64,
 }
 
 /// What the housekeeping sweep removed or closed.
@@ -234,6 +417,90 @@ pub struct JobCounts {
 pub struct SweepStats {
     pub expired_keys: u64,
     pub abandoned_sync: u64,
+    /// Per-minute callback figures older than the chart's hour.
+    pub old_minutes: u64,
+    /// Destinations with nothing waiting and a closed circuit.
+    pub idle_destinations: u64,
+}
+
+/// A request's lifecycle state as one code (SPEC §12): `16 × mode + 4 × status +
+/// callback_status`, the formula of the `state` column in both migrations.
+pub fn state_code(mode: Mode, status: RequestStatus, callback: Option<CallbackStatus>) -> i64 {
+    let mode = match mode {
+        Mode::Sync => 0,
+        Mode::Async => 16,
+    };
+    let status = match status {
+        RequestStatus::Pending => 0,
+        RequestStatus::Processing => 4,
+        RequestStatus::Completed => 8,
+        RequestStatus::Failed => 12,
+    };
+    let callback = match callback {
+        None => 0,
+        Some(CallbackStatus::Pending) => 1,
+        Some(CallbackStatus::Sent) => 2,
+        Some(CallbackStatus::Failed) => 3,
+    };
+    mode + status + callback
+}
+
+/// Every state a record can be in: sync requests have no callback status, async ones
+/// always have one.
+pub fn all_states() -> impl Iterator<Item = (Mode, RequestStatus, Option<CallbackStatus>)> {
+    RequestStatus::ALL.iter().flat_map(|&status| {
+        let sync = std::iter::once((Mode::Sync, status, None));
+        let async_ = CallbackStatus::ALL
+            .iter()
+            .map(move |&cb| (Mode::Async, status, Some(cb)));
+        sync.chain(async_)
+    })
+}
+
+/// The state codes that match the given filters, ascending.
+pub fn matching_states(
+    mode: Option<Mode>,
+    status: Option<RequestStatus>,
+    callback: Option<CallbackStatus>,
+) -> Vec<i64> {
+    let mut codes: Vec<i64> = all_states()
+        .filter(|(m, s, c)| {
+            mode.is_none_or(|f| f == *m)
+                && status.is_none_or(|f| f == *s)
+                && callback.is_none_or(|f| Some(f) == *c)
+        })
+        .map(|(m, s, c)| state_code(m, s, c))
+        .collect();
+    codes.sort_unstable();
+    codes
+}
+
+/// States of async requests whose callback is not terminal: the backlog (SPEC §9).
+pub fn backlog_states() -> Vec<i64> {
+    matching_states(Some(Mode::Async), None, Some(CallbackStatus::Pending))
+}
+
+/// Terminal states (SPEC §2): the work ended and, for async, so did the callback.
+pub fn terminal_states() -> Vec<i64> {
+    let mut codes: Vec<i64> = all_states()
+        .filter(|(_, s, c)| {
+            matches!(s, RequestStatus::Completed | RequestStatus::Failed)
+                && !matches!(c, Some(CallbackStatus::Pending))
+        })
+        .map(|(m, s, c)| state_code(m, s, c))
+        .collect();
+    codes.sort_unstable();
+    codes
+}
+
+/// The callback status a state code carries.
+pub fn callback_of_state(code: i64) -> Option<CallbackStatus> {
+    match code % 4 {
+        1 => Some(CallbackStatus::Pending),
+        2 => Some(CallbackStatus::Sent),
+        3 => Some(CallbackStatus::Failed),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -242,6 +509,7 @@ mod stored_key_tests {
 
     fn claim() -> IdempotencyClaim {
         IdempotencyClaim {
+            tenant: "default".into(),
             scope: "POST /sync",
             key: "k".into(),
             fingerprint: "same".into(),
@@ -278,5 +546,61 @@ mod stored_key_tests {
             Some(Admission::InFlight)
         );
         assert_eq!(stored("same", None, false).verdict(&claim()), None);
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_sixteen() {
+        let mut codes: Vec<i64> = all_states().map(|(m, s, c)| state_code(m, s, c)).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), 16);
+        assert_eq!(matching_states(None, None, None), codes);
+    }
+
+    #[test]
+    fn filters_pick_their_states() {
+        assert_eq!(matching_states(Some(Mode::Sync), None, None), [0, 4, 8, 12]);
+        assert_eq!(
+            matching_states(None, None, Some(CallbackStatus::Pending)),
+            [17, 21, 25, 29]
+        );
+        assert_eq!(backlog_states(), [17, 21, 25, 29]);
+        assert_eq!(
+            matching_states(Some(Mode::Sync), None, Some(CallbackStatus::Sent)),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            matching_states(
+                Some(Mode::Async),
+                Some(RequestStatus::Completed),
+                Some(CallbackStatus::Failed)
+            ),
+            [27]
+        );
+        assert_eq!(terminal_states(), [8, 12, 26, 27, 30, 31]);
+    }
+
+    #[test]
+    fn the_callback_status_is_read_back_from_a_code() {
+        for (m, s, c) in all_states() {
+            assert_eq!(callback_of_state(state_code(m, s, c)), c);
+        }
+    }
+
+    #[test]
+    fn limits_refuse_the_tenant_before_the_whole_backlog() {
+        let limits = AdmissionLimits {
+            max_pending: 10,
+            max_pending_per_tenant: 3,
+        };
+        assert_eq!(limits.refusal(2, 2), None);
+        assert_eq!(limits.refusal(5, 3), Some(Admission::QuotaExceeded));
+        assert_eq!(limits.refusal(10, 1), Some(Admission::Overloaded));
+        assert_eq!(AdmissionLimits::default().refusal(u64::MAX, u64::MAX), None);
     }
 }

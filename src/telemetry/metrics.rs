@@ -15,10 +15,18 @@ pub const HTTP_DURATION: &str = "consuma_http_request_duration_seconds";
 pub const WORK_DURATION: &str = "consuma_work_duration_seconds";
 /// Works running right now, by `mode`.
 pub const WORK_IN_FLIGHT: &str = "consuma_work_in_flight";
-/// Jobs by `state` (pending, processing), read from the database at scrape time.
+/// Jobs by `state`: `pending` = async requests whose callback is not terminal (kept
+/// counts, the same on every instance sharing the database), `processing` = jobs this
+/// instance is running.
 pub const JOBS: &str = "consuma_jobs";
 /// Callback attempts by `outcome` (delivered, retry, failed).
 pub const CALLBACK_ATTEMPTS: &str = "consuma_callback_attempts_total";
+/// Deliveries postponed by an open circuit (SPEC §8); waits for the cap are not counted.
+pub const CALLBACK_DEFERRED: &str = "consuma_callback_deferred_total";
+/// Destinations whose circuit is open (or being probed), read from the database.
+pub const CIRCUITS_OPEN: &str = "consuma_callback_circuits_open";
+/// Terminal records removed by retention (SPEC §12).
+pub const PRUNED: &str = "consuma_pruned_total";
 /// Seconds from accepting an async request to its callback being delivered.
 pub const DELIVERY_LATENCY: &str = "consuma_callback_delivery_seconds";
 /// Database errors, by `op`.
@@ -59,7 +67,10 @@ fn describe() {
         "Duration of the work, simulated delay included"
     );
     describe_gauge!(WORK_IN_FLIGHT, "Works running now");
-    describe_gauge!(JOBS, "Async jobs by state, read at scrape time");
+    describe_gauge!(
+        JOBS,
+        "Async jobs: pending = callbacks not yet terminal (all instances), processing = running here"
+    );
     describe_counter!(CALLBACK_ATTEMPTS, "Callback delivery attempts by outcome");
     describe_histogram!(
         DELIVERY_LATENCY,
@@ -67,5 +78,14 @@ fn describe() {
         "Time from accepting an async request to its delivered callback"
     );
     describe_counter!(DB_ERRORS, "Database errors by operation");
+    describe_counter!(
+        CALLBACK_DEFERRED,
+        "Deliveries postponed by an open circuit (waits for the per-destination cap are not counted)"
+    );
+    describe_gauge!(
+        CIRCUITS_OPEN,
+        "Destinations whose circuit is open or being probed"
+    );
+    describe_counter!(PRUNED, "Terminal records deleted by retention");
     describe_counter!(IDEMPOTENT_REPLAYS, "Idempotent replays answered, by route");
 }

@@ -90,7 +90,9 @@ async fn three_instances_migrating_one_fresh_database_at_once_all_become_ready()
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(applied, [(1, true), (2, true), (3, true)]);
+    let expected = std::fs::read_dir("migrations/postgres").unwrap().count();
+    assert_eq!(applied.len(), expected, "{applied:?}");
+    assert!(applied.iter().all(|(_, success)| *success), "{applied:?}");
     // They agree on the signing secret generated at first start.
     let secrets: i64 = sqlx::query_scalar("SELECT count(*) FROM settings")
         .fetch_one(&mut conn)
@@ -193,7 +195,8 @@ mod store {
     use chrono::Utc;
     use consuma::store::postgres::PgStore;
     use consuma::store::{
-        AttemptRecord, FinishedWork, Mode, NewRequest, NextStep, RequestStatus, Store,
+        Admission, AdmissionLimits, AfterWork, AttemptRecord, ClaimRequest, ClaimedJob,
+        FinishedWork, Mode, NewRequest, NextStep, Phase, RequestStatus, Scope, Store, Trigger,
     };
     use uuid::Uuid;
 
@@ -210,6 +213,8 @@ mod store {
     fn async_request() -> NewRequest {
         NewRequest {
             id: Uuid::now_v7(),
+            tenant: "default".into(),
+            origin: Some("http://127.0.0.1:9".into()),
             mode: Mode::Async,
             status: RequestStatus::Pending,
             input_data: r#"{"text":"a","count":1}"#.into(),
@@ -229,16 +234,43 @@ mod store {
         }
     }
 
+    fn claim(limit: usize, lease_for: Duration) -> ClaimRequest {
+        ClaimRequest {
+            limit,
+            lease_for,
+            cap: 16,
+            slots_left: Default::default(),
+            work_after: i64::MIN,
+        }
+    }
+
+    async fn claim_some(store: &PgStore, limit: usize, lease_for: Duration) -> Vec<ClaimedJob> {
+        store
+            .claim_due_jobs(claim(limit, lease_for))
+            .await
+            .expect("claim")
+            .jobs
+    }
+
+    async fn admit(store: &PgStore, req: NewRequest) {
+        let admitted = store.admit(req, None, AdmissionLimits::default()).await;
+        assert_eq!(admitted.unwrap(), Admission::Admitted);
+    }
+
     /// Claims until a claim comes back empty; returns the request ids leased.
     async fn claim_all(store: &PgStore) -> Vec<Uuid> {
         let mut leased = Vec::new();
         loop {
-            let jobs = store.claim_due_jobs(7, LONG).await.expect("claim");
+            let jobs = claim_some(store, 7, LONG).await;
             if jobs.is_empty() {
                 return leased;
             }
             leased.extend(jobs.iter().map(|j| j.lease.request_id));
         }
+    }
+
+    fn expiry() -> chrono::DateTime<Utc> {
+        Utc::now() + Duration::from_secs(3600)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,15 +281,20 @@ mod store {
         let db = TestDb::new(Backend::Postgres).await;
         let (a, b) = (open(&db).await, open(&db).await);
         for _ in 0..60 {
-            a.admit(async_request(), None).await.unwrap();
+            admit(&a, async_request()).await;
         }
         let (from_a, from_b) = tokio::join!(claim_all(&a), claim_all(&b));
         let all: HashSet<Uuid> = from_a.iter().chain(&from_b).copied().collect();
         assert_eq!(from_a.len() + from_b.len(), 60, "every job leased once");
         assert_eq!(all.len(), 60);
-        let record = b.get_request(from_a[0]).await.unwrap().unwrap();
+        let record = b
+            .get_request(from_a[0], &Scope::All)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(record.status, RequestStatus::Processing);
-        assert_eq!(b.job_counts().await.unwrap().processing, 60);
+        // The admitting instance counts its own admissions at once.
+        assert_eq!(a.job_counts().await.unwrap().pending, 60);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,19 +304,30 @@ mod store {
         }
         let db = TestDb::new(Backend::Postgres).await;
         let store = open(&db).await;
-        store.admit(async_request(), None).await.unwrap();
-        let first = store.claim_due_jobs(1, Duration::from_millis(200)).await;
-        let first = first.unwrap().pop().expect("a job").lease;
-        assert!(store.claim_due_jobs(1, LONG).await.unwrap().is_empty());
+        admit(&store, async_request()).await;
+        let first = claim_some(&store, 1, Duration::from_millis(200)).await;
+        let first = first.first().expect("a job").lease;
+        assert!(claim_some(&store, 1, LONG).await.is_empty());
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         assert!(!store.renew_lease(first, LONG).await.unwrap());
-        let second = store.claim_due_jobs(1, LONG).await.unwrap().pop();
-        let second = second.expect("claimed again").lease;
+        let second = claim_some(&store, 1, LONG).await;
+        let second = second.first().expect("claimed again").lease;
         assert_eq!(second.request_id, first.request_id);
         assert_ne!(second.token, first.token);
-        assert!(!store.record_work(first, &finished()).await.unwrap());
-        assert!(store.record_work(second, &finished()).await.unwrap());
+        let deliver = AfterWork::Deliver;
+        assert!(
+            !store
+                .record_work(first, &finished(), deliver, expiry())
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .record_work(second, &finished(), deliver, expiry())
+                .await
+                .unwrap()
+        );
         assert!(store.renew_lease(second, LONG).await.unwrap());
     }
 
@@ -291,14 +339,14 @@ mod store {
         let db = TestDb::new(Backend::Postgres).await;
         let (a, b) = (open(&db).await, open(&db).await);
         let signal = b.job_signal();
-        a.admit(async_request(), None).await.unwrap();
-        let lease = a
-            .claim_due_jobs(1, LONG)
-            .await
-            .unwrap()
-            .pop()
-            .unwrap()
-            .lease;
+        admit(&a, async_request()).await;
+        let lease = claim_some(&a, 1, LONG).await.first().unwrap().lease;
+        let deliver = AfterWork::Deliver;
+        assert!(
+            a.record_work(lease, &finished(), deliver, expiry())
+                .await
+                .unwrap()
+        );
         // Let the admission's NOTIFY arrive, and consume the wake-up it left.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let _ = tokio::time::timeout(Duration::from_millis(50), signal.notified()).await;
@@ -312,26 +360,28 @@ mod store {
             duration_ms: 1.5,
             status_code: Some(503),
             error: Some("HTTP 503".into()),
+            trigger: Trigger::Scheduled,
         };
         let next = NextStep::RetryAt(retry_at);
-        assert!(a.record_attempt(lease, &attempt, &next).await.unwrap());
+        assert!(
+            a.record_attempt(lease, &attempt, &next, None)
+                .await
+                .unwrap()
+        );
         tokio::time::timeout(Duration::from_secs(20), signal.notified())
             .await
             .expect("the other instance hears of the retry");
 
-        let due = b.next_due_at().await.unwrap().expect("a job is waiting");
+        let due = b.next_due_at(&[]).await.unwrap().expect("a job is waiting");
         let off = (due - retry_at).num_milliseconds().abs();
         assert!(off < 100, "due {off} ms away from the retry time");
-        assert!(b.claim_due_jobs(1, LONG).await.unwrap().is_empty());
+        assert!(claim_some(&b, 1, LONG).await.is_empty());
         tokio::time::sleep((due - Utc::now()).to_std().unwrap_or_default()).await;
-        let job = b
-            .claim_due_jobs(1, LONG)
-            .await
-            .unwrap()
-            .pop()
-            .expect("due now");
+        let job = claim_some(&b, 1, LONG).await.pop().expect("due now");
         assert_eq!(job.attempts_made, 1);
-        let record = b.get_request(job.lease.request_id).await.unwrap().unwrap();
+        assert_eq!(job.phase, Phase::Delivery);
+        let record = b.get_request(job.lease.request_id, &Scope::All).await;
+        let record = record.unwrap().unwrap();
         assert_eq!(record.attempts, vec![attempt.clone()]);
     }
 }

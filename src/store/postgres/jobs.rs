@@ -1,92 +1,22 @@
-//! Jobs: claiming with a lease, keeping it, and recording outcomes while it is held.
+//! Jobs after their claim: keeping a lease, recording the work and each attempt (with
+//! the circuit changes they cause) while the lease is held, giving a job back, expiring
+//! deliveries, adopting jobs of an earlier version.
 //!
-//! Lock order is always the job row first, then its request, so a claim and a late
-//! record by a worker whose lease expired cannot deadlock; the later one waits for the
-//! other and then sees the lease token it must match.
+//! Lock order is always the job row first, then its destination (`FOR KEY SHARE`, see
+//! [`claim`](super::claim)), then its request, then the count rows; a claim and a late
+//! record by a worker whose lease expired cannot deadlock.
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::postgres::{PgConnection, PgRow};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgConnection;
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
 
-use super::{duration_ms, ms, ms_from_now, requests};
+use super::requests::{store_work, transition};
+use super::{duration_ms, ms, ms_from_now};
+use crate::store::counts::Deltas;
 use crate::store::*;
-
-/// Leases up to `limit` due jobs in one statement, marks their requests `processing`, and
-/// returns what the workers need.
-///
-/// `due` locks the chosen rows `FOR UPDATE SKIP LOCKED`: rows another instance is
-/// claiming or recording right now are passed over, never waited for. A CTE that locks is
-/// evaluated once, so exactly the rows it picked are leased.
-pub(super) async fn claim(
-    c: &mut PgConnection,
-    limit: usize,
-    lease_for: Duration,
-) -> StoreResult<Vec<ClaimedJob>> {
-    let token = Uuid::new_v4();
-    let rows = sqlx::query(
-        "WITH due AS (
-             SELECT request_id FROM jobs
-             WHERE run_at <= now() AND (lease_until IS NULL OR lease_until <= now())
-             ORDER BY run_at
-             LIMIT $3
-             FOR UPDATE SKIP LOCKED
-         ), leased AS (
-             UPDATE jobs j SET lease_token = $1,
-                               lease_until = now() + $2::bigint * interval '1 millisecond'
-             FROM due WHERE j.request_id = due.request_id
-             RETURNING j.request_id
-         ), started AS (
-             UPDATE requests SET status = 'processing', started_at = now()
-             WHERE status = 'pending' AND id IN (SELECT request_id FROM leased)
-         )
-         SELECT r.id, r.input_data, r.callback_url, r.trace_id, r.created_at,
-                r.callback_attempts, r.callback_body
-         FROM leased JOIN requests r ON r.id = leased.request_id",
-    )
-    .bind(token)
-    .bind(duration_ms(lease_for))
-    .bind(limit.min(i64::MAX as usize) as i64)
-    .fetch_all(&mut *c)
-    .await?;
-    rows.iter()
-        .map(|row| claimed_from_row(row, token))
-        .collect()
-}
-
-fn claimed_from_row(row: &PgRow, token: Uuid) -> StoreResult<ClaimedJob> {
-    Ok(ClaimedJob {
-        lease: Lease {
-            request_id: row.try_get("id")?,
-            token,
-        },
-        input_data: row.try_get("input_data")?,
-        callback_url: row
-            .try_get::<Option<String>, _>("callback_url")?
-            .unwrap_or_default(),
-        trace_id: row.try_get("trace_id")?,
-        created_at: row.try_get("created_at")?,
-        attempts_made: row.try_get::<i32, _>("callback_attempts")? as u32,
-        callback_body: row.try_get("callback_body")?,
-    })
-}
-
-/// The earliest time a job becomes claimable: an unleased job at its `run_at`, a leased
-/// one when its lease expires. Computed on the database clock and returned as an offset
-/// from this process's now, which is what the engine sleeps against.
-pub(super) async fn next_due_at(e: impl PgExecutor<'_>) -> StoreResult<Option<DateTime<Utc>>> {
-    let from_now_ms: Option<f64> = sqlx::query_scalar(
-        "SELECT (extract(epoch FROM min(CASE WHEN lease_until IS NULL THEN run_at
-                                             ELSE greatest(run_at, lease_until) END) - now())
-                 * 1000)::float8
-         FROM jobs",
-    )
-    .fetch_one(e)
-    .await?;
-    Ok(from_now_ms.map(|ms| Utc::now() + TimeDelta::milliseconds(ms.ceil() as i64)))
-}
 
 /// Extends the lease if it is still ours; one statement, so it cannot race a claim.
 pub(super) async fn renew_lease(
@@ -95,8 +25,8 @@ pub(super) async fn renew_lease(
     lease_for: Duration,
 ) -> StoreResult<bool> {
     let renewed = sqlx::query(
-        "UPDATE jobs SET lease_until = now() + $3::bigint * interval '1 millisecond'
-         WHERE request_id = $1 AND lease_token = $2 AND lease_until > now()",
+        "UPDATE jobs SET run_at = now() + $3::bigint * interval '1 millisecond'
+         WHERE request_id = $1 AND lease_token = $2 AND run_at > now()",
     )
     .bind(lease.request_id)
     .bind(lease.token)
@@ -106,66 +36,123 @@ pub(super) async fn renew_lease(
     Ok(renewed.rows_affected() == 1)
 }
 
-/// `true` when `lease` still holds its job (same token, not expired). Locks the job row
-/// until the transaction ends, so no claim can take the job while we record.
-async fn hold_lease(c: &mut PgConnection, lease: Lease) -> StoreResult<bool> {
+/// The job's destination when `lease` still holds it (same token, not expired). Locks the
+/// job row until the transaction ends, so no claim can take the job while we record, and
+/// then the destination `FOR KEY SHARE` (see the claim's protocol).
+async fn hold_lease(c: &mut PgConnection, lease: Lease) -> StoreResult<Option<Option<i64>>> {
     let row = sqlx::query(
-        "SELECT 1 FROM jobs
-         WHERE request_id = $1 AND lease_token = $2 AND lease_until > now()
+        "SELECT destination_id FROM jobs
+         WHERE request_id = $1 AND lease_token = $2 AND run_at > now()
          FOR UPDATE",
     )
     .bind(lease.request_id)
     .bind(lease.token)
     .fetch_optional(&mut *c)
     .await?;
-    Ok(row.is_some())
+    let Some(row) = row else { return Ok(None) };
+    let destination: Option<i64> = row.try_get("destination_id")?;
+    if let Some(id) = destination {
+        share_destination(c, id).await?;
+    }
+    Ok(Some(destination))
+}
+
+/// Takes `FOR KEY SHARE` on a destination before making one of its deliveries due.
+async fn share_destination(c: &mut PgConnection, id: i64) -> StoreResult<()> {
+    sqlx::query("SELECT 1 FROM destinations WHERE id = $1 FOR KEY SHARE")
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// Makes a destination's deliveries due no later than `now() + offset_ms` (never before
+/// its block ends); a statement of its own, after the key share, so it sees the latest
+/// due time.
+async fn lower_deliver_due(c: &mut PgConnection, id: i64, offset_ms: i64) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE destinations
+         SET deliver_due_at = greatest(now() + $2::bigint * interval '1 millisecond', blocked_until)
+         WHERE id = $1 AND (deliver_due_at IS NULL OR deliver_due_at >
+               greatest(now() + $2::bigint * interval '1 millisecond', blocked_until))",
+    )
+    .bind(id)
+    .bind(offset_ms)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
 }
 
 pub(super) async fn record_work(
     c: &mut PgConnection,
+    d: &mut Deltas,
     lease: Lease,
     done: FinishedWork,
+    after: AfterWork,
+    expires_at: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    if !hold_lease(c, lease).await? {
+    let Some(destination) = hold_lease(c, lease).await? else {
         return Ok(false);
+    };
+    store_work(c, d, lease.request_id, &done).await?;
+    let wait = after == AfterWork::Wait;
+    let offset: f64 = sqlx::query_scalar(
+        "UPDATE jobs SET phase = 1, expires_at = now() + $2::bigint * interval '1 millisecond',
+                lease_token = CASE WHEN $3 THEN NULL ELSE lease_token END,
+                run_at = CASE WHEN $3 THEN now() ELSE run_at END
+         WHERE request_id = $1
+         RETURNING (extract(epoch FROM run_at - now()) * 1000)::float8",
+    )
+    .bind(lease.request_id)
+    .bind(ms_from_now(expires_at))
+    .bind(wait)
+    .fetch_one(&mut *c)
+    .await?;
+    if let Some(id) = destination {
+        lower_deliver_due(c, id, offset.ceil() as i64).await?;
     }
-    requests::store_work(c, lease.request_id, &done).await?;
     Ok(true)
 }
 
-/// Stores the attempt, updates the request's callback fields, then reschedules the job
-/// (`RetryAt`, with a NOTIFY so an idle instance wakes for it) or deletes it.
 pub(super) async fn record_attempt(
     c: &mut PgConnection,
+    d: &mut Deltas,
     lease: Lease,
     attempt: AttemptRecord,
     next: NextStep,
+    circuit: Option<CircuitChange>,
 ) -> StoreResult<bool> {
-    if !hold_lease(c, lease).await? {
+    let Some(destination) = hold_lease(c, lease).await? else {
         return Ok(false);
-    }
+    };
     let id = lease.request_id;
     insert_attempt(c, id, &attempt).await?;
-    let (callback_status, sent_at) = match next {
-        NextStep::Delivered => (CallbackStatus::Sent, Some(ms(Utc::now()))),
-        NextStep::RetryAt(_) => (CallbackStatus::Pending, None),
-        NextStep::GiveUp => (CallbackStatus::Failed, None),
+    if let Some(change) = &circuit {
+        apply_circuit(c, change).await?;
+    }
+    let (status, sent, last_error) = match &next {
+        NextStep::Delivered => (CallbackStatus::Sent, true, None),
+        NextStep::RetryAt(_) => (CallbackStatus::Pending, false, attempt.error.clone()),
+        NextStep::GiveUp => (CallbackStatus::Failed, false, attempt.error.clone()),
+        NextStep::Expired(why) => (CallbackStatus::Failed, false, Some(why.clone())),
     };
-    sqlx::query(
-        "UPDATE requests SET callback_attempts = $1, callback_last_error = $2,
-                callback_status = $3, callback_sent_at = $4
-         WHERE id = $5",
-    )
-    .bind(attempt.attempt as i32)
-    .bind(&attempt.error)
-    .bind(callback_status.as_str())
-    .bind(sent_at)
-    .bind(id)
-    .execute(&mut *c)
-    .await?;
+    set_callback(c, d, id, attempt.attempt, status, sent, last_error).await?;
     match next {
-        NextStep::RetryAt(at) => reschedule(c, id, at).await?,
-        NextStep::Delivered | NextStep::GiveUp => {
+        NextStep::RetryAt(at) => {
+            sqlx::query(
+                "UPDATE jobs SET run_at = now() + $2::bigint * interval '1 millisecond',
+                                 lease_token = NULL, manual = false
+                 WHERE request_id = $1",
+            )
+            .bind(id)
+            .bind(ms_from_now(at))
+            .execute(&mut *c)
+            .await?;
+            if let Some(dest) = destination {
+                lower_deliver_due(c, dest, ms_from_now(at)).await?;
+            }
+        }
+        NextStep::Delivered | NextStep::GiveUp | NextStep::Expired(_) => {
             sqlx::query("DELETE FROM jobs WHERE request_id = $1")
                 .bind(id)
                 .execute(&mut *c)
@@ -175,10 +162,38 @@ pub(super) async fn record_attempt(
     Ok(true)
 }
 
+/// A request's callback fields after an attempt or an expiry, counted.
+async fn set_callback(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    id: Uuid,
+    attempts: u32,
+    status: CallbackStatus,
+    sent: bool,
+    last_error: Option<String>,
+) -> StoreResult<()> {
+    let sent_at = sent.then(|| ms(Utc::now()));
+    transition(
+        c,
+        d,
+        id,
+        "callback_attempts = greatest(r.callback_attempts, $2), callback_last_error = $3,
+         callback_status = $4, callback_sent_at = coalesce($5, r.callback_sent_at)",
+        |q| {
+            q.bind(attempts as i32)
+                .bind(last_error)
+                .bind(status.as_str())
+                .bind(sent_at)
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 async fn insert_attempt(c: &mut PgConnection, id: Uuid, a: &AttemptRecord) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO attempts (request_id, attempt, started_at, duration_ms, status_code, error)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO attempts (request_id, attempt, started_at, duration_ms, status_code, error, triggered_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id)
     .bind(a.attempt as i32)
@@ -186,49 +201,158 @@ async fn insert_attempt(c: &mut PgConnection, id: Uuid, a: &AttemptRecord) -> St
     .bind(a.duration_ms)
     .bind(a.status_code.map(i32::from))
     .bind(&a.error)
+    .bind(a.trigger.as_str())
     .execute(&mut *c)
     .await?;
     Ok(())
 }
 
-/// Unleases the job and makes it due at `at` (a process-clock time, moved onto the
-/// database clock by its distance from now).
-async fn reschedule(c: &mut PgConnection, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE jobs SET run_at = now() + $2::bigint * interval '1 millisecond',
-                         lease_token = NULL, lease_until = NULL
-         WHERE request_id = $1",
-    )
-    .bind(id)
-    .bind(ms_from_now(at))
-    .execute(&mut *c)
-    .await?;
+/// Stores an opened (or re-opened) or a closed circuit; every instance honours it.
+async fn apply_circuit(c: &mut PgConnection, change: &CircuitChange) -> StoreResult<()> {
+    match change {
+        CircuitChange::Open {
+            destination,
+            until,
+            cooldown,
+            reason,
+        } => sqlx::query(
+            "UPDATE destinations
+             SET blocked_until = now() + $2::bigint * interval '1 millisecond',
+                 cooldown_ms = $3, blocked_reason = $4,
+                 deliver_due_at = greatest(deliver_due_at, now() + $2::bigint * interval '1 millisecond')
+             WHERE id = $1",
+        )
+        .bind(destination)
+        .bind(ms_from_now(*until))
+        .bind(duration_ms(*cooldown))
+        .bind(reason)
+        .execute(&mut *c)
+        .await?,
+        CircuitChange::Close { destination } => sqlx::query(
+            "UPDATE destinations
+             SET blocked_until = NULL, cooldown_ms = NULL, blocked_reason = NULL,
+                 deliver_due_at = CASE WHEN deliver_due_at IS NULL THEN NULL ELSE now() END
+             WHERE id = $1",
+        )
+        .bind(destination)
+        .execute(&mut *c)
+        .await?,
+    };
     Ok(())
 }
 
 /// Gives the job back, claimable at once by any instance.
 pub(super) async fn release_lease(c: &mut PgConnection, lease: Lease) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE jobs SET lease_token = NULL, lease_until = NULL
-         WHERE request_id = $1 AND lease_token = $2",
+    let Some(destination) = hold_lease(c, lease).await? else {
+        return Ok(());
+    };
+    let phase: i16 = sqlx::query_scalar(
+        "UPDATE jobs SET lease_token = NULL, run_at = now() WHERE request_id = $1 RETURNING phase",
     )
     .bind(lease.request_id)
-    .bind(lease.token)
-    .execute(&mut *c)
+    .fetch_one(&mut *c)
     .await?;
+    if let (Some(id), 1) = (destination, phase) {
+        lower_deliver_due(c, id, 0).await?;
+    }
     Ok(())
 }
 
-pub(super) async fn counts(e: impl PgExecutor<'_>) -> StoreResult<JobCounts> {
-    let row = sqlx::query(
-        "SELECT count(*) FILTER (WHERE lease_until > now()) AS processing,
-                count(*) FILTER (WHERE lease_until IS NULL OR lease_until <= now()) AS pending
-         FROM jobs",
+/// Ends deliveries whose time ran out and that have no attempt running.
+pub(super) async fn expire(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    limit: usize,
+    reason: &str,
+) -> StoreResult<u64> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "DELETE FROM jobs WHERE request_id IN (
+             SELECT request_id FROM jobs
+             WHERE expires_at <= now() AND (lease_token IS NULL OR run_at <= now())
+             LIMIT $1 FOR UPDATE SKIP LOCKED)
+         RETURNING request_id",
     )
+    .bind(limit as i64)
+    .fetch_all(&mut *c)
+    .await?;
+    for id in &ids {
+        transition(
+            c,
+            d,
+            *id,
+            "callback_status = 'failed', callback_last_error = $2",
+            |q| q.bind(reason.to_owned()),
+        )
+        .await?;
+    }
+    Ok(ids.len() as u64)
+}
+
+/// Jobs stored before destinations existed get theirs; in batches of `limit`.
+pub(super) async fn adopt_legacy(
+    c: &mut PgConnection,
+    limit: usize,
+    expire_after: Duration,
+) -> StoreResult<u64> {
+    let rows = sqlx::query(
+        "SELECT j.request_id, r.tenant, r.callback_url, j.phase FROM jobs j
+         JOIN requests r ON r.id = j.request_id
+         WHERE j.destination_id IS NULL LIMIT $1 FOR UPDATE OF j SKIP LOCKED",
+    )
+    .bind(limit as i64)
+    .fetch_all(&mut *c)
+    .await?;
+    for row in &rows {
+        let id: Uuid = row.try_get("request_id")?;
+        let tenant: String = row.try_get("tenant")?;
+        let url: Option<String> = row.try_get("callback_url")?;
+        let origin = url
+            .as_deref()
+            .and_then(crate::intake::origin_of_str)
+            .unwrap_or_else(|| "unknown://invalid:0".to_owned());
+        let destination = super::requests::destination_id(c, &tenant, &origin).await?;
+        share_destination(c, destination).await?;
+        sqlx::query(
+            "UPDATE jobs j SET destination_id = $2,
+                    expires_at = CASE WHEN j.phase = 1
+                        THEN coalesce(r.completed_at, now()) + $3::bigint * interval '1 millisecond' END
+             FROM requests r WHERE r.id = j.request_id AND j.request_id = $1",
+        )
+        .bind(id)
+        .bind(destination)
+        .bind(duration_ms(expire_after))
+        .execute(&mut *c)
+        .await?;
+        if row.try_get::<i16, _>("phase")? == 1 {
+            lower_deliver_due(c, destination, 0).await?;
+        }
+    }
+    Ok(rows.len() as u64)
+}
+
+/// See `Store::waiting_deliveries`.
+pub(super) async fn waiting_deliveries(
+    e: impl PgExecutor<'_>,
+    destination: i64,
+    until: DateTime<Utc>,
+) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs
+         WHERE phase = 1 AND destination_id = $1 AND lease_token IS NULL
+           AND run_at < now() + $2::bigint * interval '1 millisecond'",
+    )
+    .bind(destination)
+    .bind(ms_from_now(until))
     .fetch_one(e)
     .await?;
-    Ok(JobCounts {
-        pending: row.try_get::<i64, _>("pending")? as u64,
-        processing: row.try_get::<i64, _>("processing")? as u64,
-    })
+    Ok(n as u64)
+}
+
+/// Destinations whose circuit is open or being probed.
+pub(super) async fn circuits_open(e: impl PgExecutor<'_>) -> StoreResult<u64> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM destinations WHERE blocked_until > now()")
+            .fetch_one(e)
+            .await?;
+    Ok(n as u64)
 }

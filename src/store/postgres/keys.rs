@@ -26,7 +26,7 @@ pub(super) async fn take(
         if insert_key(c, claim, request_id).await? {
             return Ok(Admission::Admitted);
         }
-        if let Some(existing) = existing_key(c, claim).await? {
+        if let Some(existing) = existing(c, claim).await? {
             return decide(c, claim, request_id, existing).await;
         }
     }
@@ -44,9 +44,9 @@ async fn insert_key(
     let (status, body) = response_columns(claim);
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys
-             (scope, key, fingerprint, request_id, response_status, response_body, held_until, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, now() + $7::bigint * interval '1 millisecond', now())
-         ON CONFLICT (scope, key) DO NOTHING",
+             (scope, key, fingerprint, request_id, response_status, response_body, held_until, created_at, tenant)
+         VALUES ($1, $2, $3, $4, $5, $6, now() + $7::bigint * interval '1 millisecond', now(), $8)
+         ON CONFLICT (tenant, scope, key) DO NOTHING",
     )
     .bind(claim.scope)
     .bind(&claim.key)
@@ -55,6 +55,7 @@ async fn insert_key(
     .bind(status)
     .bind(body)
     .bind(ms_from_now(claim.held_until))
+    .bind(&claim.tenant)
     .execute(&mut *c)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -69,17 +70,29 @@ fn response_columns(claim: &IdempotencyClaim) -> (Option<i32>, Option<&str>) {
         .unzip()
 }
 
+/// Forgets a key whose first request did not succeed (only successes are kept).
+pub(super) async fn release(c: &mut PgConnection, claim: &IdempotencyClaim) -> StoreResult<()> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE tenant = $1 AND scope = $2 AND key = $3")
+        .bind(&claim.tenant)
+        .bind(claim.scope)
+        .bind(&claim.key)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
 /// The committed claim on the key, if any.
-async fn existing_key(
+pub(super) async fn existing(
     c: &mut PgConnection,
     claim: &IdempotencyClaim,
 ) -> StoreResult<Option<StoredKey>> {
     let row = sqlx::query(
         "SELECT fingerprint, response_status, response_body, held_until > now() AS held
-         FROM idempotency_keys WHERE scope = $1 AND key = $2",
+         FROM idempotency_keys WHERE scope = $1 AND key = $2 AND tenant = $3",
     )
     .bind(claim.scope)
     .bind(&claim.key)
+    .bind(&claim.tenant)
     .fetch_optional(&mut *c)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -123,7 +136,8 @@ async fn take_over_key(
         "UPDATE idempotency_keys
          SET fingerprint = $3, request_id = $4, response_status = $5, response_body = $6,
              held_until = now() + $7::bigint * interval '1 millisecond', created_at = now()
-         WHERE scope = $1 AND key = $2 AND response_status IS NULL AND held_until <= now()",
+         WHERE scope = $1 AND key = $2 AND tenant = $8
+           AND response_status IS NULL AND held_until <= now()",
     )
     .bind(claim.scope)
     .bind(&claim.key)
@@ -132,6 +146,7 @@ async fn take_over_key(
     .bind(status)
     .bind(body)
     .bind(ms_from_now(claim.held_until))
+    .bind(&claim.tenant)
     .execute(&mut *c)
     .await?;
     Ok(taken.rows_affected() == 1)

@@ -3,6 +3,9 @@
 //! Every trait method is one transaction on a connection from a [`PgPool`]; PostgreSQL's
 //! own locking makes concurrent instances safe, so unlike SQLite there is no writer task.
 //!
+//! - **Two pools** (SPEC §9 "The engine before the door"): the engine's claims, lease
+//!   renewals and outcome records use a pool of their own, so a flood of admissions can
+//!   slow acceptance but never starve a running job's lease.
 //! - **Admission** writes the request, its job and its idempotency key together. The key
 //!   is inserted first with `ON CONFLICT DO NOTHING`: a concurrent admission with the same
 //!   key waits on the unique index until the first commits, then reads its row
@@ -25,13 +28,18 @@
 //! - **Migrations** run at open on a dedicated connection; sqlx holds an advisory lock
 //!   while it migrates, so instances starting together apply each migration once.
 
+mod claim;
+mod counts;
+mod housekeeping;
 mod jobs;
 mod keys;
 mod listen;
+mod reads;
 mod requests;
 
+use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,6 +50,7 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::counts::{CountsMirror, Deltas};
 use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -50,51 +59,190 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PgStore {
+    /// Admissions and reads.
     pool: PgPool,
+    /// The engine's claims, renewals and records.
+    engine: PgPool,
     jobs: Arc<Notify>,
     /// The LISTEN task; stopped with the store.
     _listener: listen::ListenerTask,
     /// Sends NOTIFYs for other instances.
     announcer: listen::Announcer,
+    /// The backlog's counts, refreshed from the table (SPEC §9).
+    counts: Arc<RwLock<CountsMirror>>,
+    _refresher: counts::Refresher,
+    /// (tenant, origin) → destination id, so that an admission is one statement.
+    destinations: Mutex<HashMap<(String, String), i64>>,
 }
 
+/// Destination ids remembered at most (then the memory starts afresh).
+const DESTINATION_CACHE: usize = 10_000;
+
 impl PgStore {
-    /// Connects (a pool of `max_connections`), migrates, and starts listening for jobs
-    /// enqueued by other instances.
+    /// Connects (`max_connections` in all: about a third for the engine, the rest for
+    /// the API; LISTEN takes one more), migrates, and starts listening for jobs enqueued
+    /// by other instances.
     pub async fn open(url: &str, max_connections: u32) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)?.application_name("consuma");
         migrate(&options).await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|e| classify(e.into()))?;
+        let engine_connections = (max_connections / 3).max(1);
+        let pool = pool_of(&options, max_connections - engine_connections).await?;
+        let engine = pool_of(&options, engine_connections).await?;
         let jobs = Arc::new(Notify::new());
-        let listener = listen::spawn(pool.clone(), jobs.clone());
+        // LISTEN holds its connection for good: it gets one of its own.
+        let listener = listen::spawn(pool_of(&options, 1).await?, jobs.clone());
         let announcer = listen::Announcer::spawn(pool.clone());
+        let counts = Arc::new(RwLock::new(
+            counts::load_backlog(&pool).await.map_err(classify)?,
+        ));
+        let refresher = counts::Refresher::spawn(pool.clone(), counts.clone());
         Ok(Self {
             pool,
+            engine,
             jobs,
             _listener: listener,
             announcer,
+            counts,
+            _refresher: refresher,
+            destinations: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Runs `op` in a transaction: committed when it succeeds, rolled back otherwise.
+    /// Runs `op` in a transaction on `pool` with a [`Deltas`] for the kept counts, which
+    /// are written just before the commit: committed when it succeeds, rolled back
+    /// otherwise.
+    async fn tx_on<T, F>(&self, pool: &PgPool, op: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'c> FnOnce(&'c mut PgConnection, &'c mut Deltas) -> BoxFuture<'c, StoreResult<T>>
+            + Send,
+    {
+        let mut deltas = Deltas::default();
+        let result = async {
+            let mut tx = pool.begin().await?;
+            let value = op(&mut tx, &mut deltas).await?;
+            counts::apply(&mut tx, &deltas).await?;
+            tx.commit().await?;
+            Ok(value)
+        }
+        .await
+        .map_err(classify);
+        if result.is_ok() {
+            self.counts.write().expect("counts lock").apply(&deltas);
+        }
+        result
+    }
+
+    /// [`PgStore::tx_on`] the API's pool.
     async fn tx<T, F>(&self, op: F) -> StoreResult<T>
     where
         T: Send,
-        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>> + Send,
+        F: for<'c> FnOnce(&'c mut PgConnection, &'c mut Deltas) -> BoxFuture<'c, StoreResult<T>>
+            + Send,
     {
-        let result = async {
-            let mut tx = self.pool.begin().await?;
-            let value = op(&mut tx).await?;
-            tx.commit().await?;
-            Ok(value)
-        };
-        result.await.map_err(classify)
+        self.tx_on(&self.pool, op).await
     }
+
+    /// [`PgStore::tx_on`] the engine's pool.
+    async fn engine_tx<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'c> FnOnce(&'c mut PgConnection, &'c mut Deltas) -> BoxFuture<'c, StoreResult<T>>
+            + Send,
+    {
+        self.tx_on(&self.engine, op).await
+    }
+
+    /// The destination of an async request, from memory when known.
+    async fn destination_for(&self, req: &NewRequest) -> StoreResult<Option<i64>> {
+        let Some(origin) = req.origin.clone() else {
+            return Ok(None);
+        };
+        let key = (req.tenant.clone(), origin);
+        if let Some(id) = self.destinations.lock().expect("cache lock").get(&key) {
+            return Ok(Some(*id));
+        }
+        let mut c = self.pool.acquire().await.map_err(|e| classify(e.into()))?;
+        let id = requests::destination_id(&mut c, &key.0, &key.1)
+            .await
+            .map_err(classify)?;
+        let mut cache = self.destinations.lock().expect("cache lock");
+        if cache.len() >= DESTINATION_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, id);
+        Ok(Some(id))
+    }
+
+    fn forget_destination(&self, req: &NewRequest) {
+        if let Some(origin) = &req.origin {
+            self.destinations
+                .lock()
+                .expect("cache lock")
+                .remove(&(req.tenant.clone(), origin.clone()));
+        }
+    }
+
+    /// A refusal by the backlog limits, judged on the mirror (up to 1 s stale).
+    fn refusal(&self, req: &NewRequest, limits: AdmissionLimits) -> Option<Admission> {
+        if req.mode != Mode::Async {
+            return None;
+        }
+        let counts = self.counts.read().expect("counts lock");
+        limits.refusal(counts.backlog(), counts.backlog_of(&req.tenant))
+    }
+
+    /// Inserts an admission; a destination id that vanished (deleted as unused since it
+    /// was remembered) is looked up again once.
+    async fn insert(
+        &self,
+        req: NewRequest,
+        claim: Option<IdempotencyClaim>,
+    ) -> StoreResult<Admission> {
+        for retry in [false, true] {
+            if retry {
+                self.forget_destination(&req);
+            }
+            let destination = self.destination_for(&req).await?;
+            let outcome = match claim.clone() {
+                None => {
+                    let shard = counts::shard();
+                    let done =
+                        requests::insert_with_job(&self.pool, &req, destination, Some(shard))
+                            .await
+                            .map(|()| {
+                                let mut d = Deltas::default();
+                                d.added(&req.tenant, requests::state_of_new(&req));
+                                self.counts.write().expect("counts lock").apply(&d);
+                                Admission::Admitted
+                            });
+                    done.map_err(classify)
+                }
+                Some(claim) => {
+                    let req = req.clone();
+                    self.tx(move |c, d| {
+                        Box::pin(requests::admit_with_key(c, d, req, destination, claim))
+                    })
+                    .await
+                }
+            };
+            match outcome {
+                Err(StoreError::Database(sqlx::Error::Database(e)))
+                    if !retry && e.code().as_deref() == Some("23503") => {}
+                other => return other,
+            }
+        }
+        unreachable!("the second try returns")
+    }
+}
+
+async fn pool_of(options: &PgConnectOptions, size: u32) -> StoreResult<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(size.max(1))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.clone())
+        .await
+        .map_err(|e| classify(e.into()))
 }
 
 /// Applies the migrations on a connection of its own. sqlx takes a session advisory lock
@@ -170,7 +318,7 @@ impl Store for PgStore {
     }
 
     async fn ready(&self) -> StoreResult<()> {
-        let writable = requests::writable(&self.pool).await.map_err(classify)?;
+        let writable = housekeeping::writable(&self.pool).await.map_err(classify)?;
         match writable {
             true => Ok(()),
             false => Err(StoreError::Unavailable("the database is read-only".into())),
@@ -185,18 +333,20 @@ impl Store for PgStore {
         &self,
         req: NewRequest,
         claim: Option<IdempotencyClaim>,
+        limits: AdmissionLimits,
     ) -> StoreResult<Admission> {
         let is_async = req.mode == Mode::Async;
-        let admission = match claim {
-            None => requests::insert_with_job(&self.pool, &req)
-                .await
-                .map(|()| Admission::Admitted)
-                .map_err(classify)?,
-            Some(claim) => {
-                self.tx(move |c| Box::pin(requests::admit_with_key(c, req, claim)))
-                    .await?
-            }
-        };
+        if let Some(refusal) = self.refusal(&req, limits) {
+            // A replay is answered even when the backlog is full.
+            let Some(claim) = claim else {
+                return Ok(refusal);
+            };
+            let replay = self
+                .tx(move |c, _| Box::pin(async move { requests::replay_of(c, &claim).await }))
+                .await?;
+            return Ok(replay.unwrap_or(refusal));
+        }
+        let admission = self.insert(req, claim).await?;
         if is_async && admission == Admission::Admitted {
             // Our own engine need not wait for the NOTIFY to come back round.
             self.jobs.notify_one();
@@ -209,44 +359,60 @@ impl Store for PgStore {
         &self,
         id: Uuid,
         done: FinishedWork,
-        key: Option<(&'static str, String, Option<StoredResponse>)>,
+        key: Option<(IdempotencyClaim, Option<StoredResponse>)>,
     ) -> StoreResult<()> {
-        self.tx(move |c| Box::pin(requests::finish_sync(c, id, done, key)))
+        self.tx(move |c, d| Box::pin(requests::finish_sync(c, d, id, done, key)))
             .await
     }
 
-    async fn get_request(&self, id: Uuid) -> StoreResult<Option<RequestRecord>> {
-        self.tx(move |c| Box::pin(requests::get(c, id))).await
+    async fn get_request(&self, id: Uuid, scope: &Scope) -> StoreResult<Option<RequestRecord>> {
+        let scope = scope.clone();
+        self.tx(move |c, _| Box::pin(async move { reads::get(c, id, &scope).await }))
+            .await
     }
 
     async fn list_requests(&self, filter: &ListFilter) -> StoreResult<Page> {
         let filter = filter.clone();
-        self.tx(move |c| Box::pin(requests::list(c, filter))).await
+        self.tx(move |c, _| Box::pin(reads::list(c, filter))).await
     }
 
-    async fn claim_due_jobs(
-        &self,
-        limit: usize,
-        lease_for: Duration,
-    ) -> StoreResult<Vec<ClaimedJob>> {
-        self.tx(move |c| Box::pin(jobs::claim(c, limit, lease_for)))
+    async fn claim_due_jobs(&self, req: ClaimRequest) -> StoreResult<ClaimBatch> {
+        self.engine_tx(move |c, d| Box::pin(async move { claim::claim(c, d, &req).await }))
             .await
     }
 
-    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        jobs::next_due_at(&self.pool).await.map_err(classify)
+    async fn next_due_at(&self, at_cap: &[i64]) -> StoreResult<Option<DateTime<Utc>>> {
+        let mut c = self
+            .engine
+            .acquire()
+            .await
+            .map_err(|e| classify(e.into()))?;
+        claim::next_due_at(&mut c, at_cap).await.map_err(classify)
     }
 
     async fn renew_lease(&self, lease: Lease, lease_for: Duration) -> StoreResult<bool> {
-        jobs::renew_lease(&self.pool, lease, lease_for)
+        jobs::renew_lease(&self.engine, lease, lease_for)
             .await
             .map_err(classify)
     }
 
-    async fn record_work(&self, lease: Lease, done: &FinishedWork) -> StoreResult<bool> {
+    async fn record_work(
+        &self,
+        lease: Lease,
+        done: &FinishedWork,
+        after: AfterWork,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let done = done.clone();
-        self.tx(move |c| Box::pin(jobs::record_work(c, lease, done)))
-            .await
+        let recorded = self
+            .engine_tx(move |c, d| {
+                Box::pin(jobs::record_work(c, d, lease, done, after, expires_at))
+            })
+            .await?;
+        if recorded && after == AfterWork::Wait {
+            self.announcer.announce();
+        }
+        Ok(recorded)
     }
 
     async fn record_attempt(
@@ -254,38 +420,86 @@ impl Store for PgStore {
         lease: Lease,
         attempt: &AttemptRecord,
         next: &NextStep,
+        circuit: Option<&CircuitChange>,
     ) -> StoreResult<bool> {
-        let retry = matches!(next, NextStep::RetryAt(_));
-        let (attempt, next) = (attempt.clone(), next.clone());
+        let announce = matches!(next, NextStep::RetryAt(_))
+            || matches!(circuit, Some(CircuitChange::Close { .. }));
+        let (attempt, next, circuit) = (attempt.clone(), next.clone(), circuit.cloned());
         let recorded = self
-            .tx(move |c| Box::pin(jobs::record_attempt(c, lease, attempt, next)))
+            .engine_tx(move |c, d| {
+                Box::pin(jobs::record_attempt(c, d, lease, attempt, next, circuit))
+            })
             .await?;
-        if recorded && retry {
+        if recorded && announce {
             self.announcer.announce();
         }
         Ok(recorded)
     }
 
     async fn release_lease(&self, lease: Lease) -> StoreResult<()> {
-        self.tx(move |c| Box::pin(jobs::release_lease(c, lease)))
+        self.engine_tx(move |c, _| Box::pin(jobs::release_lease(c, lease)))
             .await?;
         self.jobs.notify_one();
         self.announcer.announce();
         Ok(())
     }
 
+    async fn expire_deliveries(&self, limit: usize, reason: &str) -> StoreResult<u64> {
+        let reason = reason.to_owned();
+        self.engine_tx(move |c, d| {
+            Box::pin(async move { jobs::expire(c, d, limit, &reason).await })
+        })
+        .await
+    }
+
+    async fn adopt_legacy_jobs(&self, expire_after: Duration) -> StoreResult<u64> {
+        let mut adopted = 0;
+        loop {
+            let n = self
+                .engine_tx(move |c, _| Box::pin(jobs::adopt_legacy(c, 500, expire_after)))
+                .await?;
+            adopted += n;
+            if n == 0 {
+                return Ok(adopted);
+            }
+        }
+    }
+
+    async fn waiting_deliveries(&self, destination: i64, until: DateTime<Utc>) -> StoreResult<u64> {
+        jobs::waiting_deliveries(&self.pool, destination, until)
+            .await
+            .map_err(classify)
+    }
+
     async fn job_counts(&self) -> StoreResult<JobCounts> {
-        jobs::counts(&self.pool).await.map_err(classify)
+        let circuits_open = jobs::circuits_open(&self.pool).await.map_err(classify)?;
+        Ok(JobCounts {
+            pending: self.counts.read().expect("counts lock").backlog(),
+            circuits_open,
+        })
+    }
+
+    async fn backlog(&self, tenant: &str) -> StoreResult<(u64, u64)> {
+        let counts = self.counts.read().expect("counts lock");
+        Ok((counts.backlog(), counts.backlog_of(tenant)))
     }
 
     async fn sweep(&self, keep_keys: Duration, abandon_sync: Duration) -> StoreResult<SweepStats> {
-        self.tx(move |c| Box::pin(requests::sweep(c, keep_keys, abandon_sync)))
+        let mut stats = self
+            .tx(move |c, d| Box::pin(housekeeping::sweep(c, d, keep_keys, abandon_sync)))
+            .await?;
+        stats.idle_destinations = housekeeping::forget_idle_destinations(&self.pool).await;
+        Ok(stats)
+    }
+
+    async fn prune(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        self.tx(move |c, d| Box::pin(housekeeping::prune(c, d, cutoff, limit)))
             .await
     }
 
     async fn get_or_insert_setting(&self, name: &str, candidate: &str) -> StoreResult<String> {
         let (name, candidate) = (name.to_owned(), candidate.to_owned());
-        self.tx(move |c| Box::pin(requests::get_or_insert_setting(c, name, candidate)))
+        self.tx(move |c, _| Box::pin(housekeeping::get_or_insert_setting(c, name, candidate)))
             .await
     }
 }

@@ -1,47 +1,69 @@
-//! Requests and what comes with them: admission (its key is settled by [`keys`]), the end
-//! of a /sync request, reading and listing records, the housekeeping sweep and settings.
+//! Requests on their way in and their state changes: admission (its key is settled by
+//! [`keys`]), the end of the work, and the one statement shape every state change goes
+//! through so that the kept counts follow it.
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnection, PgRow};
+use chrono::Utc;
+use sqlx::postgres::PgConnection;
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
 
-use super::{duration_ms, keys, ms};
+use super::{keys, ms};
+use crate::store::counts::Deltas;
 use crate::store::*;
 
 /// Stores the request, its job (async) and its key in the caller's transaction, or says
 /// why the key forbids it (see [`Store::admit`]).
 pub(super) async fn admit_with_key(
     c: &mut PgConnection,
+    d: &mut Deltas,
     req: NewRequest,
+    destination: Option<i64>,
     claim: IdempotencyClaim,
 ) -> StoreResult<Admission> {
     let verdict = keys::take(c, &claim, req.id).await?;
     if verdict != Admission::Admitted {
         return Ok(verdict);
     }
-    insert_with_job(&mut *c, &req).await?;
+    insert_with_job(&mut *c, &req, destination, None).await?;
+    d.added(&req.tenant, state_of_new(&req));
     Ok(Admission::Admitted)
+}
+
+pub(super) fn state_of_new(req: &NewRequest) -> i64 {
+    let callback = (req.mode == Mode::Async).then_some(CallbackStatus::Pending);
+    state_code(req.mode, req.status, callback)
 }
 
 /// Stores a request and, for async, its job (due at once, by the database clock) in ONE
 /// statement: atomic by itself, so an admission without a key needs no BEGIN/COMMIT
-/// round trips — the common admission is a single round trip.
-pub(super) async fn insert_with_job(e: impl PgExecutor<'_>, req: &NewRequest) -> StoreResult<()> {
+/// round trips. With `count_shard`, the statement also adds the record to the kept
+/// counts (a keyed admission counts through its transaction instead).
+pub(super) async fn insert_with_job(
+    e: impl PgExecutor<'_>,
+    req: &NewRequest,
+    destination: Option<i64>,
+    count_shard: Option<i16>,
+) -> StoreResult<()> {
     let callback_status = (req.mode == Mode::Async).then_some(CallbackStatus::Pending.as_str());
     let started = req.status == RequestStatus::Processing;
     sqlx::query(
         "WITH request AS (
-             INSERT INTO requests (id, mode, status, input_data, created_at, started_at, trace_id,
-                                   callback_url, callback_status)
-             VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END, $7, $8, $9)
-             RETURNING id, mode)
-         INSERT INTO jobs (request_id, run_at)
-         SELECT id, now() FROM request WHERE mode = 'async'",
+             INSERT INTO requests (id, tenant, mode, status, input_data, created_at, started_at,
+                                   trace_id, callback_url, callback_status)
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END, $8, $9, $10)
+             RETURNING id, mode, tenant, state
+         ), job AS (
+             INSERT INTO jobs (request_id, destination_id, phase, run_at)
+             SELECT id, $11, 0, now() FROM request WHERE mode = 'async'
+         ), counted AS (
+             INSERT INTO request_counts (tenant, state, shard, n)
+             SELECT tenant, state, $12, 1 FROM request WHERE $12 IS NOT NULL
+             ON CONFLICT (tenant, state, shard) DO UPDATE SET n = request_counts.n + 1
+         )
+         SELECT 1",
     )
     .bind(req.id)
+    .bind(&req.tenant)
     .bind(req.mode.as_str())
     .bind(req.status.as_str())
     .bind(&req.input_data)
@@ -50,227 +72,140 @@ pub(super) async fn insert_with_job(e: impl PgExecutor<'_>, req: &NewRequest) ->
     .bind(&req.trace_id)
     .bind(&req.callback_url)
     .bind(callback_status)
+    .bind(destination)
+    .bind(count_shard)
     .execute(e)
     .await?;
     Ok(())
 }
 
+/// The id of the destination `(tenant, origin)`, created on first use. A concurrent first
+/// use by another transaction may hide the row from this statement's snapshot for a
+/// moment; the next statement sees it.
+pub(super) async fn destination_id(
+    c: &mut PgConnection,
+    tenant: &str,
+    origin: &str,
+) -> StoreResult<i64> {
+    for _ in 0..5 {
+        let id: Option<i64> = sqlx::query_scalar(
+            "WITH ins AS (
+                 INSERT INTO destinations (tenant, origin) VALUES ($1, $2)
+                 ON CONFLICT (tenant, origin) DO NOTHING RETURNING id)
+             SELECT id FROM ins
+             UNION ALL SELECT id FROM destinations WHERE tenant = $1 AND origin = $2
+             LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(origin)
+        .fetch_optional(&mut *c)
+        .await?;
+        if let Some(id) = id {
+            return Ok(id);
+        }
+    }
+    Err(StoreError::Unavailable(
+        "the destination row could not be read back".into(),
+    ))
+}
+
+/// Moves a request to a new state with `set` (an assignment list over `requests`, its
+/// parameters numbered from $2), and notes the change in `d`. `false` when there is no
+/// such request.
+pub(super) async fn transition(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    id: Uuid,
+    set: &str,
+    bind: impl FnOnce(
+        sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> StoreResult<bool> {
+    let sql = format!(
+        "UPDATE requests r SET {set}
+         FROM (SELECT id, state FROM requests WHERE id = $1 FOR UPDATE) old
+         WHERE r.id = old.id
+         RETURNING r.tenant, old.state AS before, r.state AS after"
+    );
+    let query = bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id));
+    let Some(row) = query.fetch_optional(&mut *c).await? else {
+        return Ok(false);
+    };
+    let tenant: String = row.try_get("tenant")?;
+    let before: i16 = row.try_get("before")?;
+    let after: i16 = row.try_get("after")?;
+    d.moved(&tenant, before.into(), after.into());
+    if let (Some(CallbackStatus::Pending), Some(ended)) = (
+        callback_of_state(before.into()),
+        callback_of_state(after.into()),
+    ) && ended != CallbackStatus::Pending
+    {
+        d.ended(&tenant, Utc::now(), ended == CallbackStatus::Sent);
+    }
+    Ok(true)
+}
+
 /// Stores the end of the work on a request (sync or async).
 pub(super) async fn store_work(
     c: &mut PgConnection,
+    d: &mut Deltas,
     id: Uuid,
     done: &FinishedWork,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE requests SET status = $1, output_data = $2, error = $3, completed_at = $4,
-                callback_body = COALESCE($5, callback_body)
-         WHERE id = $6",
+    transition(
+        c,
+        d,
+        id,
+        "status = $2, output_data = $3, error = $4, completed_at = $5,
+         callback_body = COALESCE($6, r.callback_body)",
+        |q| {
+            q.bind(done.status.as_str())
+                .bind(done.output_data.clone())
+                .bind(done.error.clone())
+                .bind(ms(done.completed_at))
+                .bind(done.callback_body.clone())
+        },
     )
-    .bind(done.status.as_str())
-    .bind(&done.output_data)
-    .bind(&done.error)
-    .bind(ms(done.completed_at))
-    .bind(&done.callback_body)
-    .bind(id)
-    .execute(&mut *c)
     .await?;
     Ok(())
 }
 
 pub(super) async fn finish_sync(
     c: &mut PgConnection,
+    d: &mut Deltas,
     id: Uuid,
     done: FinishedWork,
-    key: Option<(&'static str, String, Option<StoredResponse>)>,
+    key: Option<(IdempotencyClaim, Option<StoredResponse>)>,
 ) -> StoreResult<()> {
-    store_work(c, id, &done).await?;
+    store_work(c, d, id, &done).await?;
     match key {
-        Some((scope, key, Some(resp))) => {
+        Some((claim, Some(resp))) => {
             sqlx::query(
                 "UPDATE idempotency_keys SET response_status = $1, response_body = $2
-                 WHERE scope = $3 AND key = $4",
+                 WHERE tenant = $3 AND scope = $4 AND key = $5",
             )
             .bind(i32::from(resp.status))
             .bind(resp.body)
-            .bind(scope)
-            .bind(key)
+            .bind(&claim.tenant)
+            .bind(claim.scope)
+            .bind(&claim.key)
             .execute(&mut *c)
             .await?;
         }
         // Only successes are kept: a repeat may try again.
-        Some((scope, key, None)) => {
-            sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2")
-                .bind(scope)
-                .bind(key)
-                .execute(&mut *c)
-                .await?;
-        }
+        Some((claim, None)) => keys::release(c, &claim).await?,
         None => {}
     }
     Ok(())
 }
 
-/// The record and its attempts, read in one transaction so they agree.
-pub(super) async fn get(c: &mut PgConnection, id: Uuid) -> StoreResult<Option<RequestRecord>> {
-    let Some(row) = sqlx::query("SELECT * FROM requests WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *c)
+/// An existing key's verdict for a refused admission: a replay is answered even when
+/// the backlog is full (SPEC Part two, check order).
+pub(super) async fn replay_of(
+    c: &mut PgConnection,
+    claim: &IdempotencyClaim,
+) -> StoreResult<Option<Admission>> {
+    Ok(keys::existing(c, claim)
         .await?
-    else {
-        return Ok(None);
-    };
-    let mut record = record_from_row(&row)?;
-    let attempts = sqlx::query("SELECT * FROM attempts WHERE request_id = $1 ORDER BY attempt")
-        .bind(id)
-        .fetch_all(&mut *c)
-        .await?;
-    record.attempts = attempts
-        .iter()
-        .map(attempt_from_row)
-        .collect::<StoreResult<_>>()?;
-    Ok(Some(record))
-}
-
-/// One page, newest first (`created_at`, then `id`, descending), and the matching total.
-pub(super) async fn list(c: &mut PgConnection, f: ListFilter) -> StoreResult<Page> {
-    // Each filter is `($n IS NULL OR col = $n)`, so one statement serves every combination.
-    const WHERE: &str =
-        "WHERE ($1::text IS NULL OR mode = $1) AND ($2::text IS NULL OR status = $2)
-                           AND ($3::text IS NULL OR callback_status = $3)";
-    let mode = f.mode.map(Mode::as_str);
-    let status = f.status.map(RequestStatus::as_str);
-    let cb = f.callback_status.map(CallbackStatus::as_str);
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM requests {WHERE}"
-    )))
-    .bind(mode)
-    .bind(status)
-    .bind(cb)
-    .fetch_one(&mut *c)
-    .await?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT id, mode, status, created_at, completed_at, callback_status FROM requests {WHERE}
-         ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
-    )))
-    .bind(mode)
-    .bind(status)
-    .bind(cb)
-    .bind(i64::from(f.limit))
-    .bind(f.offset.min(i64::MAX as u64) as i64)
-    .fetch_all(&mut *c)
-    .await?;
-    let requests = rows
-        .iter()
-        .map(summary_from_row)
-        .collect::<StoreResult<_>>()?;
-    Ok(Page {
-        requests,
-        total: total as u64,
-    })
-}
-
-/// Forgets old keys and closes /sync requests whose process died mid-work.
-pub(super) async fn sweep(
-    c: &mut PgConnection,
-    keep_keys: Duration,
-    abandon_sync: Duration,
-) -> StoreResult<SweepStats> {
-    let keys = sqlx::query(
-        "DELETE FROM idempotency_keys WHERE created_at < now() - $1::bigint * interval '1 millisecond'",
-    )
-    .bind(duration_ms(keep_keys))
-    .execute(&mut *c)
-    .await?;
-    let stale = sqlx::query(
-        "UPDATE requests SET status = 'failed', completed_at = $1,
-                error = 'interrupted: the service stopped before the work finished'
-         WHERE mode = 'sync' AND status = 'processing'
-           AND started_at < now() - $2::bigint * interval '1 millisecond'",
-    )
-    .bind(ms(Utc::now()))
-    .bind(duration_ms(abandon_sync))
-    .execute(&mut *c)
-    .await?;
-    Ok(SweepStats {
-        expired_keys: keys.rows_affected(),
-        abandoned_sync: stale.rows_affected(),
-    })
-}
-
-/// The first value stored under `name` wins; a racing INSERT waits for it on the primary
-/// key, does nothing, and the SELECT that follows sees the winner.
-pub(super) async fn get_or_insert_setting(
-    c: &mut PgConnection,
-    name: String,
-    candidate: String,
-) -> StoreResult<String> {
-    sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(&name)
-        .bind(&candidate)
-        .execute(&mut *c)
-        .await?;
-    Ok(
-        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
-            .bind(&name)
-            .fetch_one(&mut *c)
-            .await?,
-    )
-}
-
-/// Whether the schema is in place and the database accepts writes (not a standby, not
-/// read-only).
-pub(super) async fn writable(e: impl PgExecutor<'_>) -> StoreResult<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'
-         FROM (SELECT count(*) FROM settings) AS schema_present",
-    )
-    .fetch_one(e)
-    .await?)
-}
-
-fn summary_from_row(row: &PgRow) -> StoreResult<RequestSummary> {
-    Ok(RequestSummary {
-        id: row.try_get("id")?,
-        mode: parse_enum(row.try_get("mode")?, Mode::parse)?,
-        status: parse_enum(row.try_get("status")?, RequestStatus::parse)?,
-        created_at: row.try_get("created_at")?,
-        completed_at: row.try_get::<Option<DateTime<Utc>>, _>("completed_at")?,
-        callback_status: row
-            .try_get::<Option<&str>, _>("callback_status")?
-            .map(|s| parse_enum(s, CallbackStatus::parse))
-            .transpose()?,
-    })
-}
-
-fn record_from_row(row: &PgRow) -> StoreResult<RequestRecord> {
-    let s = summary_from_row(row)?;
-    Ok(RequestRecord {
-        id: s.id,
-        mode: s.mode,
-        status: s.status,
-        created_at: s.created_at,
-        completed_at: s.completed_at,
-        callback_status: s.callback_status,
-        input_data: row.try_get("input_data")?,
-        output_data: row.try_get("output_data")?,
-        error: row.try_get("error")?,
-        callback_url: row.try_get("callback_url")?,
-        callback_attempts: row.try_get::<i32, _>("callback_attempts")? as u32,
-        callback_last_error: row.try_get("callback_last_error")?,
-        callback_sent_at: row.try_get("callback_sent_at")?,
-        trace_id: row.try_get("trace_id")?,
-        attempts: Vec::new(),
-    })
-}
-
-fn attempt_from_row(row: &PgRow) -> StoreResult<AttemptRecord> {
-    Ok(AttemptRecord {
-        attempt: row.try_get::<i32, _>("attempt")? as u32,
-        started_at: row.try_get("started_at")?,
-        duration_ms: row.try_get("duration_ms")?,
-        status_code: row
-            .try_get::<Option<i32>, _>("status_code")?
-            .map(|c| c as u16),
-        error: row.try_get("error")?,
-    })
+        .and_then(|stored| stored.verdict(claim)))
 }

@@ -16,7 +16,11 @@
 //! once. sqlx still runs the migrations (`migrations/sqlite`), as it does for PostgreSQL;
 //! both drivers use the same `libsqlite3-sys`.
 
+mod admit;
 mod checkpoint;
+mod claim;
+mod counts;
+mod housekeeping;
 mod ops;
 mod queries;
 mod reads;
@@ -120,7 +124,7 @@ impl Store for SqliteStore {
 
     async fn ready(&self) -> StoreResult<()> {
         self.readers.read(queries::ping).await?;
-        self.writer.write(queries::ping).await
+        self.writer.write(|b| queries::ping(b.conn)).await
     }
 
     fn job_signal(&self) -> Arc<Notify> {
@@ -131,11 +135,12 @@ impl Store for SqliteStore {
         &self,
         req: NewRequest,
         claim: Option<IdempotencyClaim>,
+        limits: AdmissionLimits,
     ) -> StoreResult<Admission> {
         let is_async = req.mode == Mode::Async;
         let admission = self
             .writer
-            .write(move |c| ops::admit(c, req, claim))
+            .write(move |b| admit::admit(b, req, claim, limits))
             .await?;
         if is_async && admission == Admission::Admitted {
             self.jobs.notify_one();
@@ -147,16 +152,18 @@ impl Store for SqliteStore {
         &self,
         id: Uuid,
         done: FinishedWork,
-        key: Option<(&'static str, String, Option<StoredResponse>)>,
+        key: Option<(IdempotencyClaim, Option<StoredResponse>)>,
     ) -> StoreResult<()> {
         self.writer
-            .write(move |c| ops::finish_sync(c, id, done, key))
+            .write(move |b| admit::finish_sync(b, id, done, key))
             .await
     }
 
-    async fn get_request(&self, id: Uuid) -> StoreResult<Option<RequestRecord>> {
+    async fn get_request(&self, id: Uuid, scope: &Scope) -> StoreResult<Option<RequestRecord>> {
+        let scope = scope.clone();
+        let now = ops::now_ms();
         self.readers
-            .read(move |c| queries::get_request(c, id))
+            .read(move |c| queries::get_request(c, id, &scope, now))
             .await
     }
 
@@ -167,30 +174,37 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim_due_jobs(
-        &self,
-        limit: usize,
-        lease_for: Duration,
-    ) -> StoreResult<Vec<ClaimedJob>> {
+    async fn claim_due_jobs(&self, req: ClaimRequest) -> StoreResult<ClaimBatch> {
         self.writer
-            .write(move |c| ops::claim(c, limit, lease_for))
+            .write_engine(move |b| claim::claim(b, &req))
             .await
     }
 
-    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        self.readers.read(queries::next_due_at).await
+    async fn next_due_at(&self, at_cap: &[i64]) -> StoreResult<Option<DateTime<Utc>>> {
+        let at_cap = at_cap.to_vec();
+        let next = self
+            .readers
+            .read(move |c| claim::next_due_at(c, &at_cap))
+            .await?;
+        next.map(from_millis).transpose()
     }
 
     async fn renew_lease(&self, lease: Lease, lease_for: Duration) -> StoreResult<bool> {
         self.writer
-            .write(move |c| ops::renew(c, lease, lease_for))
+            .write_engine(move |b| ops::renew(b.conn, lease, lease_for))
             .await
     }
 
-    async fn record_work(&self, lease: Lease, done: &FinishedWork) -> StoreResult<bool> {
+    async fn record_work(
+        &self,
+        lease: Lease,
+        done: &FinishedWork,
+        after: AfterWork,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let done = done.clone();
         self.writer
-            .write(move |c| ops::record_work(c, lease, &done))
+            .write_engine(move |b| ops::record_work(b, lease, &done, after, expires_at))
             .await
     }
 
@@ -199,36 +213,83 @@ impl Store for SqliteStore {
         lease: Lease,
         attempt: &AttemptRecord,
         next: &NextStep,
+        circuit: Option<&CircuitChange>,
     ) -> StoreResult<bool> {
-        let (attempt, next) = (attempt.clone(), next.clone());
+        let (attempt, next, circuit) = (attempt.clone(), next.clone(), circuit.cloned());
         self.writer
-            .write(move |c| ops::record_attempt(c, lease, &attempt, &next))
+            .write_engine(move |b| ops::record_attempt(b, lease, &attempt, &next, circuit.as_ref()))
             .await
     }
 
     async fn release_lease(&self, lease: Lease) -> StoreResult<()> {
-        self.writer.write(move |c| ops::release(c, lease)).await?;
+        self.writer
+            .write_engine(move |b| ops::release(b.conn, lease))
+            .await?;
         self.jobs.notify_one();
         Ok(())
     }
 
+    async fn expire_deliveries(&self, limit: usize, reason: &str) -> StoreResult<u64> {
+        let reason = reason.to_owned();
+        self.writer
+            .write_engine(move |b| ops::expire(b, limit, &reason))
+            .await
+    }
+
+    async fn adopt_legacy_jobs(&self, expire_after: Duration) -> StoreResult<u64> {
+        let mut adopted = 0;
+        loop {
+            let n = self
+                .writer
+                .write_engine(move |b| ops::adopt_legacy(b.conn, 500, expire_after))
+                .await?;
+            adopted += n;
+            if n == 0 {
+                return Ok(adopted);
+            }
+        }
+    }
+
+    async fn waiting_deliveries(&self, destination: i64, until: DateTime<Utc>) -> StoreResult<u64> {
+        let until = until.timestamp_millis();
+        self.readers
+            .read(move |c| queries::waiting_deliveries(c, destination, until))
+            .await
+    }
+
     async fn job_counts(&self) -> StoreResult<JobCounts> {
         let now = ops::now_ms();
-        self.readers
-            .read(move |c| queries::job_counts(c, now))
-            .await
+        let circuits_open = self
+            .readers
+            .read(move |c| queries::circuits_open(c, now))
+            .await?;
+        Ok(JobCounts {
+            pending: self.writer.counts().backlog(),
+            circuits_open,
+        })
+    }
+
+    async fn backlog(&self, tenant: &str) -> StoreResult<(u64, u64)> {
+        let counts = self.writer.counts();
+        Ok((counts.backlog(), counts.backlog_of(tenant)))
     }
 
     async fn sweep(&self, keep_keys: Duration, abandon_sync: Duration) -> StoreResult<SweepStats> {
         self.writer
-            .write(move |c| ops::sweep(c, keep_keys, abandon_sync))
+            .write(move |b| housekeeping::sweep(b, keep_keys, abandon_sync))
+            .await
+    }
+
+    async fn prune(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        self.writer
+            .write(move |b| housekeeping::prune(b, cutoff.timestamp_millis(), limit))
             .await
     }
 
     async fn get_or_insert_setting(&self, name: &str, candidate: &str) -> StoreResult<String> {
         let (name, candidate) = (name.to_owned(), candidate.to_owned());
         self.writer
-            .write(move |c| ops::setting(c, &name, &candidate))
+            .write(move |b| housekeeping::setting(b.conn, &name, &candidate))
             .await
     }
 }

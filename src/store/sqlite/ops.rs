@@ -1,238 +1,108 @@
-//! The write operations, each run by the [writer](super::writer) inside the transaction of
-//! its batch. They check before they write, so an outcome such as a taken key or a lost
-//! lease is an `Ok` answer, and an `Err` means the database failed (the batch rolls back).
+//! The engine's write operations after a claim, each run by the [writer](super::writer)
+//! inside the transaction of its batch: keeping a lease, storing the work and each
+//! attempt (with the circuit changes they cause), giving a job back, expiring deliveries.
+//! They check before they write, so an outcome such as a lost lease is an `Ok` answer,
+//! and an `Err` means the database failed (the batch rolls back).
 //!
 //! Statements are prepared once per connection (`prepare_cached`). Times are INTEGER
-//! milliseconds since the Unix epoch; the lease checks compare them with this process's
-//! clock, which is the only clock a single-instance SQLite store has.
+//! milliseconds since the Unix epoch, compared with this process's clock, the only clock
+//! a single-instance SQLite store has. A job is leased while `lease_token` is set and
+//! `run_at` (the lease's end) is ahead.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
-use uuid::Uuid;
 
+use super::admit::{destination_id, store_work};
+use super::writer::Batch;
 use crate::store::*;
 
 pub(super) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn after(d: Duration) -> i64 {
+pub(super) fn after(d: Duration) -> i64 {
     now_ms() + d.as_millis().min(i64::MAX as u128) as i64
 }
 
-/// What a stored idempotency key says about a new admission with the same key.
-fn existing_key(c: &Connection, claim: &IdempotencyClaim) -> StoreResult<Option<Admission>> {
-    let row = c
-        .prepare_cached(
-            "SELECT fingerprint, response_status, response_body, held_until
-             FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
-        )?
-        .query_row(params![claim.scope, claim.key], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<i64>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })
-        .optional()?;
-    let Some((fingerprint, status, body, held_until)) = row else {
-        return Ok(None);
-    };
-    let stored = StoredKey {
-        fingerprint,
-        response: status.map(|status| StoredResponse {
-            status: status as u16,
-            body: body.unwrap_or_default(),
-        }),
-        held: held_until > now_ms(),
-    };
-    let verdict = stored.verdict(claim);
-    if verdict.is_none() {
-        // Its first holder died mid-work: the key is free again.
-        c.prepare_cached("DELETE FROM idempotency_keys WHERE scope = ?1 AND key = ?2")?
-            .execute(params![claim.scope, claim.key])?;
-    }
-    Ok(verdict)
+/// A request's tenant and state before a change, to note the change in the counts.
+pub(super) struct Current {
+    pub tenant: String,
+    pub mode: Mode,
+    pub status: RequestStatus,
+    pub callback: Option<CallbackStatus>,
 }
 
-pub(super) fn admit(
-    c: &Connection,
-    req: NewRequest,
-    claim: Option<IdempotencyClaim>,
-) -> StoreResult<Admission> {
-    if let Some(claim) = &claim
-        && let Some(verdict) = existing_key(c, claim)?
-    {
-        return Ok(verdict);
-    }
-    let id = req.id.to_string();
-    let is_async = req.mode == Mode::Async;
-    let started_at = (req.status == RequestStatus::Processing).then_some(ms(req.created_at));
-    c.prepare_cached(
-        "INSERT INTO requests (id, mode, status, input_data, created_at, started_at, trace_id,
-                               callback_url, callback_status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        id,
-        req.mode.as_str(),
-        req.status.as_str(),
-        req.input_data,
-        ms(req.created_at),
-        started_at,
-        req.trace_id,
-        req.callback_url,
-        is_async.then_some(CallbackStatus::Pending.as_str()),
-    ])?;
-    if is_async {
-        c.prepare_cached("INSERT INTO jobs (request_id, run_at) VALUES (?1, ?2)")?
-            .execute(params![id, ms(req.created_at)])?;
-    }
-    if let Some(claim) = claim {
-        let (status, body) = claim.response.map(|r| (r.status as i64, r.body)).unzip();
-        c.prepare_cached(
-            "INSERT INTO idempotency_keys
-                 (scope, key, fingerprint, request_id, response_status, response_body, held_until, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            claim.scope,
-            claim.key,
-            claim.fingerprint,
-            id,
-            status,
-            body,
-            ms(claim.held_until),
-            now_ms()
-        ])?;
-    }
-    Ok(Admission::Admitted)
-}
-
-fn store_work(c: &Connection, id: &str, done: &FinishedWork) -> StoreResult<()> {
-    c.prepare_cached(
-        "UPDATE requests SET status = ?1, output_data = ?2, error = ?3, completed_at = ?4,
-                callback_body = COALESCE(?5, callback_body)
-         WHERE id = ?6",
-    )?
-    .execute(params![
-        done.status.as_str(),
-        done.output_data,
-        done.error,
-        ms(done.completed_at),
-        done.callback_body,
-        id
-    ])?;
-    Ok(())
-}
-
-pub(super) fn finish_sync(
-    c: &Connection,
-    id: Uuid,
-    done: FinishedWork,
-    key: Option<(&'static str, String, Option<StoredResponse>)>,
-) -> StoreResult<()> {
-    store_work(c, &id.to_string(), &done)?;
-    match key {
-        Some((scope, key, Some(response))) => {
-            c.prepare_cached(
-                "UPDATE idempotency_keys SET response_status = ?1, response_body = ?2
-                 WHERE scope = ?3 AND key = ?4",
+impl Current {
+    pub fn read(c: &Connection, id: &str) -> StoreResult<Option<Self>> {
+        let row = c
+            .prepare_cached(
+                "SELECT tenant, mode, status, callback_status FROM requests WHERE id = ?1",
             )?
-            .execute(params![response.status as i64, response.body, scope, key])?;
-        }
-        // Only successes are kept: the key is released for a retry.
-        Some((scope, key, None)) => {
-            c.prepare_cached("DELETE FROM idempotency_keys WHERE scope = ?1 AND key = ?2")?
-                .execute(params![scope, key])?;
-        }
-        None => {}
-    }
-    Ok(())
-}
-
-/// Leases up to `limit` due jobs (unleased and due, or with an expired lease).
-pub(super) fn claim(
-    c: &Connection,
-    limit: usize,
-    lease_for: Duration,
-) -> StoreResult<Vec<ClaimedJob>> {
-    let now = now_ms();
-    let token = Uuid::new_v4();
-    let ids: Vec<String> = c
-        .prepare_cached(
-            "UPDATE jobs SET lease_token = ?1, lease_until = ?2
-             WHERE request_id IN (
-                 SELECT request_id FROM jobs
-                 WHERE run_at <= ?3 AND (lease_until IS NULL OR lease_until <= ?3)
-                 ORDER BY run_at LIMIT ?4)
-             RETURNING request_id",
-        )?
-        .query_map(
-            params![token.to_string(), after(lease_for), now, limit as i64],
-            |r| r.get(0),
-        )?
-        .collect::<Result<_, _>>()?;
-    // The requests of the claimed jobs start processing now, and are handed out.
-    let mut start = c.prepare_cached(
-        "UPDATE requests SET status = CASE status WHEN 'pending' THEN 'processing' ELSE status END,
-                             started_at = COALESCE(started_at, ?1)
-         WHERE id = ?2
-         RETURNING input_data, callback_url, trace_id, created_at, callback_attempts, callback_body",
-    )?;
-    let mut jobs = Vec::with_capacity(ids.len());
-    for id in ids {
-        let (input_data, url, trace_id, created_at, attempts, body) =
-            start.query_row(params![now, id], |r| {
+            .query_row(params![id], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(3)?,
                 ))
-            })?;
-        jobs.push(ClaimedJob {
-            lease: Lease {
-                request_id: parse_uuid(&id)?,
-                token,
-            },
-            input_data,
-            callback_url: url.unwrap_or_default(),
-            trace_id,
-            created_at: from_millis(created_at)?,
-            attempts_made: attempts as u32,
-            callback_body: body,
-        });
+            })
+            .optional()?;
+        let Some((tenant, mode, status, callback)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            tenant,
+            mode: parse_enum(&mode, Mode::parse)?,
+            status: parse_enum(&status, RequestStatus::parse)?,
+            callback: callback
+                .map(|s| parse_enum(&s, CallbackStatus::parse))
+                .transpose()?,
+        }))
     }
-    Ok(jobs)
+
+    pub fn state(&self) -> i64 {
+        state_code(self.mode, self.status, self.callback)
+    }
+
+    /// Notes the move to `status` and `callback` in the batch's counts.
+    pub fn moved_to(
+        &self,
+        b: &mut Batch<'_>,
+        status: RequestStatus,
+        callback: Option<CallbackStatus>,
+    ) {
+        let to = state_code(self.mode, status, callback);
+        b.deltas.moved(&self.tenant, self.state(), to);
+    }
 }
 
-/// `true` when `lease` still holds its job: same token, not expired.
-fn lease_held(c: &Connection, lease: Lease) -> StoreResult<bool> {
+/// `Some(destination_id, phase)` when `lease` still holds its job: same token, not expired.
+fn held_job(c: &Connection, lease: Lease) -> StoreResult<Option<(Option<i64>, Phase)>> {
     Ok(c.prepare_cached(
-        "SELECT 1 FROM jobs WHERE request_id = ?1 AND lease_token = ?2 AND lease_until > ?3",
+        "SELECT destination_id, phase FROM jobs
+         WHERE request_id = ?1 AND lease_token = ?2 AND run_at > ?3",
     )?
-    .exists(params![
-        lease.request_id.to_string(),
-        lease.token.to_string(),
-        now_ms()
-    ])?)
+    .query_row(
+        params![
+            lease.request_id.to_string(),
+            lease.token.to_string(),
+            now_ms()
+        ],
+        |r| Ok((r.get::<_, Option<i64>>(0)?, Phase::from_code(r.get(1)?))),
+    )
+    .optional()?)
 }
 
 pub(super) fn renew(c: &Connection, lease: Lease, lease_for: Duration) -> StoreResult<bool> {
     let renewed = c
         .prepare_cached(
-            "UPDATE jobs SET lease_until = ?1
-             WHERE request_id = ?2 AND lease_token = ?3 AND lease_until > ?4",
+            "UPDATE jobs SET run_at = ?1 WHERE request_id = ?2 AND lease_token = ?3 AND run_at > ?4",
         )?
         .execute(params![
             after(lease_for),
@@ -243,27 +113,67 @@ pub(super) fn renew(c: &Connection, lease: Lease, lease_for: Duration) -> StoreR
     Ok(renewed == 1)
 }
 
-pub(super) fn record_work(c: &Connection, lease: Lease, done: &FinishedWork) -> StoreResult<bool> {
-    if !lease_held(c, lease)? {
+/// Makes a destination's deliveries due no later than `at` (never before its block ends).
+pub(super) fn lower_deliver_due(c: &Connection, destination: i64, at: i64) -> StoreResult<()> {
+    c.prepare_cached(
+        "UPDATE destinations SET deliver_due_at = max(?2, coalesce(blocked_until, 0))
+         WHERE id = ?1 AND (deliver_due_at IS NULL OR deliver_due_at > max(?2, coalesce(blocked_until, 0)))",
+    )?
+    .execute(params![destination, at])?;
+    Ok(())
+}
+
+pub(super) fn record_work(
+    b: &mut Batch<'_>,
+    lease: Lease,
+    done: &FinishedWork,
+    after_work: AfterWork,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let Some((destination, _)) = held_job(b.conn, lease)? else {
         return Ok(false);
+    };
+    let id = lease.request_id.to_string();
+    store_work(b, &id, done)?;
+    let c = b.conn;
+    let run_at = match after_work {
+        AfterWork::Deliver => c
+            .prepare_cached(
+                "UPDATE jobs SET phase = 1, expires_at = ?2 WHERE request_id = ?1 RETURNING run_at",
+            )?
+            .query_row(params![id, ms(expires_at)], |r| r.get::<_, i64>(0))?,
+        AfterWork::Wait => {
+            let now = now_ms();
+            c.prepare_cached(
+                "UPDATE jobs SET phase = 1, expires_at = ?2, lease_token = NULL, run_at = ?3
+                 WHERE request_id = ?1",
+            )?
+            .execute(params![id, ms(expires_at), now])?;
+            now
+        }
+    };
+    // Found again at once if it waits, or when the lease ends if this process dies.
+    if let Some(destination) = destination {
+        lower_deliver_due(c, destination, run_at)?;
     }
-    store_work(c, &lease.request_id.to_string(), done)?;
     Ok(true)
 }
 
 pub(super) fn record_attempt(
-    c: &Connection,
+    b: &mut Batch<'_>,
     lease: Lease,
     a: &AttemptRecord,
     next: &NextStep,
+    circuit: Option<&CircuitChange>,
 ) -> StoreResult<bool> {
-    if !lease_held(c, lease)? {
+    let Some((destination, _)) = held_job(b.conn, lease)? else {
         return Ok(false);
-    }
+    };
     let id = lease.request_id.to_string();
+    let c = b.conn;
     c.prepare_cached(
-        "INSERT INTO attempts (request_id, attempt, started_at, duration_ms, status_code, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO attempts (request_id, attempt, started_at, duration_ms, status_code, error, triggered_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         id,
@@ -271,67 +181,199 @@ pub(super) fn record_attempt(
         ms(a.started_at),
         a.duration_ms,
         a.status_code.map(i64::from),
-        a.error
+        a.error,
+        a.trigger.as_str()
     ])?;
-    let (status, sent_at) = match next {
-        NextStep::Delivered => (CallbackStatus::Sent, Some(now_ms())),
-        NextStep::RetryAt(_) => (CallbackStatus::Pending, None),
-        NextStep::GiveUp => (CallbackStatus::Failed, None),
+    if let Some(change) = circuit {
+        apply_circuit(c, change)?;
+    }
+    let now = now_ms();
+    let (status, sent_at, last_error) = match next {
+        NextStep::Delivered => (CallbackStatus::Sent, Some(now), None),
+        NextStep::RetryAt(_) => (CallbackStatus::Pending, None, a.error.as_deref()),
+        NextStep::GiveUp => (CallbackStatus::Failed, None, a.error.as_deref()),
+        NextStep::Expired(why) => (CallbackStatus::Failed, None, Some(why.as_str())),
     };
-    c.prepare_cached(
-        "UPDATE requests SET callback_attempts = ?1, callback_last_error = ?2, callback_status = ?3,
-                callback_sent_at = ?4
-         WHERE id = ?5",
-    )?
-    .execute(params![a.attempt as i64, a.error, status.as_str(), sent_at, id])?;
+    set_callback(b, &id, a.attempt, status, sent_at, last_error)?;
+    let c = b.conn;
     match next {
-        NextStep::RetryAt(at) => c
-            .prepare_cached("UPDATE jobs SET run_at = ?1, lease_token = NULL, lease_until = NULL WHERE request_id = ?2")?
-            .execute(params![ms(*at), id])?,
-        NextStep::Delivered | NextStep::GiveUp => {
-            c.prepare_cached("DELETE FROM jobs WHERE request_id = ?1")?.execute(params![id])?
+        NextStep::RetryAt(at) => {
+            c.prepare_cached(
+                "UPDATE jobs SET run_at = ?1, lease_token = NULL, manual = 0 WHERE request_id = ?2",
+            )?
+            .execute(params![ms(*at), id])?;
+            if let Some(destination) = destination {
+                lower_deliver_due(c, destination, ms(*at))?;
+            }
         }
-    };
+        NextStep::Delivered | NextStep::GiveUp | NextStep::Expired(_) => {
+            c.prepare_cached("DELETE FROM jobs WHERE request_id = ?1")?
+                .execute(params![id])?;
+        }
+    }
     Ok(true)
 }
 
-pub(super) fn release(c: &Connection, lease: Lease) -> StoreResult<()> {
-    c.prepare_cached(
-        "UPDATE jobs SET lease_token = NULL, lease_until = NULL WHERE request_id = ?1 AND lease_token = ?2",
-    )?
-    .execute(params![lease.request_id.to_string(), lease.token.to_string()])?;
+/// Updates a request's callback fields after an attempt (or an expiry) and notes the
+/// change in the counts, and in the chart when the callback ended.
+fn set_callback(
+    b: &mut Batch<'_>,
+    id: &str,
+    attempts: u32,
+    status: CallbackStatus,
+    sent_at: Option<i64>,
+    last_error: Option<&str>,
+) -> StoreResult<()> {
+    let Some(before) = Current::read(b.conn, id)? else {
+        return Ok(());
+    };
+    b.conn
+        .prepare_cached(
+            "UPDATE requests SET callback_attempts = max(callback_attempts, ?1),
+                    callback_last_error = ?2, callback_status = ?3,
+                    callback_sent_at = coalesce(?4, callback_sent_at)
+             WHERE id = ?5",
+        )?
+        .execute(params![
+            attempts as i64,
+            last_error,
+            status.as_str(),
+            sent_at,
+            id
+        ])?;
+    before.moved_to(b, before.status, Some(status));
+    if status != CallbackStatus::Pending {
+        b.deltas
+            .ended(&before.tenant, Utc::now(), status == CallbackStatus::Sent);
+    }
     Ok(())
 }
 
-pub(super) fn sweep(
-    c: &Connection,
-    keep_keys: Duration,
-    abandon_sync: Duration,
-) -> StoreResult<SweepStats> {
-    let now = now_ms();
-    let expired_keys = c
-        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
-        .execute(params![now - keep_keys.as_millis() as i64])?;
-    let abandoned_sync = c
-        .prepare_cached(
-            "UPDATE requests SET status = 'failed', completed_at = ?1,
-                    error = 'interrupted: the service stopped before the work finished'
-             WHERE mode = 'sync' AND status = 'processing' AND started_at < ?2",
-        )?
-        .execute(params![now, now - abandon_sync.as_millis() as i64])?;
-    Ok(SweepStats {
-        expired_keys: expired_keys as u64,
-        abandoned_sync: abandoned_sync as u64,
-    })
+/// Stores an opened (or re-opened) or a closed circuit.
+fn apply_circuit(c: &Connection, change: &CircuitChange) -> StoreResult<()> {
+    match change {
+        CircuitChange::Open {
+            destination,
+            until,
+            cooldown,
+            reason,
+        } => c
+            .prepare_cached(
+                "UPDATE destinations SET blocked_until = ?2, cooldown_ms = ?3, blocked_reason = ?4,
+                        deliver_due_at = CASE WHEN deliver_due_at IS NULL THEN NULL
+                                              ELSE max(deliver_due_at, ?2) END
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                destination,
+                ms(*until),
+                cooldown.as_millis() as i64,
+                reason
+            ])?,
+        // Whatever waited goes out now (an early due time only costs one empty look).
+        CircuitChange::Close { destination } => c
+            .prepare_cached(
+                "UPDATE destinations SET blocked_until = NULL, cooldown_ms = NULL, blocked_reason = NULL,
+                        deliver_due_at = CASE WHEN deliver_due_at IS NULL THEN NULL ELSE ?2 END
+                 WHERE id = ?1",
+            )?
+            .execute(params![destination, now_ms()])?,
+    };
+    Ok(())
 }
 
-pub(super) fn setting(c: &Connection, name: &str, candidate: &str) -> StoreResult<String> {
-    c.prepare_cached(
-        "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-    )?
-    .execute(params![name, candidate])?;
-    Ok(
-        c.prepare_cached("SELECT value FROM settings WHERE name = ?1")?
-            .query_row(params![name], |r| r.get(0))?,
-    )
+pub(super) fn release(c: &Connection, lease: Lease) -> StoreResult<()> {
+    let now = now_ms();
+    let released = c
+        .prepare_cached(
+            "UPDATE jobs SET lease_token = NULL, run_at = ?3
+             WHERE request_id = ?1 AND lease_token = ?2
+             RETURNING destination_id, phase",
+        )?
+        .query_row(
+            params![lease.request_id.to_string(), lease.token.to_string(), now],
+            |r| Ok((r.get::<_, Option<i64>>(0)?, Phase::from_code(r.get(1)?))),
+        )
+        .optional()?;
+    if let Some((Some(destination), Phase::Delivery)) = released {
+        lower_deliver_due(c, destination, now)?;
+    }
+    Ok(())
+}
+
+/// Ends deliveries whose time ran out and that have no attempt running (SPEC §8).
+pub(super) fn expire(b: &mut Batch<'_>, limit: usize, reason: &str) -> StoreResult<u64> {
+    let now = now_ms();
+    let ids: Vec<String> = b
+        .conn
+        .prepare_cached(
+            "SELECT request_id FROM jobs
+             WHERE expires_at <= ?1 AND (lease_token IS NULL OR run_at <= ?1)
+             LIMIT ?2",
+        )?
+        .query_map(params![now, limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        let attempts: i64 = b
+            .conn
+            .prepare_cached("SELECT callback_attempts FROM requests WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))?;
+        set_callback(
+            b,
+            id,
+            attempts as u32,
+            CallbackStatus::Failed,
+            None,
+            Some(reason),
+        )?;
+        b.conn
+            .prepare_cached("DELETE FROM jobs WHERE request_id = ?1")?
+            .execute(params![id])?;
+    }
+    Ok(ids.len() as u64)
+}
+
+/// Jobs stored before destinations existed get theirs (from the callback URL's origin),
+/// a phase-true expiry, and are made findable; in batches of `limit`.
+pub(super) fn adopt_legacy(
+    c: &Connection,
+    limit: usize,
+    expire_after: Duration,
+) -> StoreResult<u64> {
+    /// id, tenant, callback_url, phase, completed_at, run_at.
+    type Legacy = (String, String, Option<String>, i64, Option<i64>, i64);
+    let rows: Vec<Legacy> = c
+        .prepare_cached(
+            "SELECT j.request_id, r.tenant, r.callback_url, j.phase, r.completed_at, j.run_at
+             FROM jobs j JOIN requests r ON r.id = j.request_id
+             WHERE j.destination_id IS NULL LIMIT ?1",
+        )?
+        .query_map(params![limit as i64], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let expire_ms = expire_after.as_millis() as i64;
+    for (id, tenant, url, phase, completed_at, run_at) in &rows {
+        let origin = url
+            .as_deref()
+            .and_then(crate::intake::origin_of_str)
+            .unwrap_or_else(|| "unknown://invalid:0".to_owned());
+        let destination = destination_id(c, tenant, &origin)?;
+        let expires_at = (*phase == 1).then(|| completed_at.unwrap_or_else(now_ms) + expire_ms);
+        c.prepare_cached(
+            "UPDATE jobs SET destination_id = ?2, expires_at = ?3 WHERE request_id = ?1",
+        )?
+        .execute(params![id, destination, expires_at])?;
+        if *phase == 1 {
+            lower_deliver_due(c, destination, *run_at)?;
+        }
+    }
+    Ok(rows.len() as u64)
 }

@@ -1,7 +1,15 @@
 //! The read queries, run on a read-only connection (see [`reads`](super::reads)).
+//!
+//! GET /requests (SPEC §12): one query shape per filter set, each served by an index
+//! whose entries are (tenant?, state?, created_at, id), so a page never reads more rows
+//! than it skips and shows. A filter on mode, status or callback status is a short list
+//! of state codes; each code is a range of the index, and SQLite merges the ranges in
+//! order (a compound `UNION ALL … ORDER BY` becomes a merge of ordered co-routines), so
+//! the newest-first order costs no sort. The total comes from the kept counts, read in
+//! the same transaction as the page.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params, params_from_iter};
 use uuid::Uuid;
 
 use crate::store::*;
@@ -13,6 +21,7 @@ fn opt_time(ms: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
 fn summary(r: &Row<'_>) -> StoreResult<RequestSummary> {
     Ok(RequestSummary {
         id: parse_uuid(&r.get::<_, String>("id")?)?,
+        tenant: r.get("tenant")?,
         mode: parse_enum(&r.get::<_, String>("mode")?, Mode::parse)?,
         status: parse_enum(&r.get::<_, String>("status")?, RequestStatus::parse)?,
         created_at: from_millis(r.get("created_at")?)?,
@@ -28,6 +37,7 @@ fn record(r: &Row<'_>) -> StoreResult<RequestRecord> {
     let s = summary(r)?;
     Ok(RequestRecord {
         id: s.id,
+        tenant: s.tenant,
         mode: s.mode,
         status: s.status,
         created_at: s.created_at,
@@ -40,6 +50,7 @@ fn record(r: &Row<'_>) -> StoreResult<RequestRecord> {
         callback_attempts: r.get::<_, i64>("callback_attempts")? as u32,
         callback_last_error: r.get("callback_last_error")?,
         callback_sent_at: opt_time(r.get("callback_sent_at")?)?,
+        callback_next_attempt_at: None,
         trace_id: r.get("trace_id")?,
         attempts: Vec::new(),
     })
@@ -52,6 +63,7 @@ fn attempt(r: &Row<'_>) -> StoreResult<AttemptRecord> {
         duration_ms: r.get("duration_ms")?,
         status_code: r.get::<_, Option<i64>>("status_code")?.map(|c| c as u16),
         error: r.get("error")?,
+        trigger: parse_enum(&r.get::<_, String>("triggered_by")?, Trigger::parse)?,
     })
 }
 
@@ -67,69 +79,180 @@ fn collect<T>(
     Ok(out)
 }
 
-pub(super) fn get_request(c: &Connection, id: Uuid) -> StoreResult<Option<RequestRecord>> {
+pub(super) fn get_request(
+    c: &Connection,
+    id: Uuid,
+    scope: &Scope,
+    now: i64,
+) -> StoreResult<Option<RequestRecord>> {
+    let tx = c.unchecked_transaction()?;
     let id = id.to_string();
-    let mut stmt = c.prepare_cached("SELECT * FROM requests WHERE id = ?1")?;
+    let mut stmt = tx.prepare_cached("SELECT * FROM requests WHERE id = ?1")?;
     let Some(mut found) = stmt.query(params![id])?.next()?.map(record).transpose()? else {
         return Ok(None);
     };
+    if !scope.sees(&found.tenant) {
+        return Ok(None);
+    }
     let mut stmt =
-        c.prepare_cached("SELECT * FROM attempts WHERE request_id = ?1 ORDER BY attempt")?;
+        tx.prepare_cached("SELECT * FROM attempts WHERE request_id = ?1 ORDER BY attempt")?;
     found.attempts = collect(stmt.query(params![id])?, attempt)?;
+    if found.callback_status == Some(CallbackStatus::Pending) {
+        plan_of(&tx, &id, now, &mut found)?;
+    }
     Ok(Some(found))
 }
 
-/// Each filter is `(? IS NULL OR col = ?)`, so one statement serves every combination.
-const FILTER: &str = "WHERE (?1 IS NULL OR mode = ?1) AND (?2 IS NULL OR status = ?2)
-                        AND (?3 IS NULL OR callback_status = ?3)";
+/// Fills in the next planned attempt of a pending callback, and why it waits when its
+/// destination's circuit is open (SPEC §8 "What the record shows").
+fn plan_of(c: &Connection, id: &str, now: i64, record: &mut RequestRecord) -> StoreResult<()> {
+    let row = c
+        .prepare_cached(
+            "SELECT j.run_at, j.lease_token, d.blocked_until, d.blocked_reason
+             FROM jobs j LEFT JOIN destinations d ON d.id = j.destination_id
+             WHERE j.request_id = ?1",
+        )?
+        .query_row(params![id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((run_at, token, blocked_until, reason)) = row else {
+        return Ok(());
+    };
+    let running = token.is_some() && run_at > now;
+    if running {
+        return Ok(());
+    }
+    let blocked = blocked_until.filter(|until| *until > now);
+    record.callback_next_attempt_at = Some(from_millis(run_at.max(blocked.unwrap_or(0)))?);
+    if let (Some(_), Some(reason)) = (blocked, reason) {
+        record.callback_last_error = Some(format!("circuit open: {reason}"));
+    }
+    Ok(())
+}
+
+/// The arguments of one list statement, numbered in the order they are pushed.
+#[derive(Default)]
+struct Args(Vec<Box<dyn ToSql>>);
+
+impl Args {
+    fn push(&mut self, v: impl ToSql + 'static) -> String {
+        self.0.push(Box::new(v));
+        format!("?{}", self.0.len())
+    }
+}
 
 pub(super) fn list_requests(c: &Connection, f: &ListFilter) -> StoreResult<Page> {
-    let (mode, status, callback_status) = (
-        f.mode.map(Mode::as_str),
-        f.status.map(RequestStatus::as_str),
-        f.callback_status.map(CallbackStatus::as_str),
+    let states = f.states();
+    let tx = c.unchecked_transaction()?;
+    let total = total(&tx, &f.scope, f.is_filtered().then_some(&states))?;
+    if f.is_filtered() && states.is_empty() {
+        return Ok(Page {
+            requests: Vec::new(),
+            total,
+            next: None,
+        });
+    }
+    let mut args = Args::default();
+    let arms: Vec<String> = match f.is_filtered() {
+        true => states.iter().map(|s| arm(&mut args, f, Some(*s))).collect(),
+        false => vec![arm(&mut args, f, None)],
+    };
+    let limit = args.push(f.limit as i64 + 1);
+    let offset = args.push(match f.start {
+        PageStart::Offset(n) => n.min(i64::MAX as u64) as i64,
+        PageStart::After(_) => 0,
+    });
+    let sql = format!(
+        "SELECT r.id, r.tenant, r.mode, r.status, r.created_at, r.completed_at, r.callback_status
+         FROM ({} ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}) p
+         JOIN requests r ON r.id = p.id
+         ORDER BY p.created_at DESC, p.id DESC",
+        arms.join(" UNION ALL ")
     );
-    let total: i64 = c
-        .prepare_cached(&format!("SELECT count(*) FROM requests {FILTER}"))?
-        .query_row(params![mode, status, callback_status], |r| r.get(0))?;
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT id, mode, status, created_at, completed_at, callback_status FROM requests {FILTER}
-         ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"
-    ))?;
-    let rows = stmt.query(params![
-        mode,
-        status,
-        callback_status,
-        f.limit as i64,
-        f.offset.min(i64::MAX as u64) as i64
-    ])?;
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut requests = collect(stmt.query(params_from_iter(args.0.iter()))?, summary)?;
+    let next = (requests.len() > f.limit as usize).then(|| {
+        requests.truncate(f.limit as usize);
+        let last = requests.last().expect("a full page");
+        Keyset {
+            created_at: last.created_at,
+            id: last.id,
+        }
+    });
     Ok(Page {
-        requests: collect(rows, summary)?,
-        total: total as u64,
+        requests,
+        total,
+        next,
     })
 }
 
-/// An unleased job is due at `run_at`; a leased one when its lease expires.
-pub(super) fn next_due_at(c: &Connection) -> StoreResult<Option<DateTime<Utc>>> {
-    let next: Option<i64> = c
-        .prepare_cached(
-            "SELECT min(CASE WHEN lease_until IS NULL THEN run_at ELSE max(run_at, lease_until) END) FROM jobs",
-        )?
-        .query_row([], |r| r.get(0))?;
-    opt_time(next)
+/// One index range: the scope's records in one state (or all), after the cursor.
+fn arm(args: &mut Args, f: &ListFilter, state: Option<i64>) -> String {
+    let mut conds = Vec::new();
+    if let Scope::Tenant(t) = &f.scope {
+        conds.push(format!("tenant = {}", args.push(t.clone())));
+    }
+    if let Some(s) = state {
+        conds.push(format!("state = {}", args.push(s)));
+    }
+    if let PageStart::After(k) = f.start {
+        let at = args.push(k.created_at.timestamp_millis());
+        let id = args.push(k.id.to_string());
+        conds.push(format!("(created_at, id) < ({at}, {id})"));
+    }
+    let filter = match conds.is_empty() {
+        true => String::new(),
+        false => format!("WHERE {}", conds.join(" AND ")),
+    };
+    format!("SELECT id, created_at FROM requests {filter}")
 }
 
-pub(super) fn job_counts(c: &Connection, now_ms: i64) -> StoreResult<JobCounts> {
-    let (processing, pending) = c
+/// The number of records in scope (in the given states), from the kept counts.
+fn total(c: &Connection, scope: &Scope, states: Option<&Vec<i64>>) -> StoreResult<u64> {
+    let mut args = Args::default();
+    let mut conds = Vec::new();
+    if let Scope::Tenant(t) = scope {
+        conds.push(format!("tenant = {}", args.push(t.clone())));
+    }
+    if let Some(states) = states {
+        let list: Vec<String> = states.iter().map(|s| args.push(*s)).collect();
+        conds.push(format!("state IN ({})", list.join(", ")));
+    }
+    let filter = match conds.is_empty() {
+        true => String::new(),
+        false => format!("WHERE {}", conds.join(" AND ")),
+    };
+    let n: i64 = c
+        .prepare_cached(&format!(
+            "SELECT coalesce(sum(n), 0) FROM request_counts {filter}"
+        ))?
+        .query_row(params_from_iter(args.0.iter()), |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
+/// See `Store::waiting_deliveries`.
+pub(super) fn waiting_deliveries(c: &Connection, destination: i64, until: i64) -> StoreResult<u64> {
+    let n: i64 = c
         .prepare_cached(
-            "SELECT coalesce(sum(lease_until > ?1), 0), coalesce(sum(lease_until IS NULL OR lease_until <= ?1), 0)
-             FROM jobs",
+            "SELECT count(*) FROM jobs
+             WHERE phase = 1 AND destination_id = ?1 AND run_at < ?2 AND lease_token IS NULL",
         )?
-        .query_row(params![now_ms], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-    Ok(JobCounts {
-        pending: pending as u64,
-        processing: processing as u64,
-    })
+        .query_row(params![destination, until], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// Destinations whose circuit is open or being probed.
+pub(super) fn circuits_open(c: &Connection, now: i64) -> StoreResult<u64> {
+    let n: i64 = c
+        .prepare_cached("SELECT count(*) FROM destinations WHERE blocked_until > ?1")?
+        .query_row(params![now], |r| r.get(0))?;
+    Ok(n as u64)
 }
 
 /// The database answers and is migrated.

@@ -9,19 +9,27 @@
 //!   does (I/O, a full disk, a bug). Then the whole batch is rolled back and every caller
 //!   in it hears an error; nothing of it was acknowledged. (Savepoints per operation would
 //!   isolate failures, but cost a third of the writer's time in a profile of POST /sync.)
-//! - The queue is bounded; when it is full the caller is told to back off (503) at once
-//!   instead of waiting behind thousands of writes.
+//! - Kept counts (SPEC §12) change with the rows: operations note their [`Deltas`] in the
+//!   [`Batch`], which adds them to the count rows before the same commit, and to the
+//!   in-memory [`CountsMirror`] after it.
+//! - Two lanes (SPEC §9 "The engine before the door"): the engine's claims, lease
+//!   renewals and outcome records go first into every batch and are never refused;
+//!   admissions and other API writes queue behind them, and when too many are queued the
+//!   caller is told to back off (503) at once instead of waiting behind thousands.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use super::counts;
+use crate::store::counts::{CountsMirror, Deltas};
 use crate::store::{StoreError, StoreResult};
 
-/// Writes that may wait for the writer before callers are told to back off (503).
+/// API writes that may wait for the writer before callers are told to back off (503).
 const WRITE_QUEUE: usize = 16_384;
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -30,36 +38,124 @@ const MAX_BATCH: usize = 1024;
 /// tried) only delayed every answer (BENCHMARKS.md).
 const COMMIT_WINDOW: Duration = Duration::from_micros(100);
 
+/// What an operation sees: the batch's transaction, the counts as committed before this
+/// batch, and the changes to them made so far in it.
+pub(super) struct Batch<'c> {
+    pub conn: &'c Connection,
+    pub committed: &'c CountsMirror,
+    pub deltas: Deltas,
+}
+
+impl Batch<'_> {
+    /// The backlog (SPEC §9) as this operation sees it: committed counts plus the
+    /// changes of the operations before it in this batch.
+    pub fn backlog(&self, tenant: &str) -> (u64, u64) {
+        let all = self.committed.backlog() as i64 + self.deltas.backlog_change(None);
+        let mine =
+            self.committed.backlog_of(tenant) as i64 + self.deltas.backlog_change(Some(tenant));
+        (all.max(0) as u64, mine.max(0) as u64)
+    }
+}
+
 /// Tells the caller how its operation ended, once the batch's commit is known.
 type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// One queued write: runs its statements, says whether they succeeded, and hands back how
 /// to answer its caller.
-type Op = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+type Op = Box<dyn FnOnce(&mut Batch<'_>) -> (bool, Completion) + Send>;
+
+/// Which lane an operation queues in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lane {
+    /// Claims, lease renewals, outcome records: first in every batch, never refused.
+    Engine,
+    /// Admissions and other API writes: bounded.
+    Api,
+}
+
+#[derive(Default)]
+struct Lanes {
+    engine: VecDeque<Op>,
+    api: VecDeque<Op>,
+    closed: bool,
+}
+
+impl Lanes {
+    fn is_empty(&self) -> bool {
+        self.engine.is_empty() && self.api.is_empty()
+    }
+
+    /// Moves queued operations into `batch`, the engine's first, up to [`MAX_BATCH`].
+    fn drain_into(&mut self, batch: &mut Vec<Op>) {
+        for lane in [&mut self.engine, &mut self.api] {
+            let n = lane.len().min(MAX_BATCH - batch.len());
+            batch.extend(lane.drain(..n));
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    lanes: Mutex<Lanes>,
+    ready: Condvar,
+}
 
 pub(super) struct Writer {
-    queue: SyncSender<Op>,
+    queue: Arc<Queue>,
+    mirror: Arc<RwLock<CountsMirror>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.queue.lanes.lock().expect("queue lock").closed = true;
+        self.queue.ready.notify_one();
+    }
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`; it stops when the `Writer` is dropped.
+    /// Starts the writer thread on `conn`, loading the kept counts first; it stops when
+    /// the `Writer` is dropped.
     pub fn start(conn: Connection) -> StoreResult<Self> {
-        let (queue, rx) = mpsc::sync_channel(WRITE_QUEUE);
+        let mirror = Arc::new(RwLock::new(counts::load(&conn)?));
+        let queue = Arc::new(Queue::default());
+        let (q, m) = (queue.clone(), mirror.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, &q, &m))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
-        Ok(Self { queue })
+        Ok(Self { queue, mirror })
     }
 
-    /// Queues `op` and waits until its batch has committed.
+    /// The record counts as last committed.
+    pub fn counts(&self) -> CountsMirror {
+        self.mirror.read().expect("counts lock").clone()
+    }
+
+    /// Queues `op` in the API lane and waits until its batch has committed.
     pub async fn write<T, F>(&self, op: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut Batch<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(Lane::Api, op).await
+    }
+
+    /// Queues `op` in the engine's lane and waits until its batch has committed.
+    pub async fn write_engine<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Batch<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(Lane::Engine, op).await
+    }
+
+    async fn submit<T, F>(&self, lane: Lane, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Batch<'_>) -> StoreResult<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
-        let op: Op = Box::new(move |conn| {
-            let result = op(conn);
+        let op: Op = Box::new(move |batch| {
+            let result = op(batch);
             let ok = result.is_ok();
             let done: Completion = Box::new(move |commit| {
                 // An operation's own error wins over the batch's.
@@ -67,35 +163,54 @@ impl Writer {
             });
             (ok, done)
         });
-        self.queue.try_send(op).map_err(|e| match e {
-            TrySendError::Full(_) => StoreError::Overloaded,
-            TrySendError::Disconnected(_) => StoreError::Unavailable("the writer stopped".into()),
-        })?;
+        {
+            let mut lanes = self.queue.lanes.lock().expect("queue lock");
+            if lanes.closed {
+                return Err(StoreError::Unavailable("the writer stopped".into()));
+            }
+            match lane {
+                Lane::Engine => lanes.engine.push_back(op),
+                Lane::Api if lanes.api.len() >= WRITE_QUEUE => return Err(StoreError::Overloaded),
+                Lane::Api => lanes.api.push_back(op),
+            }
+        }
+        self.queue.ready.notify_one();
         rx.await
             .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
     }
 }
 
-fn run(mut conn: Connection, rx: Receiver<Op>) {
+fn run(mut conn: Connection, queue: &Queue, mirror: &RwLock<CountsMirror>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        // Whatever arrives within the window joins the batch: fewer, larger commits write
-        // each hot page once instead of once per operation.
-        let window_ends = Instant::now() + COMMIT_WINDOW;
-        while batch.len() < MAX_BATCH {
-            let left = window_ends.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        commit_batch(&mut conn, &mut batch);
+    while next_batch(queue, &mut batch) {
+        commit_batch(&mut conn, &mut batch, mirror);
     }
 }
 
-/// Runs `batch` in one transaction, then answers every caller.
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
+/// Waits for work, then gathers what arrives within the commit window (fewer, larger
+/// commits write each hot page once instead of once per operation). `false` once the
+/// writer is closed and drained.
+fn next_batch(queue: &Queue, batch: &mut Vec<Op>) -> bool {
+    let mut lanes = queue.lanes.lock().expect("queue lock");
+    while lanes.is_empty() {
+        if lanes.closed {
+            return false;
+        }
+        lanes = queue.ready.wait(lanes).expect("queue lock");
+    }
+    let window_ends = Instant::now() + COMMIT_WINDOW;
+    loop {
+        lanes.drain_into(batch);
+        let left = window_ends.saturating_duration_since(Instant::now());
+        if batch.len() >= MAX_BATCH || left.is_zero() {
+            return true;
+        }
+        lanes = queue.ready.wait_timeout(lanes, left).expect("queue lock").0;
+    }
+}
+
+/// Runs `batch` in one transaction with its count changes, then answers every caller.
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>, mirror: &RwLock<CountsMirror>) {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
@@ -105,11 +220,17 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
             return;
         }
     };
+    let committed = mirror.read().expect("counts lock").clone();
+    let mut ctx = Batch {
+        conn: &tx,
+        committed: &committed,
+        deltas: Deltas::default(),
+    };
     let mut completions = Vec::with_capacity(batch.len());
     let mut failed = false;
     for op in batch.drain(..) {
         // A panic must not take the writer (and with it every later write) down.
-        match std::panic::catch_unwind(AssertUnwindSafe(|| op(&tx))) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| op(&mut ctx))) {
             Ok((ok, done)) => {
                 failed |= !ok;
                 completions.push(done);
@@ -119,6 +240,11 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
                 failed = true;
             }
         }
+    }
+    let deltas = std::mem::take(&mut ctx.deltas);
+    if !failed && let Err(e) = counts::apply(&tx, &deltas) {
+        tracing::error!(error = %e, "could not update the kept counts");
+        failed = true;
     }
     let outcome = match failed {
         true => tx
@@ -131,8 +257,9 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
             .commit()
             .map_err(|e| StoreError::Unavailable(format!("commit failed: {e}"))),
     };
-    if let Err(e) = &outcome {
-        tracing::error!(error = %e, "a write transaction was not committed");
+    match &outcome {
+        Ok(()) => mirror.write().expect("counts lock").apply(&deltas),
+        Err(e) => tracing::error!(error = %e, "a write transaction was not committed"),
     }
     for done in completions {
         done(match &outcome {

@@ -1,0 +1,230 @@
+//! One delivery attempt of a claimed job: send, judge (the retry schedule, the attempt
+//! budget of this delivery, its expiry, the destination's circuit), record, report.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::Engine;
+use super::destinations::Health;
+use super::job::{JobError, Slot};
+use crate::delivery::{self, AttemptOutcome, Delivery, Verdict};
+use crate::store::{AttemptRecord, CircuitChange, ClaimedJob, NextStep, Trigger};
+use crate::telemetry::metrics as m;
+use crate::telemetry::trace_context;
+
+/// How an attempt's outcome bears on its destination's health (SPEC §8).
+pub(super) fn health_of(outcome: &AttemptOutcome) -> Health {
+    match (outcome.status_code, &outcome.verdict) {
+        (_, Verdict::Permanent) => Health::Neutral,
+        (Some(code), _) if code >= 500 || code == 429 => Health::Failed,
+        (Some(_), _) => Health::Answered,
+        (None, _) => Health::Failed,
+    }
+}
+
+impl Engine {
+    /// Makes one attempt holding `slot`, and records it with what follows.
+    pub(super) async fn attempt(
+        &self,
+        job: &ClaimedJob,
+        body: &str,
+        expires_at: DateTime<Utc>,
+        slot: Slot<'_>,
+    ) -> Result<(), JobError> {
+        let lease = job.lease;
+        let attempt = job.attempts_made + 1;
+        let traceparent = trace_context::outgoing(&tracing::Span::current(), &job.trace_id);
+        let webhook_id = lease.request_id.to_string();
+        let outcome = self
+            .client
+            .attempt(Delivery {
+                url: &job.callback_url,
+                webhook_id: &webhook_id,
+                body,
+                traceparent: &traceparent,
+            })
+            .await;
+        let now = Utc::now();
+        let circuit = {
+            let mut book = self.destinations();
+            slot.release();
+            book.finish(
+                &job.destination,
+                job.probe,
+                health_of(&outcome),
+                outcome.error.as_deref(),
+                now,
+            )
+        };
+        let next = self.next_step(job, &outcome, attempt, expires_at, now);
+        let record = AttemptRecord {
+            attempt,
+            started_at: outcome.started_at,
+            duration_ms: outcome.duration.as_secs_f64() * 1e3,
+            status_code: outcome.status_code,
+            error: outcome.error.clone(),
+            trigger: match job.manual {
+                true => Trigger::Manual,
+                false => Trigger::Scheduled,
+            },
+        };
+        if !self
+            .store
+            .record_attempt(lease, &record, &next, circuit.as_ref())
+            .await?
+        {
+            return Err(JobError::LeaseLost);
+        }
+        self.report_attempt(job, &record, &next);
+        if let Some(change) = &circuit {
+            self.report_circuit(job, change).await;
+        }
+        if matches!(next, NextStep::RetryAt(_))
+            || matches!(circuit, Some(CircuitChange::Close { .. }))
+        {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// What follows attempt number `attempt`: done, again later, or never again.
+    fn next_step(
+        &self,
+        job: &ClaimedJob,
+        outcome: &AttemptOutcome,
+        attempt: u32,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> NextStep {
+        // Attempts of this delivery only: a redelivery has a fresh budget (SPEC §11).
+        let made = attempt.saturating_sub(job.attempt_base);
+        match &outcome.verdict {
+            Verdict::Delivered => NextStep::Delivered,
+            Verdict::Permanent => NextStep::GiveUp,
+            Verdict::Retry { .. } if now >= expires_at => NextStep::Expired(format!(
+                "expired: not delivered within {} s of the end of its work or of its last redelivery (last: {})",
+                self.config.expire_after.as_secs(),
+                outcome.error.as_deref().unwrap_or("no response")
+            )),
+            Verdict::Retry { .. } if made >= self.config.max_attempts => NextStep::GiveUp,
+            Verdict::Retry { retry_after } => {
+                let ended = outcome.started_at + outcome.duration;
+                NextStep::RetryAt(
+                    ended + delivery::next_delay(made, self.config.base_delay, *retry_after),
+                )
+            }
+        }
+    }
+
+    /// Logs a circuit change (the origin only, never a path or query) and counts the
+    /// deliveries it postpones.
+    async fn report_circuit(&self, job: &ClaimedJob, change: &CircuitChange) {
+        let d = &job.destination;
+        match change {
+            CircuitChange::Open {
+                until, cooldown, ..
+            } => {
+                tracing::warn!(
+                    origin = %d.origin,
+                    tenant = %d.tenant,
+                    cooldown_ms = cooldown.as_millis() as u64,
+                    until = %until,
+                    probe = job.probe,
+                    "circuit opened: deliveries to this destination wait for the cool-down"
+                );
+                match self.store.waiting_deliveries(d.id, *until).await {
+                    Ok(n) => metrics::counter!(m::CALLBACK_DEFERRED).increment(n),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not count the postponed deliveries")
+                    }
+                }
+            }
+            CircuitChange::Close { .. } => tracing::info!(
+                origin = %d.origin,
+                tenant = %d.tenant,
+                "circuit closed: deliveries to this destination resume"
+            ),
+        }
+    }
+
+    fn report_attempt(&self, job: &ClaimedJob, a: &AttemptRecord, next: &NextStep) {
+        let outcome = match next {
+            NextStep::Delivered => "delivered",
+            NextStep::RetryAt(_) => "retry",
+            NextStep::GiveUp => "failed",
+            NextStep::Expired(_) => "expired",
+        };
+        metrics::counter!(m::CALLBACK_ATTEMPTS, "outcome" => outcome).increment(1);
+        let status = a.status_code;
+        let error = a.error.as_deref().unwrap_or_default();
+        match next {
+            NextStep::Delivered => {
+                let latency = (Utc::now() - job.created_at)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                metrics::histogram!(m::DELIVERY_LATENCY).record(latency.as_secs_f64());
+                tracing::info!(
+                    attempt = a.attempt,
+                    status_code = status,
+                    duration_ms = a.duration_ms,
+                    trigger = a.trigger.as_str(),
+                    "callback delivered"
+                );
+            }
+            NextStep::RetryAt(at) => tracing::info!(
+                attempt = a.attempt,
+                status_code = status,
+                error,
+                retry_at = %at,
+                "callback attempt failed; will retry"
+            ),
+            NextStep::GiveUp => tracing::warn!(
+                attempt = a.attempt,
+                status_code = status,
+                error,
+                "callback failed for good"
+            ),
+            NextStep::Expired(why) => tracing::warn!(
+                attempt = a.attempt,
+                status_code = status,
+                error = %why,
+                "callback expired"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status_code: Option<u16>, verdict: Verdict) -> AttemptOutcome {
+        AttemptOutcome {
+            started_at: Utc::now(),
+            duration: Duration::ZERO,
+            status_code,
+            error: None,
+            verdict,
+        }
+    }
+
+    #[test]
+    fn transport_failures_5xx_and_429_count_other_answers_do_not() {
+        let retry = || Verdict::Retry { retry_after: None };
+        #[rustfmt::skip]
+        let table = [
+            (outcome(Some(200), Verdict::Delivered), Health::Answered),
+            (outcome(Some(302), retry()), Health::Answered),
+            (outcome(Some(404), retry()), Health::Answered),
+            (outcome(Some(429), retry()), Health::Failed),
+            (outcome(Some(500), retry()), Health::Failed),
+            (outcome(Some(503), retry()), Health::Failed),
+            (outcome(None, retry()), Health::Failed),
+            (outcome(None, Verdict::Permanent), Health::Neutral),
+        ];
+        for (o, expected) in table {
+            assert_eq!(health_of(&o), expected, "{:?}", o.status_code);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Housekeeping (SPEC §12 "Retention", "Bounded maintenance"): the sweep of expired
+//! idempotency keys, abandoned /sync records, old chart minutes and unused destinations,
+//! and the pruning of terminal records older than `--retention`.
+//!
+//! Every step deletes in small batches, each one short write, so admissions queued
+//! behind the writer are not held up; a pass goes on batch after batch until nothing old
+//! is left.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::idempotency::KEEP_KEYS;
+use crate::store::Store;
+use crate::telemetry::metrics as m;
+
+/// How often the sweep runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// A /sync record still `processing` this long after its start lost its process.
+const ABANDONED_SYNC: Duration = Duration::from_secs(600);
+/// Records one pruning batch deletes: a few milliseconds of the writer at most.
+pub const PRUNE_BATCH: usize = 250;
+
+/// How often retention passes run: every minute, or twice per retention period when
+/// that is shorter (SPEC §12).
+pub fn prune_every(retention: Duration) -> Duration {
+    SWEEP_EVERY
+        .min(retention / 2)
+        .max(Duration::from_millis(500))
+}
+
+/// Runs the sweep and, with a `retention`, the pruning until `shutdown`.
+pub async fn run(store: Arc<dyn Store>, retention: Option<Duration>, shutdown: CancellationToken) {
+    match retention {
+        Some(keep) => tracing::info!(
+            retention_secs = keep.as_secs(),
+            cutoff = %(Utc::now() - keep),
+            "retention: terminal records created before the cutoff are deleted"
+        ),
+        None => tracing::info!("retention: 0, every record is kept"),
+    }
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    let mut prune = tokio::time::interval(retention.map_or(SWEEP_EVERY, prune_every));
+    for tick in [&mut sweep, &mut prune] {
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            _ = sweep.tick() => sweep_once(store.as_ref()).await,
+            _ = prune.tick(), if retention.is_some() => {
+                let keep = retention.expect("guarded");
+                prune_pass(store.as_ref(), keep, &shutdown).await;
+            }
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn sweep_once(store: &dyn Store) {
+    match store.sweep(KEEP_KEYS, ABANDONED_SYNC).await {
+        Ok(s) if s != Default::default() => tracing::info!(
+            expired_keys = s.expired_keys,
+            abandoned_sync = s.abandoned_sync,
+            old_minutes = s.old_minutes,
+            idle_destinations = s.idle_destinations,
+            "swept"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "sweep failed"),
+    }
+}
+
+/// Deletes terminal records older than `keep`, batch after batch, until none is left.
+pub async fn prune_pass(store: &dyn Store, keep: Duration, shutdown: &CancellationToken) -> u64 {
+    let cutoff = Utc::now() - keep;
+    let mut pruned = 0;
+    while !shutdown.is_cancelled() {
+        match store.prune(cutoff, PRUNE_BATCH).await {
+            Ok(n) => {
+                pruned += n;
+                metrics::counter!(m::PRUNED).increment(n);
+                if n < PRUNE_BATCH as u64 {
+                    break;
+                }
+                // Let whatever queued behind this batch go first.
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning failed; trying again at the next pass");
+                break;
+            }
+        }
+    }
+    if pruned > 0 {
+        tracing::info!(pruned, cutoff = %cutoff, "old terminal records deleted");
+    }
+    pruned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_run_every_minute_or_twice_per_retention() {
+        assert_eq!(prune_every(Duration::from_secs(90 * 86_400)), SWEEP_EVERY);
+        assert_eq!(prune_every(Duration::from_secs(10)), Duration::from_secs(5));
+        assert_eq!(
+            prune_every(Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
+    }
+}

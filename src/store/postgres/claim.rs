@@ -1,0 +1,367 @@
+//! Claiming on PostgreSQL, fairly across destinations (SPEC §8): the shapes of
+//! `sqlite/claim.rs`, shared by every instance.
+//!
+//! - **Deliveries** are found through `destinations.deliver_due_at`. The claim locks the
+//!   destination rows it serves (`FOR UPDATE`, in id order) before it reads their jobs,
+//!   and recomputes their due time with a fresh snapshot before committing. Every write
+//!   that makes a delivery due takes `FOR KEY SHARE` on its destination first and lowers
+//!   the due time in a later statement, so a claim never overwrites a due time with one
+//!   that misses a job committed meanwhile.
+//! - **Work** is found by a skip scan over `jobs_queue` (a recursive query, one index
+//!   seek per destination), round-robin after the last destination served.
+//! - Jobs are picked `FOR UPDATE SKIP LOCKED` — one statement per round of the
+//!   [`SharePlan`], every queue's share in it — and leased in the same statement.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgRow};
+use uuid::Uuid;
+
+use super::duration_ms;
+use crate::store::claim_plan::{Queue, SharePlan};
+use crate::store::counts::Deltas;
+use crate::store::*;
+
+const DELIVERY_QUEUES: i64 = 1024;
+const WORK_QUEUES: i64 = 256;
+
+pub(super) async fn claim(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    req: &ClaimRequest,
+) -> StoreResult<ClaimBatch> {
+    let token = Uuid::new_v4();
+    let mut destinations = delivery_destinations(c, req).await?;
+    let mut queues: Vec<Queue> = destinations
+        .values()
+        .map(|dest| {
+            let slots = req.slots_left.get(&dest.id).copied().unwrap_or(req.cap);
+            match dest.blocked_until.is_some() {
+                true => Queue::delivery(dest.id, 1, true),
+                false => Queue::delivery(dest.id, slots, false),
+            }
+        })
+        .collect();
+    queues.sort_by_key(|q| q.destination);
+    let work = work_queues(c, req.work_after).await?;
+    queues.extend(work.iter().map(|&id| Queue::work(id)));
+    let mut plan = SharePlan::new(queues, req.limit);
+    let mut leased: Vec<(Queue, Taken)> = Vec::new();
+    let mut work_after = req.work_after;
+    loop {
+        let round = plan.round();
+        if round.is_empty() {
+            break;
+        }
+        let rows = take_round(c, &plan, &round, &token, req.lease_for).await?;
+        for (i, n) in round {
+            let q = plan.queue(i).clone();
+            let mine: Vec<Taken> = rows
+                .iter()
+                .filter(|t| t.destination == q.destination && t.phase == q.phase as i16)
+                .cloned()
+                .collect();
+            plan.took(i, n, mine.len());
+            if q.phase == Phase::Work && !mine.is_empty() {
+                work_after = q.destination;
+            }
+            leased.extend(mine.into_iter().map(|r| (q.clone(), r)));
+        }
+    }
+    settle_delivery_queues(c, plan.into_queues()).await?;
+    let missing: Vec<i64> = work
+        .iter()
+        .copied()
+        .filter(|id| !destinations.contains_key(id))
+        .collect();
+    for dest in load_destinations(c, &missing).await? {
+        destinations.insert(dest.id, dest);
+    }
+    hand_out(c, d, leased, &destinations, token)
+        .await
+        .map(|jobs| ClaimBatch { jobs, work_after })
+}
+
+/// Destinations with deliveries due and room here, locked in id order.
+async fn delivery_destinations(
+    c: &mut PgConnection,
+    req: &ClaimRequest,
+) -> StoreResult<HashMap<i64, Destination>> {
+    let due: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM destinations WHERE deliver_due_at <= now()
+         ORDER BY deliver_due_at LIMIT $1",
+    )
+    .bind(DELIVERY_QUEUES)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut with_room: Vec<i64> = due
+        .into_iter()
+        .filter(|id| req.slots_left.get(id).copied().unwrap_or(req.cap) > 0)
+        .collect();
+    with_room.sort_unstable();
+    let rows = sqlx::query(
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations
+         WHERE id = ANY($1) AND deliver_due_at <= now() ORDER BY id FOR UPDATE",
+    )
+    .bind(&with_room)
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter()
+        .map(|r| destination_from_row(r).map(|d| (d.id, d)))
+        .collect()
+}
+
+pub(super) fn destination_from_row(r: &PgRow) -> StoreResult<Destination> {
+    Ok(Destination {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        origin: r.try_get("origin")?,
+        blocked_until: r.try_get("blocked_until")?,
+        cooldown: r
+            .try_get::<Option<i64>, _>("cooldown_ms")?
+            .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+    })
+}
+
+async fn load_destinations(c: &mut PgConnection, ids: &[i64]) -> StoreResult<Vec<Destination>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(destination_from_row).collect()
+}
+
+/// The destinations with work waiting, round-robin after `after`, wrapping round once.
+async fn work_queues(c: &mut PgConnection, after: i64) -> StoreResult<Vec<i64>> {
+    let mut found = skip_scan(c, after, WORK_QUEUES).await?;
+    if (found.len() as i64) < WORK_QUEUES && after != i64::MIN {
+        let wrapped = skip_scan(c, i64::MIN, WORK_QUEUES - found.len() as i64).await?;
+        found.extend(wrapped.into_iter().take_while(|id| *id <= after));
+    }
+    Ok(found)
+}
+
+/// Up to `limit` distinct destinations with a work-phase job, ascending after `after`.
+async fn skip_scan(c: &mut PgConnection, after: i64, limit: i64) -> StoreResult<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "WITH RECURSIVE w(d) AS (
+             (SELECT destination_id FROM jobs WHERE phase = 0 AND destination_id > $1
+              ORDER BY destination_id LIMIT 1)
+             UNION ALL
+             SELECT (SELECT destination_id FROM jobs WHERE phase = 0 AND destination_id > w.d
+                     ORDER BY destination_id LIMIT 1)
+             FROM w WHERE w.d IS NOT NULL)
+         SELECT d FROM w WHERE d IS NOT NULL LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await?)
+}
+
+/// A job a round leased.
+#[derive(Debug, Clone)]
+struct Taken {
+    request_id: Uuid,
+    destination: i64,
+    phase: i16,
+    attempt_base: i32,
+    manual: bool,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Picks and leases every queue's share of one round in one statement.
+async fn take_round(
+    c: &mut PgConnection,
+    plan: &SharePlan,
+    round: &[(usize, usize)],
+    token: &Uuid,
+    lease_for: std::time::Duration,
+) -> StoreResult<Vec<Taken>> {
+    let dests: Vec<i64> = round
+        .iter()
+        .map(|(i, _)| plan.queue(*i).destination)
+        .collect();
+    let phases: Vec<i16> = round
+        .iter()
+        .map(|(i, _)| plan.queue(*i).phase as i16)
+        .collect();
+    let takes: Vec<i32> = round.iter().map(|(_, n)| *n as i32).collect();
+    Ok(sqlx::query(
+        "WITH asks AS (
+             SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::int[]) AS a(d, p, n)
+         ), picked AS (
+             SELECT j.request_id FROM asks a CROSS JOIN LATERAL (
+                 SELECT request_id FROM jobs
+                 WHERE phase = a.p AND destination_id = a.d AND run_at <= now()
+                 ORDER BY run_at LIMIT a.n
+                 FOR UPDATE SKIP LOCKED) j
+         )
+         UPDATE jobs SET lease_token = $4, run_at = now() + $5::bigint * interval '1 millisecond'
+         FROM picked WHERE jobs.request_id = picked.request_id
+         RETURNING jobs.request_id, jobs.destination_id, jobs.phase, jobs.attempt_base,
+                   jobs.manual, jobs.expires_at",
+    )
+    .bind(&dests)
+    .bind(&phases)
+    .bind(&takes)
+    .bind(token)
+    .bind(duration_ms(lease_for))
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Taken {
+            request_id: r.try_get("request_id")?,
+            destination: r.try_get("destination_id")?,
+            phase: r.try_get("phase")?,
+            attempt_base: r.try_get("attempt_base")?,
+            manual: r.try_get("manual")?,
+            expires_at: r.try_get("expires_at")?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?)
+}
+
+/// Probes hold the block for one more cool-down while they run; every delivery queue
+/// served is next due at its earliest job, never before its block ends.
+async fn settle_delivery_queues(c: &mut PgConnection, queues: Vec<Queue>) -> StoreResult<()> {
+    let probed: Vec<i64> = queues
+        .iter()
+        .filter(|q| q.probe && q.taken > 0)
+        .map(|q| q.destination)
+        .collect();
+    let served: Vec<i64> = queues
+        .iter()
+        .filter(|q| q.phase == Phase::Delivery && q.slots > 0)
+        .map(|q| q.destination)
+        .collect();
+    if !probed.is_empty() {
+        sqlx::query(
+            "UPDATE destinations
+             SET blocked_until = now() + coalesce(cooldown_ms, 0) * interval '1 millisecond'
+             WHERE id = ANY($1)",
+        )
+        .bind(&probed)
+        .execute(&mut *c)
+        .await?;
+    }
+    if !served.is_empty() {
+        sqlx::query(
+            "UPDATE destinations d SET deliver_due_at = (
+                 SELECT CASE WHEN min(j.run_at) IS NULL THEN NULL
+                             ELSE greatest(min(j.run_at), d.blocked_until) END
+                 FROM jobs j WHERE j.phase = 1 AND j.destination_id = d.id)
+             WHERE d.id = ANY($1)",
+        )
+        .bind(&served)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Marks the requests of work-phase jobs `processing` and builds what the workers need.
+async fn hand_out(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    leased: Vec<(Queue, Taken)>,
+    destinations: &HashMap<i64, Destination>,
+    token: Uuid,
+) -> StoreResult<Vec<ClaimedJob>> {
+    if leased.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = leased.iter().map(|(_, t)| t.request_id).collect();
+    let started = sqlx::query(
+        "UPDATE requests SET status = 'processing', started_at = now()
+         WHERE id = ANY($1) AND status = 'pending'
+         RETURNING tenant",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *c)
+    .await?;
+    let (from, to) = (
+        state_code(
+            Mode::Async,
+            RequestStatus::Pending,
+            Some(CallbackStatus::Pending),
+        ),
+        state_code(
+            Mode::Async,
+            RequestStatus::Processing,
+            Some(CallbackStatus::Pending),
+        ),
+    );
+    for row in &started {
+        d.moved(row.try_get::<&str, _>("tenant")?, from, to);
+    }
+    let rows = sqlx::query(
+        "SELECT id, input_data, callback_url, trace_id, created_at, callback_attempts, callback_body
+         FROM requests WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *c)
+    .await?;
+    let by_id: HashMap<Uuid, &PgRow> = rows
+        .iter()
+        .map(|r| r.try_get::<Uuid, _>("id").map(|id| (id, r)))
+        .collect::<Result<_, _>>()?;
+    let mut jobs = Vec::with_capacity(leased.len());
+    for (queue, job) in leased {
+        let id = job.request_id;
+        let (Some(r), Some(destination)) = (by_id.get(&id), destinations.get(&queue.destination))
+        else {
+            return Err(StoreError::Corrupt(format!(
+                "job {id} without its request or destination"
+            )));
+        };
+        jobs.push(ClaimedJob {
+            lease: Lease {
+                request_id: id,
+                token,
+            },
+            phase: queue.phase,
+            destination: destination.clone(),
+            probe: queue.probe,
+            input_data: r.try_get("input_data")?,
+            callback_url: r
+                .try_get::<Option<String>, _>("callback_url")?
+                .unwrap_or_default(),
+            trace_id: r.try_get("trace_id")?,
+            created_at: r.try_get("created_at")?,
+            attempts_made: r.try_get::<i32, _>("callback_attempts")? as u32,
+            attempt_base: job.attempt_base as u32,
+            manual: job.manual,
+            callback_body: r.try_get("callback_body")?,
+            expires_at: job.expires_at,
+        });
+    }
+    Ok(jobs)
+}
+
+/// See `Store::next_due_at`; computed on the database clock and returned as an offset
+/// from this process's now, which is what the engine sleeps against.
+pub(super) async fn next_due_at(
+    c: &mut PgConnection,
+    at_cap: &[i64],
+) -> StoreResult<Option<DateTime<Utc>>> {
+    let from_now_ms: Option<f64> = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM least(
+                    (SELECT min(run_at) FROM jobs WHERE phase = 0),
+                    (SELECT deliver_due_at FROM destinations
+                     WHERE deliver_due_at IS NOT NULL AND NOT (id = ANY($1))
+                     ORDER BY deliver_due_at LIMIT 1)) - now()) * 1000)::float8",
+    )
+    .bind(at_cap)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(from_now_ms.map(|ms| Utc::now() + chrono::TimeDelta::milliseconds(ms.ceil() as i64)))
+}

@@ -1,0 +1,131 @@
+//! Kept counts on PostgreSQL (SPEC §12): each transaction adds its changes to one of
+//! [`SHARDS`] rows per (tenant, state), picked at random, so that instances admitting at
+//! once rarely wait for each other's row lock; reads add the shards up. Rows are written
+//! in a fixed order, so two transactions never lock them in opposite orders.
+//!
+//! The instance's [`CountsMirror`] of the backlog is refreshed from the table every
+//! [`REFRESH_EVERY`] (SPEC §9: the count may be up to 1 s stale) and moved on by this
+//! instance's own commits in between.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{PgExecutor, Row};
+use tokio::task::AbortHandle;
+
+use crate::store::StoreResult;
+use crate::store::counts::{CountsMirror, Deltas};
+use crate::store::model::backlog_states;
+
+/// Rows one counter is spread over.
+pub(super) const SHARDS: i16 = 8;
+/// How often the backlog mirror is read back from the table.
+const REFRESH_EVERY: Duration = Duration::from_millis(500);
+
+/// A shard for this transaction's counter changes.
+pub(super) fn shard() -> i16 {
+    rand::random_range(0..SHARDS)
+}
+
+/// Adds a transaction's changes to the count rows and the per-minute callback figures.
+pub(super) async fn apply(c: &mut PgConnection, d: &Deltas) -> StoreResult<()> {
+    let shard = shard();
+    let rows = d.count_rows();
+    if !rows.is_empty() {
+        let (tenants, states, ns): (Vec<&str>, Vec<i16>, Vec<i64>) =
+            unzip3(rows.iter().map(|(t, s, n)| (*t, *s as i16, *n)));
+        sqlx::query(
+            "INSERT INTO request_counts (tenant, state, shard, n)
+             SELECT t, s, $4, n FROM unnest($1::text[], $2::smallint[], $3::bigint[]) AS u(t, s, n)
+             ON CONFLICT (tenant, state, shard) DO UPDATE SET n = request_counts.n + excluded.n",
+        )
+        .bind(&tenants)
+        .bind(&states)
+        .bind(&ns)
+        .bind(shard)
+        .execute(&mut *c)
+        .await?;
+    }
+    let minutes = d.minute_rows();
+    if !minutes.is_empty() {
+        let tenants: Vec<&str> = minutes.iter().map(|m| m.0).collect();
+        let at: Vec<i64> = minutes.iter().map(|m| m.1).collect();
+        let delivered: Vec<i64> = minutes.iter().map(|m| m.2).collect();
+        let failed: Vec<i64> = minutes.iter().map(|m| m.3).collect();
+        sqlx::query(
+            "INSERT INTO callback_minutes (tenant, minute, shard, delivered, failed)
+             SELECT t, m, $5, d, f
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(t, m, d, f)
+             ON CONFLICT (minute, tenant, shard) DO UPDATE
+             SET delivered = callback_minutes.delivered + excluded.delivered,
+                 failed = callback_minutes.failed + excluded.failed",
+        )
+        .bind(&tenants)
+        .bind(&at)
+        .bind(&delivered)
+        .bind(&failed)
+        .bind(shard)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
+fn unzip3<A, B, C>(it: impl Iterator<Item = (A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for (x, y, z) in it {
+        a.push(x);
+        b.push(y);
+        c.push(z);
+    }
+    (a, b, c)
+}
+
+/// The backlog's counts as stored (all shards added up).
+pub(super) async fn load_backlog(e: impl PgExecutor<'_>) -> StoreResult<CountsMirror> {
+    let states: Vec<i16> = backlog_states().iter().map(|s| *s as i16).collect();
+    let rows = sqlx::query(
+        "SELECT tenant, state, sum(n)::bigint AS n FROM request_counts
+         WHERE state = ANY($1) GROUP BY tenant, state",
+    )
+    .bind(&states)
+    .fetch_all(e)
+    .await?;
+    let rows = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>("tenant")?,
+                i64::from(r.try_get::<i16, _>("state")?),
+                r.try_get::<i64, _>("n")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(CountsMirror::from_rows(rows))
+}
+
+/// Refreshes `mirror` from the table until dropped.
+pub(super) struct Refresher(AbortHandle);
+
+impl Drop for Refresher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Refresher {
+    pub fn spawn(pool: PgPool, mirror: Arc<RwLock<CountsMirror>>) -> Self {
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH_EVERY);
+            loop {
+                tick.tick().await;
+                match load_backlog(&pool).await {
+                    Ok(fresh) => *mirror.write().expect("counts lock") = fresh,
+                    Err(e) => tracing::debug!(error = %e, "could not refresh the backlog count"),
+                }
+            }
+        });
+        Self(task.abort_handle())
+    }
+}

@@ -1,0 +1,301 @@
+//! Claiming, fairly across destinations (SPEC §8 "Fair claiming"), and the engine's
+//! next wake-up. The shapes are the same on PostgreSQL (see `postgres/claim.rs`).
+//!
+//! A claim never walks the jobs of a destination it will not serve:
+//! - **Deliveries** are found through `destinations.deliver_due_at` (an index on a table
+//!   of destinations, not of jobs). An open circuit is one row: its due time is pushed to
+//!   the block's end, so its waiting jobs are not looked at until then; a destination at
+//!   this instance's cap is passed over by its id.
+//! - **Work** is never blocked or capped, but it is shared too: the destinations with
+//!   work waiting are visited round-robin (a skip scan over `jobs_queue`, one index seek
+//!   per destination), starting after the last one served.
+//!
+//! Every queue found gets a share of the free workers, and each share is that queue's
+//! earliest due jobs (one index range each). So however many jobs one destination has,
+//! another destination's first due job is leased in the same claim.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use super::ops::{Current, now_ms};
+use super::writer::Batch;
+use crate::store::claim_plan::{Queue, SharePlan};
+use crate::store::*;
+
+/// Most destinations with deliveries due looked at in one claim: enough to pass over the
+/// ones at this instance's cap (at most one per worker) and still find others.
+const DELIVERY_QUEUES: usize = 1024;
+/// Most destinations with work waiting served in one claim.
+const WORK_QUEUES: usize = 256;
+
+pub(super) fn claim(b: &mut Batch<'_>, req: &ClaimRequest) -> StoreResult<ClaimBatch> {
+    let now = now_ms();
+    let lease_end = now + req.lease_for.as_millis() as i64;
+    let token = Uuid::new_v4();
+    let mut destinations = HashMap::new();
+    let mut queues = delivery_queues(b.conn, req, now, &mut destinations)?;
+    queues.extend(
+        work_queues(b.conn, req.work_after)?
+            .into_iter()
+            .map(Queue::work),
+    );
+    let mut plan = SharePlan::new(queues, req.limit);
+    let mut leased = Vec::new();
+    let mut work_after = req.work_after;
+    loop {
+        let round = plan.round();
+        if round.is_empty() {
+            break;
+        }
+        for (i, n) in round {
+            let queue = plan.queue(i).clone();
+            let jobs = take_due(b.conn, &queue, n, now, lease_end, &token)?;
+            plan.took(i, n, jobs.len());
+            if queue.phase == Phase::Work && !jobs.is_empty() {
+                work_after = queue.destination;
+            }
+            leased.extend(jobs.into_iter().map(|j| (queue.clone(), j)));
+        }
+    }
+    for queue in plan.into_queues() {
+        if queue.phase == Phase::Delivery && queue.slots > 0 {
+            settle_delivery_queue(b.conn, &queue, now)?;
+        }
+    }
+    let mut jobs = Vec::with_capacity(leased.len());
+    for (queue, job) in leased {
+        let destination = match destinations.get(&queue.destination) {
+            Some(d) => Destination::clone(d),
+            None => {
+                let d = load_destination(b.conn, queue.destination)?;
+                destinations.insert(queue.destination, d.clone());
+                d
+            }
+        };
+        jobs.push(hand_out(b, job, &queue, destination, token, now)?);
+    }
+    Ok(ClaimBatch { jobs, work_after })
+}
+
+/// Destinations with deliveries due now, with how many jobs each may give this instance:
+/// one (the probe) for an open circuit whose cool-down has ended, else its free slots.
+fn delivery_queues(
+    c: &Connection,
+    req: &ClaimRequest,
+    now: i64,
+    seen: &mut HashMap<i64, Destination>,
+) -> StoreResult<Vec<Queue>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations
+         WHERE deliver_due_at <= ?1 ORDER BY deliver_due_at LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![now, DELIVERY_QUEUES as i64], destination_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut queues = Vec::new();
+    for d in rows {
+        let slots = req.slots_left.get(&d.id).copied().unwrap_or(req.cap);
+        let probe = d.blocked_until.is_some();
+        let queue = match probe {
+            // One probe per destination, and only by an instance with room for it.
+            true if slots > 0 => Queue::delivery(d.id, 1, true),
+            _ => Queue::delivery(d.id, slots, false),
+        };
+        seen.insert(d.id, d);
+        queues.push(queue);
+    }
+    Ok(queues)
+}
+
+fn destination_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Destination> {
+    Ok(Destination {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        origin: r.get(2)?,
+        blocked_until: r
+            .get::<_, Option<i64>>(3)?
+            .and_then(chrono::DateTime::from_timestamp_millis),
+        cooldown: r
+            .get::<_, Option<i64>>(4)?
+            .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+    })
+}
+
+fn load_destination(c: &Connection, id: i64) -> StoreResult<Destination> {
+    Ok(c.prepare_cached(
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations WHERE id = ?1",
+    )?
+    .query_row(params![id], destination_row)?)
+}
+
+/// The destinations with work waiting, round-robin from the one after `after`, wrapping
+/// round once: one index seek each.
+fn work_queues(c: &Connection, after: i64) -> StoreResult<Vec<i64>> {
+    let mut next = c.prepare_cached(
+        "SELECT destination_id FROM jobs WHERE phase = 0 AND destination_id > ?1
+         ORDER BY destination_id LIMIT 1",
+    )?;
+    let mut found = Vec::new();
+    let mut cursor = after;
+    let mut wrapped = false;
+    while found.len() < WORK_QUEUES {
+        match next
+            .query_row(params![cursor], |r| r.get::<_, i64>(0))
+            .optional()?
+        {
+            Some(id) if wrapped && id > after => break,
+            Some(id) => {
+                found.push(id);
+                cursor = id;
+            }
+            None if wrapped || after == i64::MIN => break,
+            None => {
+                wrapped = true;
+                cursor = i64::MIN;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A job as a claim found it, before it is handed out.
+pub(super) struct DueJob {
+    id: String,
+    attempt_base: i64,
+    manual: bool,
+    expires_at: Option<i64>,
+}
+
+/// Leases up to `n` of the queue's earliest due jobs.
+fn take_due(
+    c: &Connection,
+    queue: &Queue,
+    n: usize,
+    now: i64,
+    lease_end: i64,
+    token: &Uuid,
+) -> StoreResult<Vec<DueJob>> {
+    let jobs: Vec<DueJob> = c
+        .prepare_cached(
+            "SELECT request_id, attempt_base, manual, expires_at FROM jobs
+             WHERE phase = ?1 AND destination_id = ?2 AND run_at <= ?3
+             ORDER BY run_at LIMIT ?4",
+        )?
+        .query_map(
+            params![queue.phase as i64, queue.destination, now, n as i64],
+            |r| {
+                Ok(DueJob {
+                    id: r.get(0)?,
+                    attempt_base: r.get(1)?,
+                    manual: r.get::<_, i64>(2)? != 0,
+                    expires_at: r.get(3)?,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    let mut lease =
+        c.prepare_cached("UPDATE jobs SET lease_token = ?1, run_at = ?2 WHERE request_id = ?3")?;
+    for job in &jobs {
+        lease.execute(params![token.to_string(), lease_end, job.id])?;
+    }
+    Ok(jobs)
+}
+
+/// After a claim: the destination's deliveries are next due at their earliest job (a
+/// leased one counts from its lease's end), never before the block ends; a probe holds
+/// the block for one more cool-down while it runs.
+fn settle_delivery_queue(c: &Connection, queue: &Queue, now: i64) -> StoreResult<()> {
+    if queue.probe && queue.taken > 0 {
+        c.prepare_cached(
+            "UPDATE destinations SET blocked_until = ?2 + coalesce(cooldown_ms, 0) WHERE id = ?1",
+        )?
+        .execute(params![queue.destination, now])?;
+    }
+    c.prepare_cached(
+        "UPDATE destinations SET deliver_due_at = (
+             SELECT CASE WHEN min(j.run_at) IS NULL THEN NULL
+                         ELSE max(min(j.run_at), coalesce(destinations.blocked_until, 0)) END
+             FROM jobs j WHERE j.phase = 1 AND j.destination_id = ?1)
+         WHERE id = ?1",
+    )?
+    .execute(params![queue.destination])?;
+    Ok(())
+}
+
+/// Marks the request `processing` (work phase) and builds what the worker needs.
+fn hand_out(
+    b: &mut Batch<'_>,
+    job: DueJob,
+    queue: &Queue,
+    destination: Destination,
+    token: Uuid,
+    now: i64,
+) -> StoreResult<ClaimedJob> {
+    if let Some(before) = Current::read(b.conn, &job.id)?
+        && before.status == RequestStatus::Pending
+    {
+        b.conn
+            .prepare_cached(
+                "UPDATE requests SET status = 'processing', started_at = coalesce(started_at, ?1)
+                 WHERE id = ?2",
+            )?
+            .execute(params![now, job.id])?;
+        before.moved_to(b, RequestStatus::Processing, before.callback);
+    }
+    let (input_data, url, trace_id, created_at, attempts, body): (
+        String,
+        Option<String>,
+        String,
+        i64,
+        i64,
+        Option<String>,
+    ) = b
+        .conn
+        .prepare_cached(
+            "SELECT input_data, callback_url, trace_id, created_at, callback_attempts, callback_body
+             FROM requests WHERE id = ?1",
+        )?
+        .query_row(params![job.id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?;
+    Ok(ClaimedJob {
+        lease: Lease {
+            request_id: parse_uuid(&job.id)?,
+            token,
+        },
+        phase: queue.phase,
+        destination,
+        probe: queue.probe,
+        input_data,
+        callback_url: url.unwrap_or_default(),
+        trace_id,
+        created_at: from_millis(created_at)?,
+        attempts_made: attempts as u32,
+        attempt_base: job.attempt_base as u32,
+        manual: job.manual,
+        callback_body: body,
+        expires_at: job.expires_at.map(from_millis).transpose()?,
+    })
+}
+
+/// The earliest time a job may become claimable (see `Store::next_due_at`).
+pub(super) fn next_due_at(c: &Connection, at_cap: &[i64]) -> StoreResult<Option<i64>> {
+    let work: Option<i64> = c
+        .prepare_cached("SELECT min(run_at) FROM jobs WHERE phase = 0")?
+        .query_row([], |r| r.get(0))?;
+    let mut stmt = c.prepare_cached(
+        "SELECT id, deliver_due_at FROM destinations WHERE deliver_due_at IS NOT NULL
+         ORDER BY deliver_due_at",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut delivery = None;
+    while let Some(row) = rows.next()? {
+        if !at_cap.contains(&row.get::<_, i64>(0)?) {
+            delivery = Some(row.get::<_, i64>(1)?);
+            break;
+        }
+    }
+    Ok([work, delivery].into_iter().flatten().min())
+}
