@@ -6,15 +6,19 @@
 
 mod helpers;
 
+mod backlog;
 mod callbacks;
 mod config;
 mod conformance;
 mod durability;
 mod errors;
 mod idempotency;
+mod isolation;
 mod load;
 mod ops;
+mod paging;
 mod postgres;
+mod redelivery;
 mod requests;
 mod scale_out;
 mod ssrf;
