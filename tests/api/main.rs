@@ -12,6 +12,7 @@ mod config;
 mod conformance;
 mod durability;
 mod errors;
+mod faults;
 mod idempotency;
 mod isolation;
 mod load;
