@@ -127,6 +127,22 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CONSUMA_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
+
+    // The HTTP edge (SPEC §9 "Slow and idle clients").
+    /// Milliseconds a client has to send its complete request headers; an idle keep-alive
+    /// connection is closed after as long.
+    #[arg(long, env = "CONSUMA_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+
+    /// Milliseconds a client has to send its body, counted from the end of its headers;
+    /// a stalled body gets 408.
+    #[arg(long, env = "CONSUMA_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub http_body_timeout_ms: u64,
+
+    /// HTTP connections open at once; more wait in the kernel's accept queue. Lowered at
+    /// start (with a warning) when the open-file limit cannot hold them.
+    #[arg(long, env = "CONSUMA_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -147,6 +147,29 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub job_poll: Duration,
     pub max_body_bytes: usize,
+    pub http: HttpLimits,
+}
+
+/// What a client may cost the HTTP server (SPEC §9 "Slow and idle clients").
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// To send the complete request headers; also the longest idle keep-alive.
+    pub header_timeout: Duration,
+    /// To send the body, from the end of the headers.
+    pub body_timeout: Duration,
+    /// Connections open at once, before [`crate::http::capacity`] checks the fd limit.
+    pub max_connections: usize,
+}
+
+impl HttpLimits {
+    fn from_args(a: &ServeArgs) -> Result<Self, ConfigError> {
+        let ms = |flag, v| in_range(flag, v, 100, 600_000).map(Duration::from_millis);
+        Ok(Self {
+            header_timeout: ms("http-header-timeout-ms", a.http_header_timeout_ms)?,
+            body_timeout: ms("http-body-timeout-ms", a.http_body_timeout_ms)?,
+            max_connections: in_range("max-connections", a.max_connections, 1, 1_000_000)?,
+        })
+    }
 }
 
 fn in_range<T: PartialOrd + std::fmt::Display>(
@@ -239,6 +262,7 @@ impl Config {
             )?),
             job_poll: Duration::from_millis(in_range("job-poll-ms", a.job_poll_ms, 10, 3_600_000)?),
             max_body_bytes: in_range("max-body-bytes", a.max_body_bytes, 1024, 16 * 1024 * 1024)?,
+            http: HttpLimits::from_args(&a)?,
         })
     }
 }

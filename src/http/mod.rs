@@ -1,11 +1,13 @@
 //! The HTTP API (SPEC §2): routes, the layer stack, and the one error type.
 
+pub mod capacity;
 pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod observe;
 pub mod ops;
 pub mod requests;
+pub mod server;
 pub mod state;
 pub mod submit;
 

@@ -52,6 +52,9 @@ enum SubmitRefusals {
     /// The first request with this Idempotency-Key is still running (async: not committed yet)
     #[response(status = 409, content_type = "application/problem+json")]
     Conflict(Problem),
+    /// The body did not arrive within --http-body-timeout-ms of the headers; the connection is closed
+    #[response(status = 408, content_type = "application/problem+json")]
+    Timeout(Problem),
     /// Body over the limit
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(Problem),
