@@ -84,6 +84,7 @@ impl Application {
         let intake = Intake {
             store: store.clone(),
             work_delay: config.work_delay,
+            async_ack_status: config.async_ack_status,
         };
         let state = AppState {
             config: Arc::new(config),

@@ -148,6 +148,8 @@ pub struct Config {
     pub job_poll: Duration,
     pub max_body_bytes: usize,
     pub http: HttpLimits,
+    /// 202, or 200 with `--async-ack-status 200`.
+    pub async_ack_status: u16,
 }
 
 /// What a client may cost the HTTP server (SPEC §9 "Slow and idle clients").
@@ -263,6 +265,7 @@ impl Config {
             job_poll: Duration::from_millis(in_range("job-poll-ms", a.job_poll_ms, 10, 3_600_000)?),
             max_body_bytes: in_range("max-body-bytes", a.max_body_bytes, 1024, 16 * 1024 * 1024)?,
             http: HttpLimits::from_args(&a)?,
+            async_ack_status: a.async_ack_status.code(),
         })
     }
 }

@@ -90,6 +90,9 @@ pub enum IntakeError {
 pub struct Intake {
     pub store: Arc<dyn Store>,
     pub work_delay: Duration,
+    /// 202, or 200 with `--async-ack-status 200`; kept with an idempotency key, so a
+    /// replay answers what was sent.
+    pub async_ack_status: u16,
 }
 
 impl Intake {
@@ -193,7 +196,8 @@ impl Intake {
         }
     }
 
-    /// POST /async: store the request, its job and the key in one transaction; answer 202.
+    /// POST /async: store the request, its job and the key in one transaction; answer 202
+    /// (or the configured acknowledgement status).
     pub async fn submit_async(
         &self,
         request_id: Uuid,
@@ -209,7 +213,7 @@ impl Intake {
             message: ACCEPTED_MESSAGE,
         };
         let response = StoredResponse {
-            status: 202,
+            status: self.async_ack_status,
             body: serde_json::to_string(&body).expect("serialisable"),
         };
         let claim = key.map(|k| {

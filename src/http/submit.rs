@@ -118,6 +118,8 @@ pub async fn post_sync(
     responses(
         (status = 202, description = "Stored durably with its job; the callback follows", body = AsyncAccepted,
             headers(("Location" = String, description = "/requests/{request_id}"), ("X-Request-Id" = String, description = "Equal to request_id"))),
+        (status = 200, description = "As 202, from a service started with --async-ack-status 200 (a migration aid)", body = AsyncAccepted,
+            headers(("Location" = String, description = "/requests/{request_id}"), ("X-Request-Id" = String, description = "Equal to request_id"))),
         SubmitRefusals,
     )
 )]
@@ -159,11 +161,12 @@ fn respond(
             (response, true)
         }
     };
-    Ok(stored_response(response, replayed))
+    Ok(stored_response(response, replayed, route))
 }
 
-/// Builds the HTTP response for a (possibly replayed) stored response.
-fn stored_response(stored: StoredResponse, replayed: bool) -> Response {
+/// Builds the HTTP response for a (possibly replayed) stored response; every
+/// acknowledgement of /async (202, or 200 with `--async-ack-status 200`) has a `Location`.
+fn stored_response(stored: StoredResponse, replayed: bool, route: &'static str) -> Response {
     #[derive(Deserialize)]
     struct Id {
         request_id: String,
@@ -180,7 +183,7 @@ fn stored_response(stored: StoredResponse, replayed: bool) -> Response {
         .into_response();
     let headers = response.headers_mut();
     set_request_id(headers, &request_id);
-    if status == StatusCode::ACCEPTED
+    if route == "/async"
         && let Ok(location) = HeaderValue::from_str(&format!("/requests/{request_id}"))
     {
         headers.insert(header::LOCATION, location);
