@@ -10,6 +10,7 @@ mod callbacks;
 mod config;
 mod conformance;
 mod durability;
+mod edge;
 mod errors;
 mod idempotency;
 mod load;
