@@ -71,6 +71,16 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_request_whose_work_outlasts_the_header_timeout_is_still_answered() {
+    let app = TestApp::builder(Backend::Sqlite)
+        .arg("--http-header-timeout-ms", 300)
+        .arg("--work-delay-ms", 1000)
+        .spawn()
+        .await;
+    assert_eq!(app.post_sync(work("slow work", 1)).await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_stalled_body_gets_a_408_problem_after_the_body_timeout_and_the_connection_closes() {
     let app = TestApp::builder(Backend::Sqlite)
         .arg("--http-body-timeout-ms", 500)
