@@ -11,6 +11,7 @@ mod callbacks;
 mod config;
 mod conformance;
 mod durability;
+mod edge;
 mod errors;
 mod faults;
 mod idempotency;
