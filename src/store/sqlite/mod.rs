@@ -16,6 +16,7 @@
 //! once. sqlx still runs the migrations (`migrations/sqlite`), as it does for PostgreSQL;
 //! both drivers use the same `libsqlite3-sys`.
 
+mod auth;
 mod checkpoint;
 mod ops;
 mod queries;
@@ -229,6 +230,67 @@ impl Store for SqliteStore {
         let (name, candidate) = (name.to_owned(), candidate.to_owned());
         self.writer
             .write(move |c| ops::setting(c, &name, &candidate))
+            .await
+    }
+
+    async fn insert_api_key(&self, key: &NewApiKey) -> StoreResult<bool> {
+        let key = key.clone();
+        self.writer
+            .write(move |c| auth::insert_api_key(c, &key))
+            .await
+    }
+
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRow>> {
+        self.readers.read(auth::api_keys).await
+    }
+
+    async fn revoke_api_key(&self, prefix: &str, at: DateTime<Utc>) -> StoreResult<Revocation> {
+        let prefix = prefix.to_owned();
+        self.writer
+            .write(move |c| auth::revoke_api_key(c, &prefix, at))
+            .await
+    }
+
+    async fn record_key_uses(&self, uses: &[KeyUse]) -> StoreResult<()> {
+        let uses = uses.to_vec();
+        self.writer
+            .write(move |c| auth::record_key_uses(c, &uses))
+            .await
+    }
+
+    async fn ensure_signing_secret(
+        &self,
+        tenant: &str,
+        candidate: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<String> {
+        let (tenant, candidate) = (tenant.to_owned(), candidate.to_owned());
+        self.writer
+            .write(move |c| auth::ensure_signing_secret(c, &tenant, &candidate, at))
+            .await
+    }
+
+    async fn signing_secrets(
+        &self,
+        tenant: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<SigningSecretRow>> {
+        let tenant = tenant.map(str::to_owned);
+        self.readers
+            .read(move |c| auth::signing_secrets(c, tenant.as_deref(), at))
+            .await
+    }
+
+    async fn rotate_signing_secret(
+        &self,
+        tenant: &str,
+        secret: &str,
+        at: DateTime<Utc>,
+        old_valid_until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (tenant, secret) = (tenant.to_owned(), secret.to_owned());
+        self.writer
+            .write(move |c| auth::rotate_signing_secret(c, &tenant, &secret, at, old_valid_until))
             .await
     }
 }
