@@ -20,21 +20,40 @@ pub enum DatabaseUrl {
 }
 
 impl std::fmt::Debug for DatabaseUrl {
-    /// Never prints a password.
+    /// Never prints a password (SPEC §10), whether in the user info or as a query
+    /// parameter.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DatabaseUrl::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
-            DatabaseUrl::Postgres(u) => match url::Url::parse(u) {
-                Ok(mut u) => {
-                    if u.password().is_some() {
-                        let _ = u.set_password(Some("***"));
-                    }
-                    write!(f, "{u}")
-                }
-                Err(_) => f.write_str("postgres://(unparsable)"),
-            },
+            DatabaseUrl::Postgres(u) => f.write_str(&redact_password(u)),
         }
     }
+}
+
+/// Query parameters of a PostgreSQL URL that hold a secret.
+const SECRET_PARAMS: [&str; 3] = ["password", "sslpassword", "passfile"];
+
+/// `raw` with any password replaced by `***`; a URL that does not parse is not shown.
+pub fn redact_password(raw: &str) -> String {
+    let Ok(mut u) = url::Url::parse(raw) else {
+        return "(an unparsable URL)".to_owned();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query_pairs()
+        .any(|(k, _)| SECRET_PARAMS.contains(&k.as_ref()))
+    {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| match SECRET_PARAMS.contains(&k.as_ref()) {
+                true => (k.into_owned(), "***".to_owned()),
+                false => (k.into_owned(), v.into_owned()),
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 impl std::fmt::Display for DatabaseUrl {
@@ -48,7 +67,13 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/consuma.db";
 
 impl DatabaseUrl {
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
-        let bad = |why: &str| ConfigError(format!("--database-url {raw:?}: {why}"));
+        // The URL may hold a password: errors show it redacted.
+        let shown = match url::Url::parse(raw) {
+            Ok(_) => redact_password(raw),
+            Err(_) if raw.contains('@') || raw.contains("password") => "…".to_owned(),
+            Err(_) => raw.to_owned(),
+        };
+        let bad = |why: &str| ConfigError(format!("--database-url {shown:?}: {why}"));
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
             return Ok(DatabaseUrl::Postgres(raw.to_owned()));
@@ -102,6 +127,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub job_poll: Duration,
     pub max_body_bytes: usize,
+    /// Refuse to start while no API key exists.
+    pub require_auth: bool,
 }
 
 fn in_range<T: PartialOrd + std::fmt::Display>(
@@ -194,6 +221,7 @@ impl Config {
             )?),
             job_poll: Duration::from_millis(in_range("job-poll-ms", a.job_poll_ms, 10, 3_600_000)?),
             max_body_bytes: in_range("max-body-bytes", a.max_body_bytes, 1024, 16 * 1024 * 1024)?,
+            require_auth: a.require_auth,
         })
     }
 }
@@ -245,6 +273,28 @@ mod tests {
     fn database_url_debug_hides_the_password() {
         let url = DatabaseUrl::parse("postgres://u:hunter2@h/db").unwrap();
         assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn passwords_in_query_parameters_are_hidden_too() {
+        let url = DatabaseUrl::parse("postgres://u@h/db?sslmode=disable&password=hunter2").unwrap();
+        let shown = url.to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("sslmode=disable"), "{shown}");
+        assert!(shown.contains("password=***"), "{shown}");
+    }
+
+    #[test]
+    fn a_refused_database_url_is_not_echoed_with_its_password() {
+        for raw in [
+            "mysql://u:hunter2@h/db",
+            "postgres://u:hunter2@h:99999/db",
+            "postgres://u@h/db?password=hunter2&x=%zz",
+        ] {
+            if let Err(e) = DatabaseUrl::parse(raw) {
+                assert!(!e.0.contains("hunter2"), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use chrono::Utc;
 use tracing::Instrument;
 
 use super::Engine;
+use crate::auth::DEFAULT_TENANT;
 use crate::delivery::{self, Delivery, Verdict};
 use crate::intake::run_work;
 use crate::store::{
@@ -83,6 +84,8 @@ impl Engine {
                 webhook_id: &webhook_id,
                 body: &body,
                 traceparent: &traceparent,
+                // Every request is `default`'s until records carry their tenant.
+                secrets: &self.secrets.for_tenant(DEFAULT_TENANT),
             })
             .await;
         let next = match &outcome.verdict {

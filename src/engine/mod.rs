@@ -21,6 +21,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::SecretBook;
 use crate::delivery::CallbackClient;
 use crate::store::{Lease, Store};
 
@@ -43,17 +44,25 @@ pub struct EngineConfig {
 pub struct Engine {
     store: Arc<dyn Store>,
     client: CallbackClient,
+    /// Each tenant's signing secrets, newest first (SPEC §10).
+    secrets: Arc<SecretBook>,
     config: EngineConfig,
     /// Woken when a job may have become due (from the store) or a worker scheduled a retry.
     wake: Arc<Notify>,
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, client: CallbackClient, config: EngineConfig) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        client: CallbackClient,
+        secrets: Arc<SecretBook>,
+        config: EngineConfig,
+    ) -> Arc<Self> {
         let wake = store.job_signal();
         Arc::new(Self {
             store,
             client,
+            secrets,
             config,
             wake,
         })
