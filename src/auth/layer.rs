@@ -7,16 +7,30 @@
 //! request gets the [`Caller`](super::Caller) of its key as a request extension, or a 401
 //! `/problems/unauthorized` with `WWW-Authenticate: Bearer`. While no key exists every
 //! request passes as [`Caller::open`](super::Caller::open).
+//!
+//! A refused request's body is read and dropped when it is small and arrives at once
+//! ([`DRAIN_LIMIT`], [`DRAIN_TIME`]), so that the client can send its next request on the
+//! same connection; otherwise the 401 says `Connection: close`, so that no client reuses
+//! a connection whose unread body the server is about to cut off.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderValue;
+use axum::http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
 
 use super::ring::KeyRing;
 use crate::http::error::ApiError;
+
+/// The most of a refused request's body read to keep its connection.
+const DRAIN_LIMIT: usize = 64 * 1024;
+/// How long a refused request's body may take to arrive before its connection is closed.
+const DRAIN_TIME: Duration = Duration::from_millis(500);
 
 /// Routes that never require a key: probes, metrics, documentation, problem texts and the
 /// console's pages and assets (whose data comes from the protected JSON routes).
@@ -49,9 +63,29 @@ pub async fn authenticate(
         }
         Err(refusal) => {
             tracing::debug!(reason = ?refusal, "unauthorized");
-            ApiError::Unauthorized(refusal.detail()).into_response()
+            let mut response = ApiError::Unauthorized(refusal.detail()).into_response();
+            if !drained(req).await {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     }
+}
+
+/// Reads and drops the body of `req`; `false` when it is too large or too slow for that.
+async fn drained(req: Request) -> bool {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return false;
+    }
+    let body: Body = req.into_body();
+    let read = Limited::new(body, DRAIN_LIMIT).collect();
+    matches!(tokio::time::timeout(DRAIN_TIME, read).await, Ok(Ok(_)))
 }
 
 #[cfg(test)]

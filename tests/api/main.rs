@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod auth;
 mod callbacks;
 mod config;
 mod conformance;

@@ -90,9 +90,9 @@ async fn three_instances_migrating_one_fresh_database_at_once_all_become_ready()
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(applied, [(1, true), (2, true), (3, true)]);
+    assert_eq!(applied, [(1, true), (2, true), (3, true), (5, true)]);
     // They agree on the signing secret generated at first start.
-    let secrets: i64 = sqlx::query_scalar("SELECT count(*) FROM settings")
+    let secrets: i64 = sqlx::query_scalar("SELECT count(*) FROM signing_secrets")
         .fetch_one(&mut conn)
         .await
         .unwrap();
