@@ -185,6 +185,27 @@ async fn once_a_key_exists_every_protected_route_refuses_a_missing_malformed_unk
     let lower = format!("bearer {key}");
     let r = send(&app, Method::GET, "/requests", Some(&lower)).await;
     assert_eq!(r.status(), 200, "the scheme is case-insensitive");
+
+    // Its use is recorded within a refresh or two: `keys list` shows when.
+    let deadline = tokio::time::Instant::now() + TAKES_EFFECT;
+    loop {
+        let list = stdout(&cli(&app.db, &["keys", "list"]).await);
+        let row = list
+            .lines()
+            .find(|l| l.starts_with(&key[..12]))
+            .unwrap()
+            .to_owned();
+        let last_used = row.split_whitespace().nth(4).unwrap();
+        if last_used != "-" {
+            assert!(last_used.ends_with('Z'), "{row}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never marked used: {row}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn revoking_the_last_key_does_not_reopen_the_service(backend: Backend) {
@@ -730,3 +751,94 @@ async fn nothing_secret_reaches_the_logs(backend: Backend) {
     // The keys were used: the service did log about the run.
     assert!(logs.iter().any(|l| l.contains("callback delivered")));
 }
+
+/// The OpenAPI document declares the keys as optional (they apply only once one exists,
+/// SPEC §9), a bearer scheme, a 401 on every protected operation, and none on the public.
+#[tokio::test]
+async fn the_openapi_document_declares_the_bearer_scheme_as_optional() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let doc: Value = app.get_json("/openapi.json").await;
+    assert_eq!(doc["security"], json!([{}, {"bearer": []}]));
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(
+        (scheme["type"].as_str(), scheme["scheme"].as_str()),
+        (Some("http"), Some("bearer"))
+    );
+    for (path, method) in [
+        ("/sync", "post"),
+        ("/async", "post"),
+        ("/requests", "get"),
+        ("/requests/{id}", "get"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op["responses"]["401"].is_object(), "{method} {path}");
+        assert!(op["responses"]["401"]["headers"]["WWW-Authenticate"].is_object());
+        assert!(
+            op.get("security").is_none(),
+            "{method} {path}: the document's own"
+        );
+    }
+    for path in ["/healthz", "/readyz", "/metrics", "/problems/{slug}"] {
+        let op = &doc["paths"][path]["get"];
+        assert_eq!(op["security"], json!([]), "{path}");
+        assert!(op["responses"].get("401").is_none(), "{path}");
+    }
+}
+
+/// A database signed with one secret before this version keeps it: migration 0005 makes
+/// the `settings` row `default`'s current secret.
+async fn the_secret_used_so_far_becomes_defaults(backend: Backend) {
+    const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let db = TestDb::new(backend).await;
+    // The database as the previous version left it: migrations 0001–0003 and its secret.
+    let folder = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let old_migrations = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(format!("migrations/{folder}")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if ["0001", "0002", "0003"].iter().any(|v| name.starts_with(v)) {
+            std::fs::copy(&path, old_migrations.path().join(name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(old_migrations.path())
+        .await
+        .unwrap();
+    let insert = "INSERT INTO settings (name, value) VALUES ('callback_signing_secret', $1)";
+    match backend {
+        Backend::Sqlite => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(db.dir().join("consuma.db"))
+                .create_if_missing(true);
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+                .await
+                .unwrap();
+            migrator.run(&mut conn).await.unwrap();
+            sqlx::query(insert)
+                .bind(OLD)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .unwrap();
+            migrator.run(&mut conn).await.unwrap();
+            sqlx::query(insert)
+                .bind(OLD)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    let receiver = Receiver::ok().await;
+    let app = TestApp::builder_on(db).allow_loopback().spawn().await;
+    assert_eq!(app.secret().await, OLD);
+    let hit = one_callback(&app, &receiver).await;
+    assert_eq!(signatures(&hit), [signed_by(OLD, &hit)]);
+}
+
+both_backends!(the_secret_used_so_far_becomes_defaults);
