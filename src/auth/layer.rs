@@ -9,7 +9,7 @@
 //! request passes as [`Caller::open`](super::Caller::open).
 //!
 //! A refused request's body is read and dropped when it is small and arrives at once
-//! ([`DRAIN_LIMIT`], [`DRAIN_TIME`]), so that the client can send its next request on the
+//! (`DRAIN_LIMIT`, `DRAIN_TIME`), so that the client can send its next request on the
 //! same connection; otherwise the 401 says `Connection: close`, so that no client reuses
 //! a connection whose unread body the server is about to cut off.
 
