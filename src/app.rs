@@ -8,27 +8,27 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::auth::Auth;
+use crate::config::{Config, ConfigError};
 use crate::delivery::CallbackClient;
-use crate::delivery::signing::SigningSecret;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::{self, AppState};
 use crate::intake::Intake;
 use crate::ssrf::CallbackPolicy;
-use crate::store::{self, Store};
+use crate::store;
 use crate::telemetry::metrics;
-
-/// The name the generated signing secret is stored under.
-pub const SIGNING_SECRET_SETTING: &str = "callback_signing_secret";
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     engine: Option<Arc<Engine>>,
+    auth: Arc<Auth>,
 }
 
 impl Application {
-    /// Opens the store, settles the signing secret, binds the listener.
+    /// Opens the store, loads API keys and signing secrets (generating `default`'s at
+    /// first start), binds the listener. With `--require-auth` and no key in the database
+    /// it fails with a [`ConfigError`] (exit status 2).
     pub async fn build(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let options = store::StoreOptions {
             sqlite_synchronous: config.sqlite_synchronous,
@@ -37,8 +37,16 @@ impl Application {
         let store = store::connect(&config.database_url, options)
             .await
             .with_context(|| format!("cannot open the database {}", config.database_url))?;
+        let auth = Auth::load(store.clone(), config.signing_secret.clone())
+            .await
+            .context("cannot load API keys and signing secrets")?;
+        if config.require_auth && !auth.keys.requires_key() {
+            return Err(ConfigError(
+                "--require-auth: the database holds no API key; create one with `consuma keys create --tenant NAME`".into(),
+            )
+            .into());
+        }
         tracing::info!(backend = store.backend(), url = %config.database_url, "database ready");
-        let secret = signing_secret(&config, store.as_ref()).await?;
         if !config.allow_callback_cidrs.is_empty() {
             let opened: Vec<String> = config
                 .allow_callback_cidrs
@@ -54,10 +62,11 @@ impl Application {
         let engine = match config.workers {
             0 => None,
             workers => {
-                let client = CallbackClient::new(policy.clone(), secret, config.callback_timeout)?;
+                let client = CallbackClient::new(policy.clone(), config.callback_timeout)?;
                 Some(Engine::new(
                     store.clone(),
                     client,
+                    auth.secrets.clone(),
                     EngineConfig {
                         workers,
                         lease: config.lease,
@@ -78,6 +87,12 @@ impl Application {
         let listener = crate::listen::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
+        if !auth.keys.requires_key() && !config.bind.ip().is_loopback() {
+            tracing::warn!(
+                bind = %config.bind,
+                "no API key exists: the service is open to anyone who can reach this address; create a key with `consuma keys create`"
+            );
+        }
         let intake = Intake {
             store: store.clone(),
             work_delay: config.work_delay,
@@ -92,6 +107,7 @@ impl Application {
             store,
             intake,
             policy,
+            keys: auth.keys.clone(),
             metrics: metrics::install(),
             shutdown,
         };
@@ -99,6 +115,7 @@ impl Application {
             listener,
             state,
             engine,
+            auth: Arc::new(auth),
         })
     }
 
@@ -121,6 +138,7 @@ impl Application {
             self.state.config.callback_expire_after,
             shutdown.clone(),
         ));
+        let refresher = self.auth.spawn_refresher(shutdown.clone());
         let stop_http = CancellationToken::new();
         let limits = self.state.config.http;
         let app = http::router(self.state.clone());
@@ -139,6 +157,7 @@ impl Application {
             let _ = engine.await;
         }
         housekeeping.abort();
+        refresher.abort();
         stop_http.cancel();
         if !server.is_finished() && tokio::time::timeout_at(deadline, server).await.is_err() {
             tracing::warn!("HTTP requests still open at the end of the grace period; closing them");
@@ -148,59 +167,23 @@ impl Application {
     }
 }
 
-/// The flag's secret, or the one stored in the database (generated at first start).
-pub async fn signing_secret(config: &Config, store: &dyn Store) -> anyhow::Result<SigningSecret> {
-    if let Some(secret) = &config.signing_secret {
-        return Ok(secret.clone());
-    }
-    stored_signing_secret(store).await
-}
-
-/// The secret every instance sharing `store` signs with, generated and stored if absent.
-pub async fn stored_signing_secret(store: &dyn Store) -> anyhow::Result<SigningSecret> {
-    let candidate = SigningSecret::generate().to_whsec();
-    let stored = store
-        .get_or_insert_setting(SIGNING_SECRET_SETTING, &candidate)
-        .await?;
-    SigningSecret::parse(&stored)
-        .map_err(|e| anyhow::anyhow!("the stored signing secret is unusable: {e}"))
-}
-
 /// `consuma serve`: logs, signals, build, run. Returns the exit status.
 pub async fn serve(config: Config) -> anyhow::Result<u8> {
     let _telemetry = crate::telemetry::init(config.log_format);
     let shutdown = CancellationToken::new();
     crate::shutdown::cancel_on_signals(shutdown.clone());
-    let app = Application::build(config, shutdown).await?;
+    let app = match Application::build(config, shutdown).await {
+        Ok(app) => app,
+        Err(e) => match e.downcast_ref::<ConfigError>() {
+            Some(bad) => {
+                eprintln!("consuma: error: {bad}");
+                return Ok(2);
+            }
+            None => return Err(e),
+        },
+    };
     let addr = app.local_addr()?;
     tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
     app.run_until_stopped().await?;
-    Ok(0)
-}
-
-/// `consuma secret`: prints the signing secret in use.
-pub async fn print_secret(args: crate::cli::SecretArgs) -> anyhow::Result<u8> {
-    if let Some(raw) = args.signing_secret {
-        if let Err(e) = SigningSecret::parse(&raw) {
-            eprintln!("consuma: error: --signing-secret: {e}");
-            return Ok(2);
-        }
-        println!("{raw}");
-        return Ok(0);
-    }
-    let url = match crate::config::DatabaseUrl::from_flag_or_env(args.database_url.as_deref()) {
-        Ok(url) => url,
-        Err(e) => {
-            eprintln!("consuma: error: {e}");
-            return Ok(2);
-        }
-    };
-    let store = store::connect(&url, store::StoreOptions::default())
-        .await
-        .with_context(|| format!("cannot open the database {url}"))?;
-    println!(
-        "{}",
-        stored_signing_secret(store.as_ref()).await?.to_whsec()
-    );
     Ok(0)
 }

@@ -30,10 +30,10 @@ impl std::fmt::Debug for DatabaseUrl {
 }
 
 /// Query parameters of a PostgreSQL URL that hold a secret.
-const SECRET_PARAMETERS: [&str; 2] = ["password", "sslpassword"];
+const SECRET_PARAMETERS: [&str; 3] = ["password", "sslpassword", "passfile"];
 
-/// `raw` with the password of its user info and the values of its `password` and
-/// `sslpassword` query parameters replaced by `***`; everything else as written. Works on
+/// `raw` with the password of its user info and the values of its `password`,
+/// `sslpassword` and `passfile` query parameters replaced by `***`; everything else as written. Works on
 /// the text, so a URL that does not parse is redacted too (for the error saying so).
 pub fn redact_database_url(raw: &str) -> String {
     let (base, query) = match raw.split_once('?') {
@@ -157,6 +157,8 @@ pub struct Config {
     pub http: HttpLimits,
     /// 202, or 200 with `--async-ack-status 200`.
     pub async_ack_status: u16,
+    /// Refuse to start while no API key exists.
+    pub require_auth: bool,
 }
 
 /// What a client may cost the HTTP server (SPEC §9 "Slow and idle clients").
@@ -299,6 +301,7 @@ impl Config {
             retention: parse_retention(&a.retention)?,
             http: HttpLimits::from_args(&a)?,
             async_ack_status: a.async_ack_status.code(),
+            require_auth: a.require_auth,
         })
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! - [`cli`], [`config`]: flags and `CONSUMA_*` variables, checked into a [`config::Config`].
 //! - [`app`]: builds the application and runs it until [`shutdown`] says stop.
-//! - [`auth`]: API keys and tenants; the [`auth::Caller`] scoped routes take.
+//! - [`auth`]: API keys and tenants: the key ring and the layer that turns a request into
+//!   the [`auth::Caller`] scoped routes take (or a 401), each tenant's signing secrets.
 //! - [`listen`]: the TCP listener, with room for bursts of connections.
 //! - [`http`]: routes, extractors, the one error type; thin handlers; the HTTP/1.1 server
 //!   (header and body timeouts, the connection cap).

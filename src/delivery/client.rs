@@ -36,19 +36,14 @@ const MAX_ERROR_CHARS: usize = 300;
 /// Sends callback attempts; cheap to share (one connection pool for all workers).
 pub struct CallbackClient {
     policy: Arc<CallbackPolicy>,
-    secret: SigningSecret,
     timeout: Duration,
     http: reqwest::Client,
 }
 
 impl CallbackClient {
-    /// A client that checks destinations with `policy`, signs with `secret` and gives each
-    /// attempt `timeout` to receive a status line.
-    pub fn new(
-        policy: Arc<CallbackPolicy>,
-        secret: SigningSecret,
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
+    /// A client that checks destinations with `policy` and gives each attempt `timeout` to
+    /// receive a status line. Each [`Delivery`] brings the secrets it is signed with.
+    pub fn new(policy: Arc<CallbackPolicy>, timeout: Duration) -> anyhow::Result<Self> {
         // reqwest is built without a crypto provider (STACK.md): ring, installed once per
         // process; a second call finds it installed and changes nothing.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -63,7 +58,6 @@ impl CallbackClient {
             .context("cannot build the callback HTTP client")?;
         Ok(Self {
             policy,
-            secret,
             timeout,
             http,
         })
@@ -95,6 +89,11 @@ impl CallbackClient {
             Ok(url) => url,
             Err(refusal) => return refused(&refusal),
         };
+        if d.secrets.is_empty() {
+            return Reply::Failed {
+                error: "no signing secret for the request's tenant".into(),
+            };
+        }
         tracing::debug!(url = %redact_url(&url), "sending callback");
         let timestamp = started_at.timestamp();
         let mut request = self
@@ -105,7 +104,7 @@ impl CallbackClient {
             .header("webhook-timestamp", timestamp)
             .header(
                 "webhook-signature",
-                self.secret.sign(d.webhook_id, timestamp, d.body.as_bytes()),
+                SigningSecret::sign_all(d.secrets, d.webhook_id, timestamp, d.body.as_bytes()),
             )
             .header("x-request-id", d.webhook_id)
             .body(d.body.to_owned());

@@ -37,6 +37,9 @@ pub struct Delivery<'a> {
     pub body: &'a str,
     /// The W3C `traceparent` continuing the request's trace.
     pub traceparent: &'a str,
+    /// The tenant's valid signing secrets, newest first: one signature each in
+    /// `webhook-signature` (SPEC §10 rotation). Empty: the attempt fails unsent.
+    pub secrets: &'a [signing::SigningSecret],
 }
 
 /// How an attempt ended, and what it means for the next one.

@@ -75,6 +75,16 @@ impl SigningSecret {
         format!("{VERSION},{}", BASE64.encode(tag))
     }
 
+    /// The `webhook-signature` value signed by every secret of `secrets`, in their order,
+    /// space-separated (`v1,<new> v1,<old>` during a rotation); empty for no secret.
+    pub fn sign_all(secrets: &[Self], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let signatures: Vec<String> = secrets
+            .iter()
+            .map(|s| s.sign(msg_id, timestamp, body))
+            .collect();
+        signatures.join(" ")
+    }
+
     /// Whether any `v1,…` entry of a space-separated `webhook-signature` header matches.
     ///
     /// Entries of other versions and undecodable entries are skipped; each candidate is
@@ -140,6 +150,19 @@ mod tests {
             secret.sign("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1_649_367_553, body),
             "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="
         );
+    }
+
+    #[test]
+    fn signing_with_several_secrets_lists_one_signature_each_in_their_order() {
+        let (new, old) = (SigningSecret::generate(), reference());
+        let header = SigningSecret::sign_all(&[new.clone(), old.clone()], REF_ID, REF_TS, REF_BODY);
+        let entries: Vec<&str> = header.split(' ').collect();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0], new.sign(REF_ID, REF_TS, REF_BODY));
+        assert_eq!(entries[1], REF_SIGNATURE);
+        assert!(new.verify(REF_ID, REF_TS, REF_BODY, &header));
+        assert!(old.verify(REF_ID, REF_TS, REF_BODY, &header));
+        assert!(SigningSecret::sign_all(&[], REF_ID, REF_TS, REF_BODY).is_empty());
     }
 
     #[test]

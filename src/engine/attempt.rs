@@ -43,6 +43,7 @@ impl Engine {
                 webhook_id: &webhook_id,
                 body,
                 traceparent: &traceparent,
+                secrets: &self.secrets.for_tenant(&job.destination.tenant),
             })
             .await;
         let now = Utc::now();

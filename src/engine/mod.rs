@@ -30,6 +30,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::SecretBook;
 use crate::delivery::CallbackClient;
 use crate::store::{ClaimRequest, Lease, Store};
 use crate::telemetry::metrics as m;
@@ -67,6 +68,8 @@ pub struct EngineConfig {
 pub struct Engine {
     store: Arc<dyn Store>,
     client: CallbackClient,
+    /// Each tenant's signing secrets, newest first (SPEC §10).
+    secrets: Arc<SecretBook>,
     config: EngineConfig,
     /// Woken when a job may have become due (from the store) or a worker scheduled a retry.
     wake: Arc<Notify>,
@@ -75,7 +78,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, client: CallbackClient, config: EngineConfig) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        client: CallbackClient,
+        secrets: Arc<SecretBook>,
+        config: EngineConfig,
+    ) -> Arc<Self> {
         let wake = store.job_signal();
         let destinations = Destinations::new(
             config.max_in_flight_per_destination,
@@ -84,6 +92,7 @@ impl Engine {
         Arc::new(Self {
             store,
             client,
+            secrets,
             config,
             wake,
             destinations: Mutex::new(destinations),

@@ -41,3 +41,56 @@ pub async fn problem_type(
         .ok_or_else(|| ApiError::NotFound(format!("no problem type {slug:?}")))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }
+
+/// Declares the API keys of SPEC §10 in `doc`: a `bearer` security scheme, applied
+/// optionally (`security: [{}, {"bearer": []}]`: keys are needed only once one exists);
+/// public routes without security; every other operation with its 401.
+pub fn declare_auth(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+    use utoipa::openapi::{Content, Header, Object, Ref, ResponseBuilder, Type};
+
+    let mut bearer = Http::new(HttpAuthScheme::Bearer);
+    bearer.description = Some(
+        "An API key from `consuma keys create` (csk_…), required on every route but the public ones once the database holds a key.".into(),
+    );
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("bearer", SecurityScheme::Http(bearer));
+    doc.security = Some(vec![
+        SecurityRequirement::default(),
+        SecurityRequirement::new("bearer", Vec::<String>::new()),
+    ]);
+    let unauthorized = ResponseBuilder::new()
+        .description(
+            "An API key is required and none, a malformed, an unknown or a revoked one was sent",
+        )
+        .header(
+            "WWW-Authenticate",
+            Header::new(Object::with_type(Type::String)),
+        )
+        .content(
+            super::error::PROBLEM_JSON,
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        )
+        .build();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let public = crate::auth::is_public(path);
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if public {
+                operation.security = Some(Vec::new());
+            } else {
+                operation
+                    .responses
+                    .responses
+                    .insert("401".into(), unauthorized.clone().into());
+            }
+        }
+    }
+}

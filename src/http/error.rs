@@ -47,6 +47,9 @@ pub struct Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// 401: no API key, or not a valid one, while the service requires keys (SPEC §10).
+    #[error("{0}")]
+    Unauthorized(&'static str),
     /// 415: the body is not declared as `application/json`.
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
@@ -122,6 +125,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
+            Unauthorized(_) => StatusCode::UNAUTHORIZED,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -145,6 +149,7 @@ impl ApiError {
     pub fn slug(&self) -> &'static str {
         use ApiError::*;
         match self {
+            Unauthorized(_) => "unauthorized",
             UnsupportedMediaType => "unsupported-media-type",
             PayloadTooLarge { .. } => "payload-too-large",
             RequestTimeout(_) => "request-timeout",
@@ -240,6 +245,9 @@ impl IntoResponse for ApiError {
                 // The rest of the body is not waited for: the connection ends here.
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
+            ApiError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
             ApiError::MethodNotAllowed(allow) => {
                 if let Ok(v) = HeaderValue::from_str(allow) {
                     headers.insert(header::ALLOW, v);
@@ -278,6 +286,9 @@ pub fn anyhow_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// The human text served at `/problems/<slug>`; `None` for an unknown slug.
 pub fn problem_description(slug: &str) -> Option<&'static str> {
     Some(match slug {
+        "unauthorized" => {
+            "401: an API key is required (the service holds at least one), and the request sent none, a malformed one, or one that is unknown or revoked. Send Authorization: Bearer <key>."
+        }
         "unsupported-media-type" => "415: send the body with Content-Type: application/json.",
         "payload-too-large" => {
             "413: the body is larger than the configured limit (default 256 KiB)."

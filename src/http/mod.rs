@@ -24,7 +24,7 @@ pub use state::AppState;
 
 /// The OpenAPI document and the router it describes, built from the same annotations.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(submit::post_sync))
         .routes(routes!(submit::post_async))
         .routes(routes!(requests::list_requests))
@@ -37,7 +37,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(docs::problem_type))
-        .split_for_parts()
+        .split_for_parts();
+    docs::declare_auth(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document served at /openapi.json.
@@ -55,13 +57,11 @@ pub fn router(state: AppState) -> Router {
         get(move || async move { ([("content-type", "application/json")], openapi_json) }),
     )
     .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
-    .with_state(state)
-    // Open mode: every caller is the tenant `default` (SPEC §10).
-    .layer(axum::middleware::from_fn(
-        |mut req: axum::extract::Request, next: axum::middleware::Next| {
-            req.extensions_mut().insert(crate::auth::Caller::open());
-            next.run(req)
-        },
+    .with_state(state.clone())
+    // Before every handler and extractor: the caller, or 401 (SPEC Part two's check order).
+    .layer(axum::middleware::from_fn_with_state(
+        state.keys.clone(),
+        crate::auth::authenticate,
     ))
     // Outermost: request id, trace, span, metrics, problem bodies for router errors.
     .layer(axum::middleware::from_fn(observe::observe))

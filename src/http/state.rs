@@ -17,6 +17,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub intake: Intake,
     pub policy: Arc<CallbackPolicy>,
+    /// Every API key, by hash: the authentication layer's one lookup per request.
+    pub keys: Arc<crate::auth::KeyRing>,
     pub metrics: PrometheusHandle,
     /// Cancelled when shutdown begins: /readyz turns 503 and new work is refused.
     pub shutdown: CancellationToken,

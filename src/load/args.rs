@@ -86,9 +86,40 @@ pub struct LoadArgs {
     #[arg(long, value_parser = parse_secret)]
     pub signing_secret: Option<SigningSecret>,
 
+    /// API key sent as `Authorization: Bearer <key>` on every request (needed once the
+    /// service holds a key; see `consuma keys create`).
+    #[arg(long, env = "CONSUMA_API_KEY", hide_env_values = true, value_parser = parse_api_key)]
+    pub api_key: Option<ApiKeyArg>,
+
     /// Print one JSON document on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The `--api-key` value; `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeyArg(String);
+
+impl std::fmt::Debug for ApiKeyArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKeyArg(redacted)")
+    }
+}
+
+impl ApiKeyArg {
+    /// The key, to put in the header.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Any key that fits in a header (a wrong one is the server's to refuse, with 401).
+fn parse_api_key(raw: &str) -> Result<ApiKeyArg, String> {
+    let printable = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_graphic());
+    match printable {
+        true => Ok(ApiKeyArg(raw.to_owned())),
+        false => Err("an API key is printable ASCII without spaces".to_owned()),
+    }
 }
 
 impl LoadArgs {
@@ -276,6 +307,8 @@ mod tests {
             &["--target", "not a url"],
             &["--mode", "sideways"],
             &["--signing-secret", "nope"],
+            &["--api-key", ""],
+            &["--api-key", "csk_with space"],
         ];
         for argv in bad {
             let e = parse(argv)
@@ -306,6 +339,13 @@ mod tests {
         let b = parse(&["--concurrency", "3"]).unwrap();
         assert_eq!(b.pace(), Pace::Closed { workers: 3 });
         assert_eq!(b.stop(), Stop::Count(100));
+    }
+
+    #[test]
+    fn the_api_key_is_read_and_never_shown_in_debug() {
+        let a = parse(&["--api-key", "csk_abc"]).unwrap();
+        assert_eq!(a.api_key.as_ref().map(ApiKeyArg::reveal), Some("csk_abc"));
+        assert!(!format!("{a:?}").contains("csk_abc"));
     }
 
     #[test]

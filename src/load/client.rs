@@ -92,6 +92,16 @@ impl Client {
         })
     }
 
+    /// Sends `Authorization: Bearer <key>` on every request from now on (`--api-key`).
+    pub fn with_api_key(mut self, key: Option<&str>) -> anyhow::Result<Self> {
+        if let Some(key) = key {
+            for endpoint in [&mut self.health, &mut self.sync, &mut self.r#async] {
+                *endpoint = endpoint.clone().with_api_key(key)?;
+            }
+        }
+        Ok(self)
+    }
+
     /// GET /healthz: `Err` with a one-line reason when the target cannot be reached or is
     /// not healthy.
     pub async fn check_health(&self) -> Result<(), String> {

@@ -40,7 +40,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use args::{LoadArgs, Mode, parse_duration};
+pub use args::{ApiKeyArg, LoadArgs, Mode, parse_duration};
 pub use report::Report;
 
 use client::{Client, Outcome};
@@ -165,6 +165,7 @@ pub async fn measure(
         &callback_url,
         args.timeout,
     )
+    .and_then(|c| c.with_api_key(args.api_key.as_ref().map(ApiKeyArg::reveal)))
     .map_err(|e| format!("{e:#}"))?;
     client
         .check_health()

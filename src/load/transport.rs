@@ -18,7 +18,7 @@ use anyhow::Context;
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -28,6 +28,8 @@ use tokio::net::TcpStream;
 pub struct Endpoint {
     url: reqwest::Url,
     path: Uri,
+    /// `Bearer <key>` (`--api-key`), marked sensitive; sent on every request to it.
+    authorization: Option<HeaderValue>,
 }
 
 impl Endpoint {
@@ -40,7 +42,20 @@ impl Endpoint {
             None => url.path().to_string(),
         };
         let path = Uri::try_from(path_and_query).context("not a request path")?;
-        Ok(Self { url, path })
+        Ok(Self {
+            url,
+            path,
+            authorization: None,
+        })
+    }
+
+    /// The same endpoint, sending `Authorization: Bearer <key>`.
+    pub fn with_api_key(mut self, key: &str) -> anyhow::Result<Self> {
+        let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+            .map_err(|_| anyhow::anyhow!("the API key is not a valid header value"))?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
     }
 }
 
@@ -112,7 +127,7 @@ impl Transport {
         body: Option<Bytes>,
     ) -> Result<Answer, Failure> {
         match self {
-            Self::Http1(pool) => pool.request(method, &to.path, body).await,
+            Self::Http1(pool) => pool.request(method, to, body).await,
             Self::Reqwest(client) => via_reqwest(client, method, to, body).await,
         }
     }
@@ -125,6 +140,9 @@ async fn via_reqwest(
     body: Option<Bytes>,
 ) -> Result<Answer, Failure> {
     let mut request = client.request(method, to.url.clone());
+    if let Some(authorization) = &to.authorization {
+        request = request.header(AUTHORIZATION, authorization.clone());
+    }
     if let Some(body) = body {
         request = request.header(CONTENT_TYPE, json()).body(body);
     }
@@ -186,14 +204,17 @@ impl Http1Pool {
     async fn request(
         &self,
         method: Method,
-        path: &Uri,
+        to: &Endpoint,
         body: Option<Bytes>,
     ) -> Result<Answer, Failure> {
         let mut sender = self.ready_connection().await?;
         let mut request = Request::builder()
             .method(method)
-            .uri(path.clone())
+            .uri(to.path.clone())
             .header(HOST, self.host.clone());
+        if let Some(authorization) = &to.authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
+        }
         if body.is_some() {
             request = request.header(CONTENT_TYPE, json());
         }
@@ -256,6 +277,7 @@ impl Http1Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn endpoints_keep_the_base_path_and_query() {
@@ -292,7 +314,6 @@ mod tests {
         use axum::extract::ConnectInfo;
         use std::collections::HashSet;
         use std::net::SocketAddr;
-        use std::sync::Arc;
         let peers = Arc::new(Mutex::new(HashSet::new()));
         let seen = peers.clone();
         let app = axum::Router::new().route(
@@ -335,6 +356,39 @@ mod tests {
         for _ in 0..3 {
             get_ok(&transport, &to).await;
         }
+    }
+
+    #[tokio::test]
+    async fn an_api_key_goes_out_as_a_bearer_header_on_both_transports() {
+        use axum::http::HeaderMap;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/healthz",
+            axum::routing::get(move |headers: HeaderMap| async move {
+                let auth = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                record.lock().unwrap().push(auth);
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let plain = Endpoint::new(&base, "/healthz").unwrap();
+        let keyed = plain.clone().with_api_key("csk_test").unwrap();
+        let http1 = Transport::for_target(&plain).unwrap();
+        get_ok(&http1, &plain).await;
+        get_ok(&http1, &keyed).await;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        get_ok(&Transport::Reqwest(client), &keyed).await;
+        let bearer = Some("Bearer csk_test".to_owned());
+        assert_eq!(*seen.lock().unwrap(), [None, bearer.clone(), bearer]);
+        assert!(
+            !format!("{keyed:?}").contains("csk_test"),
+            "the key is not shown in Debug"
+        );
     }
 
     #[test]

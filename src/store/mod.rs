@@ -7,6 +7,7 @@
 //! recorded only while the lease is held" is a property of one method, whatever the
 //! backend. Both backends pass the same integration suite.
 
+pub mod auth;
 pub mod claim_plan;
 pub mod counts;
 pub mod model;
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+pub use auth::*;
 pub use model::*;
 
 use crate::config::{DatabaseUrl, SqliteSynchronous};
@@ -210,9 +212,49 @@ pub trait Store: Send + Sync + 'static {
     /// attempts and idempotency keys; returns how many.
     async fn prune(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
 
-    /// Returns the stored setting `name`, storing `candidate` first if there is none.
-    /// Several instances racing here all get the same, first-stored value.
-    async fn get_or_insert_setting(&self, name: &str, candidate: &str) -> StoreResult<String>;
+    // API keys and signing secrets (SPEC §10); see [`auth`] for the rows.
+
+    /// Stores a new key; `false` (and nothing stored) when its prefix or hash is taken.
+    async fn insert_api_key(&self, key: &NewApiKey) -> StoreResult<bool>;
+
+    /// Every key ever created, revoked ones included, oldest first.
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRow>>;
+
+    /// Revokes the key with this display prefix (from `at` on).
+    async fn revoke_api_key(&self, prefix: &str, at: DateTime<Utc>) -> StoreResult<Revocation>;
+
+    /// Records uses of keys, in one transaction, skipping a key whose stored
+    /// `last_used_at` is less than [`KEY_USE_RESOLUTION`] older than the use.
+    async fn record_key_uses(&self, uses: &[KeyUse]) -> StoreResult<()>;
+
+    /// The tenant's current signing secret, storing `candidate` as that first when the
+    /// tenant has none. An existing secret is never replaced; instances racing here all
+    /// get the first-stored one.
+    async fn ensure_signing_secret(
+        &self,
+        tenant: &str,
+        candidate: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<String>;
+
+    /// The secrets valid at `at` (the current one, and older ones whose `valid_until` is
+    /// later), of `tenant` or of every tenant, each tenant's newest first.
+    async fn signing_secrets(
+        &self,
+        tenant: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<SigningSecretRow>>;
+
+    /// Makes `secret` the tenant's current secret from `at` on; every other secret still
+    /// valid then stays valid until `old_valid_until` at the latest. `false` (nothing
+    /// stored) when the tenant has no secret yet.
+    async fn rotate_signing_secret(
+        &self,
+        tenant: &str,
+        secret: &str,
+        at: DateTime<Utc>,
+        old_valid_until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
 }
 
 /// Whether this instance's last write reached the database: set by every write path of

@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod auth;
 mod backlog;
 mod callbacks;
 mod config;

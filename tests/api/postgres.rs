@@ -94,7 +94,7 @@ async fn three_instances_migrating_one_fresh_database_at_once_all_become_ready()
     assert_eq!(applied.len(), expected, "{applied:?}");
     assert!(applied.iter().all(|(_, success)| *success), "{applied:?}");
     // They agree on the signing secret generated at first start.
-    let secrets: i64 = sqlx::query_scalar("SELECT count(*) FROM settings")
+    let secrets: i64 = sqlx::query_scalar("SELECT count(*) FROM signing_secrets")
         .fetch_one(&mut conn)
         .await
         .unwrap();

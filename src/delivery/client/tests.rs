@@ -110,10 +110,13 @@ fn loopback_policy() -> Arc<CallbackPolicy> {
     ))
 }
 
+/// The secret [`delivery`] signs with.
+static SECRET: std::sync::LazyLock<SigningSecret> =
+    std::sync::LazyLock::new(SigningSecret::generate);
+
 fn client(policy: Arc<CallbackPolicy>, timeout: Duration) -> (CallbackClient, SigningSecret) {
-    let secret = SigningSecret::generate();
-    let client = CallbackClient::new(policy, secret.clone(), timeout).unwrap();
-    (client, secret)
+    let client = CallbackClient::new(policy, timeout).unwrap();
+    (client, SECRET.clone())
 }
 
 fn delivery(url: &str) -> Delivery<'_> {
@@ -122,7 +125,49 @@ fn delivery(url: &str) -> Delivery<'_> {
         webhook_id: ID,
         body: BODY,
         traceparent: TRACEPARENT,
+        secrets: std::slice::from_ref(&*SECRET),
     }
+}
+
+#[tokio::test]
+async fn a_delivery_with_several_secrets_carries_a_signature_for_each_newest_first() {
+    let receiver = Receiver::start(Behaviour::Reply(200, vec![])).await;
+    let (client, _) = client(loopback_policy(), Duration::from_secs(5));
+    let (new, old) = (SigningSecret::generate(), SigningSecret::generate());
+    let secrets = [new.clone(), old.clone()];
+    let url = receiver.url("/");
+    let outcome = client
+        .attempt(Delivery {
+            secrets: &secrets,
+            ..delivery(&url)
+        })
+        .await;
+    assert_eq!(outcome.verdict, Verdict::Delivered);
+    let hits = receiver.hits.lock().unwrap();
+    let signature = header(&hits[0], "webhook-signature");
+    let timestamp: i64 = header(&hits[0], "webhook-timestamp").parse().unwrap();
+    let entries: Vec<&str> = signature.split(' ').collect();
+    assert_eq!(entries.len(), 2, "{signature}");
+    assert!(new.verify(ID, timestamp, BODY.as_bytes(), entries[0]));
+    assert!(old.verify(ID, timestamp, BODY.as_bytes(), entries[1]));
+}
+
+#[tokio::test]
+async fn a_delivery_without_a_secret_fails_without_sending() {
+    let receiver = Receiver::start(Behaviour::Reply(200, vec![])).await;
+    let (client, _) = client(loopback_policy(), Duration::from_secs(5));
+    let url = receiver.url("/");
+    let outcome = client
+        .attempt(Delivery {
+            secrets: &[],
+            ..delivery(&url)
+        })
+        .await;
+    assert!(
+        matches!(outcome.verdict, Verdict::Retry { .. }),
+        "{outcome:?}"
+    );
+    assert!(receiver.hits.lock().unwrap().is_empty());
 }
 
 fn header<'a>(hit: &'a Hit, name: &str) -> &'a str {

@@ -149,26 +149,6 @@ pub(super) async fn heartbeat(c: &mut PgConnection) -> StoreResult<()> {
     Ok(())
 }
 
-/// The first value stored under `name` wins; a racing INSERT waits for it on the primary
-/// key, does nothing, and the SELECT that follows sees the winner.
-pub(super) async fn get_or_insert_setting(
-    c: &mut PgConnection,
-    name: String,
-    candidate: String,
-) -> StoreResult<String> {
-    sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(&name)
-        .bind(&candidate)
-        .execute(&mut *c)
-        .await?;
-    Ok(
-        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
-            .bind(&name)
-            .fetch_one(&mut *c)
-            .await?,
-    )
-}
-
 /// Whether the schema is in place and the database accepts writes (not a standby, not
 /// read-only).
 pub(super) async fn writable(e: impl PgExecutor<'_>) -> StoreResult<bool> {

@@ -28,6 +28,7 @@
 //! - **Migrations** run at open on a dedicated connection; sqlx holds an advisory lock
 //!   while it migrates, so instances starting together apply each migration once.
 
+mod auth;
 mod claim;
 mod counts;
 mod housekeeping;
@@ -567,10 +568,67 @@ impl Store for PgStore {
             .await
     }
 
-    async fn get_or_insert_setting(&self, name: &str, candidate: &str) -> StoreResult<String> {
-        let (name, candidate) = (name.to_owned(), candidate.to_owned());
-        self.tx(move |c, _| Box::pin(housekeeping::get_or_insert_setting(c, name, candidate)))
+    async fn insert_api_key(&self, key: &NewApiKey) -> StoreResult<bool> {
+        auth::insert_api_key(&self.pool, key)
             .await
+            .map_err(classify)
+    }
+
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRow>> {
+        auth::api_keys(&self.pool).await.map_err(classify)
+    }
+
+    async fn revoke_api_key(&self, prefix: &str, at: DateTime<Utc>) -> StoreResult<Revocation> {
+        auth::revoke_api_key(&self.pool, prefix, at)
+            .await
+            .map_err(classify)
+    }
+
+    async fn record_key_uses(&self, uses: &[KeyUse]) -> StoreResult<()> {
+        auth::record_key_uses(&self.pool, uses)
+            .await
+            .map_err(classify)
+    }
+
+    async fn ensure_signing_secret(
+        &self,
+        tenant: &str,
+        candidate: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<String> {
+        let (tenant, candidate) = (tenant.to_owned(), candidate.to_owned());
+        self.tx(move |c, _| Box::pin(auth::ensure_signing_secret(c, tenant, candidate, at)))
+            .await
+    }
+
+    async fn signing_secrets(
+        &self,
+        tenant: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<SigningSecretRow>> {
+        auth::signing_secrets(&self.pool, tenant, at)
+            .await
+            .map_err(classify)
+    }
+
+    async fn rotate_signing_secret(
+        &self,
+        tenant: &str,
+        secret: &str,
+        at: DateTime<Utc>,
+        old_valid_until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (tenant, secret) = (tenant.to_owned(), secret.to_owned());
+        self.tx(move |c, _| {
+            Box::pin(auth::rotate_signing_secret(
+                c,
+                tenant,
+                secret,
+                at,
+                old_valid_until,
+            ))
+        })
+        .await
     }
 }
 

@@ -122,14 +122,3 @@ pub(super) fn heartbeat(c: &Connection, now: &str) -> StoreResult<()> {
     .execute(params![HEARTBEAT_SETTING, now])?;
     Ok(())
 }
-
-pub(super) fn setting(c: &Connection, name: &str, candidate: &str) -> StoreResult<String> {
-    c.prepare_cached(
-        "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-    )?
-    .execute(params![name, candidate])?;
-    Ok(
-        c.prepare_cached("SELECT value FROM settings WHERE name = ?1")?
-            .query_row(params![name], |r| r.get(0))?,
-    )
-}

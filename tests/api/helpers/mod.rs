@@ -192,6 +192,7 @@ impl Drop for OwnedDb {
 pub struct AppBuilder {
     backend: Backend,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
     db: Option<TestDb>,
 }
 
@@ -199,6 +200,12 @@ impl AppBuilder {
     pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
         self.args.push(flag.to_owned());
         self.args.push(value.to_string());
+        self
+    }
+
+    /// Sets an environment variable of the server (after the harness's own).
+    pub fn env(mut self, name: &str, value: impl ToString) -> Self {
+        self.envs.push((name.to_owned(), value.to_string()));
         self
     }
 
@@ -217,9 +224,11 @@ impl AppBuilder {
             base: String::new(),
             addr: "0.0.0.0:0".parse().unwrap(),
             client: client(),
+            api_key: None,
             child: None,
             logs: Default::default(),
             args,
+            envs: self.envs,
             db,
         };
         app.start().await;
@@ -232,9 +241,12 @@ pub struct TestApp {
     pub base: String,
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    /// Sent as `Authorization: Bearer` by the request helpers when set.
+    pub api_key: Option<String>,
     child: Option<Child>,
     logs: Arc<Mutex<Vec<String>>>,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
     pub db: TestDb,
 }
 
@@ -257,6 +269,7 @@ impl TestApp {
         AppBuilder {
             backend,
             args: Vec::new(),
+            envs: Vec::new(),
             db: None,
         }
     }
@@ -266,6 +279,7 @@ impl TestApp {
         AppBuilder {
             backend: db.backend,
             args: Vec::new(),
+            envs: Vec::new(),
             db: Some(db),
         }
     }
@@ -288,6 +302,7 @@ impl TestApp {
             .env("RUST_LOG", "info")
             // Tests run without the simulated delay unless they pass --work-delay-ms.
             .env("CONSUMA_WORK_DELAY_MS", "0")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -353,9 +368,17 @@ impl TestApp {
         self.start().await;
     }
 
+    /// A request to `path`, with the API key when one is set.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
+        self.request(reqwest::Method::POST, path)
             .json(body)
             .send()
             .await
@@ -397,7 +420,28 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("GET")
+        self.request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// `consuma keys create --tenant TENANT [--admin]` on this app's database: the key.
+    pub async fn create_key(&self, tenant: &str, admin: bool) -> String {
+        let mut args = vec!["keys", "create", "--tenant", tenant];
+        if admin {
+            args.push("--admin");
+        }
+        let out = cli(&self.db, &args).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_owned()
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
@@ -503,6 +547,17 @@ pub async fn submit_async_spread(
         }
     });
     futures::future::join_all(sends).await.into_iter().collect()
+}
+
+/// Runs `consuma ARGS --database-url <db>` with an empty environment.
+pub async fn cli(db: &TestDb, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .args(["--database-url", &db.url])
+        .env_clear()
+        .output()
+        .await
+        .expect("run consuma")
 }
 
 /// A body for POST /sync or /async.
