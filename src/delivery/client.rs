@@ -1,15 +1,18 @@
-//! The callback HTTP client: one signed POST per attempt (SPEC §2 "The callback", §4).
+//! The callback HTTP client: one signed POST per attempt (SPEC §2 "The callback", §4, §9).
 //!
 //! Each attempt:
 //! 1. re-checks the URL with [`CallbackPolicy::check_url`] — literal-IP hosts never reach a
 //!    resolver, so this is their only gate at delivery time;
 //! 2. resolves host names only through the policy's [`VettedResolver`], which refuses the
 //!    host if *any* address is denied and hands the connector the vetted addresses, so
-//!    there is no second lookup for DNS rebinding to exploit;
+//!    there is no second lookup for DNS rebinding to exploit; names not pinned are looked
+//!    up asynchronously ([`Dns`]: `/etc/hosts`, then DNS), so no thread blocks on DNS;
 //! 3. sends the stored body with fresh `webhook-timestamp` and `webhook-signature` headers,
 //!    never following a redirect and never through a proxy;
-//! 4. waits for the status line only (the timeout covers connect, TLS, request and response
-//!    head, not the body, which is never read).
+//! 4. waits for the response head only: one timeout covers resolution, connect, TLS, the
+//!    request and the response head, and a complete head within it decides the attempt.
+//!
+//! The response (and its unread body) is dropped as soon as the head is judged.
 //!
 //! Invariants: `attempt` never panics and never touches the database; the URL's query
 //! string and the body are never logged; a refusal by the policy is permanent.
@@ -25,7 +28,7 @@ use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use super::retry::{Reply, classify, honours_retry_after, parse_retry_after};
 use super::signing::SigningSecret;
 use super::{AttemptOutcome, Delivery};
-use crate::ssrf::{CallbackPolicy, Refusal, VettedResolver};
+use crate::ssrf::{CallbackPolicy, Dns, DnsServers, Refusal, ResolveError, VettedResolver};
 use crate::telemetry::redact_url;
 
 /// `User-Agent` of every callback.
@@ -42,21 +45,26 @@ pub struct CallbackClient {
 }
 
 impl CallbackClient {
-    /// A client that checks destinations with `policy`, signs with `secret` and gives each
-    /// attempt `timeout` to receive a status line.
+    /// A client that checks destinations with `policy`, looks names up through
+    /// `dns_servers` (and `/etc/hosts`), signs with `secret` and gives each attempt
+    /// `timeout` to receive a complete response head.
     pub fn new(
         policy: Arc<CallbackPolicy>,
         secret: SigningSecret,
         timeout: Duration,
+        dns_servers: DnsServers,
     ) -> anyhow::Result<Self> {
         // reqwest is built without a crypto provider (STACK.md): ring, installed once per
         // process; a second call finds it installed and changes nothing.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let dns = Arc::new(Dns::new(dns_servers, timeout));
         let http = reqwest::Client::builder()
             .tls_backend_rustls()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .dns_resolver(Arc::new(VettedResolver::new(policy.clone())))
+            .dns_resolver(Arc::new(VettedResolver::new(policy.clone(), dns)))
+            // The attempt's own timeout covers this too; set here, it also splits the
+            // connect time between a host's addresses instead of letting the first eat it.
             .connect_timeout(timeout)
             .user_agent(USER_AGENT)
             .build()
@@ -112,18 +120,25 @@ impl CallbackClient {
         if !d.traceparent.is_empty() {
             request = request.header("traceparent", d.traceparent);
         }
-        match tokio::time::timeout(self.timeout, request.send()).await {
-            Err(_elapsed) => Reply::TimedOut {
-                after: self.timeout,
-            },
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, request.send()).await {
+            Err(_elapsed) => self.timed_out(),
             // The response (and its unread body) is dropped here: only the head counts.
             Ok(Ok(response)) => status_reply(&response),
+            Ok(Err(error)) if error.is_timeout() => self.timed_out(),
             Ok(Err(error)) => error_reply(error),
+        }
+    }
+
+    /// The attempt ran out of time (the connector's own timeout is the same one).
+    fn timed_out(&self) -> Reply {
+        Reply::TimedOut {
+            after: self.timeout,
         }
     }
 }
 
-/// The reply for a status line; `Retry-After` is read only where it is honoured.
+/// The reply for a response head; `Retry-After` is read only where it is honoured.
 fn status_reply(response: &reqwest::Response) -> Reply {
     let code = response.status().as_u16();
     let retry_after = honours_retry_after(code)
@@ -139,8 +154,13 @@ fn error_reply(error: reqwest::Error) -> Reply {
     if let Some(refusal) = Refusal::find_in(&error) {
         return refused(refusal);
     }
+    let error = error.without_url();
+    let text = match chain(&error).find_map(|e| e.downcast_ref::<ResolveError>()) {
+        Some(lookup) => format!("dns error: {lookup}"),
+        None => describe(&error),
+    };
     Reply::Failed {
-        error: describe(&error.without_url()),
+        error: truncate(text),
     }
 }
 
@@ -165,7 +185,11 @@ fn describe(error: &reqwest::Error) -> String {
         .last()
         .map(ToString::to_string)
         .unwrap_or_default();
-    let text = format!("{kind}: {root}");
+    format!("{kind}: {root}")
+}
+
+/// At most [`MAX_ERROR_CHARS`] characters of `text`.
+fn truncate(text: String) -> String {
     match text.char_indices().nth(MAX_ERROR_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,

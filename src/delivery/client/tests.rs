@@ -1,5 +1,6 @@
-//! The client against real axum receivers on loopback, with the callback policy on and
-//! only loopback ranges opened: no test sends a packet beyond 127.0.0.0/8.
+//! The client against real axum receivers, raw hostile receivers and a DNS server of our
+//! own, all on loopback, with the callback policy on and only loopback ranges opened: no
+//! test sends a packet beyond 127.0.0.0/8.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,6 +15,8 @@ use futures::StreamExt as _;
 
 use super::*;
 use crate::delivery::Verdict;
+
+use crate::ssrf::test_dns::DnsServer;
 
 const BODY: &str = r#"{"request_id":"r-1","status":"completed"}"#;
 const ID: &str = "0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b";
@@ -110,9 +113,20 @@ fn loopback_policy() -> Arc<CallbackPolicy> {
     ))
 }
 
+/// A client whose DNS lookups go to port 9 of loopback, where nothing answers: the tests
+/// that use it name their receivers by address or by pin.
 fn client(policy: Arc<CallbackPolicy>, timeout: Duration) -> (CallbackClient, SigningSecret) {
+    client_with_dns(policy, timeout, "127.0.0.1:9".parse().unwrap())
+}
+
+fn client_with_dns(
+    policy: Arc<CallbackPolicy>,
+    timeout: Duration,
+    dns: SocketAddr,
+) -> (CallbackClient, SigningSecret) {
     let secret = SigningSecret::generate();
-    let client = CallbackClient::new(policy, secret.clone(), timeout).unwrap();
+    let dns = DnsServers::At(dns);
+    let client = CallbackClient::new(policy, secret.clone(), timeout, dns).unwrap();
     (client, secret)
 }
 
@@ -334,4 +348,70 @@ async fn a_tls_failure_is_retried_not_a_panic() {
     assert_eq!(outcome.status_code, None);
     let error = outcome.error.unwrap();
     assert!(error.starts_with("connect error: "), "{error}");
+}
+
+const SHORT: Duration = Duration::from_millis(400);
+/// Scheduling slack on a shared 2-core machine.
+const SLACK: Duration = Duration::from_millis(600);
+
+/// The attempt failed by running out of its `SHORT` timeout, and took about that long.
+fn assert_timed_out(outcome: &AttemptOutcome) {
+    assert_eq!(outcome.verdict, Verdict::Retry { retry_after: None });
+    assert_eq!(outcome.status_code, None, "{outcome:?}");
+    assert_eq!(outcome.error.as_deref(), Some("timeout after 400 ms"));
+    assert!(outcome.duration >= SHORT, "{outcome:?}");
+    assert!(outcome.duration < SHORT + SLACK, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_name_resolved_through_dns_is_delivered_to_its_address() {
+    let receiver = Receiver::start(Behaviour::Reply(204, vec![])).await;
+    let dns = DnsServer::start("127.0.0.1", &[("hooks.dns.test", &["127.0.0.1"])]).await;
+    let (client, _) = client_with_dns(loopback_policy(), SHORT, dns.addr);
+    let url = format!("http://hooks.dns.test:{}/hook", receiver.addr.port());
+    let outcome = client.attempt(delivery(&url)).await;
+    assert_eq!(outcome.verdict, Verdict::Delivered, "{outcome:?}");
+    assert_eq!(receiver.hit_count(), 1);
+}
+
+#[tokio::test]
+async fn a_dns_server_that_never_answers_costs_one_attempt_ending_at_the_timeout() {
+    let dns = DnsServer::silent("127.0.0.1").await;
+    let (client, _) = client_with_dns(loopback_policy(), SHORT, dns.addr);
+    let outcome = client
+        .attempt(delivery("http://never.dns.test:9/hook"))
+        .await;
+    assert_timed_out(&outcome);
+    assert!(dns.questions() > 0, "the lookup went to the silent server");
+}
+
+#[tokio::test]
+async fn an_unknown_name_is_a_dns_error_to_retry_not_a_refusal() {
+    let dns = DnsServer::start("127.0.0.1", &[]).await;
+    let (client, _) = client_with_dns(loopback_policy(), Duration::from_secs(5), dns.addr);
+    let outcome = client
+        .attempt(delivery("http://nowhere.dns.test:9/hook?token=secret"))
+        .await;
+    assert_eq!(outcome.verdict, Verdict::Retry { retry_after: None });
+    let error = outcome.error.unwrap();
+    assert!(error.starts_with("dns error: "), "{error}");
+    assert!(error.contains("nowhere.dns.test"), "{error}");
+    assert!(!error.contains("token"), "{error}");
+}
+
+#[tokio::test]
+async fn a_dns_answer_with_one_denied_address_is_refused_without_connecting() {
+    let (addr, connections) = connection_counter().await;
+    let dns = DnsServer::start(
+        "127.0.0.1",
+        &[("mixed.dns.test", &["127.0.0.2", "127.0.0.1"])],
+    )
+    .await;
+    let policy = CallbackPolicy::new(vec!["127.0.0.2/32".parse().unwrap()], vec![]);
+    let (client, _) = client_with_dns(Arc::new(policy), Duration::from_secs(5), dns.addr);
+    let url = format!("http://mixed.dns.test:{}/hook", addr.port());
+    let outcome = client.attempt(delivery(&url)).await;
+    assert_eq!(outcome.verdict, Verdict::Permanent, "{outcome:?}");
+    assert!(outcome.error.unwrap().contains("127.0.0.1"));
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
 }
