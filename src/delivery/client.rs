@@ -12,7 +12,13 @@
 //! 4. waits for the response head only: one timeout covers resolution, connect, TLS, the
 //!    request and the response head, and a complete head within it decides the attempt.
 //!
-//! The response (and its unread body) is dropped as soon as the head is judged.
+//! The body is never waited for (SPEC §9 "Bounded delivery"). After the head, a detached
+//! task reads at most [`MAX_BODY_BYTES`] of it, only until the attempt's deadline, and
+//! discards what it reads; then the response is dropped. hyper (1.x) closes a connection
+//! whose body was dropped before its end (it only keeps one whose body was already
+//! complete), so a huge or never-ending body costs at most one socket and a bounded buffer
+//! until that deadline, and a small body lets the connection go back to the pool. At most
+//! [`MAX_DRAINS`] bodies are read at once; past that a body is dropped unread at once.
 //!
 //! Invariants: `attempt` never panics and never touches the database; the URL's query
 //! string and the body are never logged; a refusal by the policy is permanent.
@@ -20,6 +26,8 @@
 use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Semaphore;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -35,6 +43,11 @@ use crate::telemetry::redact_url;
 const USER_AGENT: &str = concat!("consuma/", env!("CARGO_PKG_VERSION"));
 /// Longest error text recorded for a failed connection.
 const MAX_ERROR_CHARS: usize = 300;
+/// Most bytes of a response body ever read (SPEC §9); the rest is never read.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most response bodies being read at once, so that memory stays bounded however many
+/// receivers trickle bodies.
+pub const MAX_DRAINS: usize = 64;
 
 /// Sends callback attempts; cheap to share (one connection pool for all workers).
 pub struct CallbackClient {
@@ -42,6 +55,8 @@ pub struct CallbackClient {
     secret: SigningSecret,
     timeout: Duration,
     http: reqwest::Client,
+    /// Permits for the tasks reading response bodies.
+    drains: Arc<Semaphore>,
 }
 
 impl CallbackClient {
@@ -74,6 +89,7 @@ impl CallbackClient {
             secret,
             timeout,
             http,
+            drains: Arc::new(Semaphore::new(MAX_DRAINS)),
         })
     }
 
@@ -123,8 +139,11 @@ impl CallbackClient {
         let deadline = tokio::time::Instant::now() + self.timeout;
         match tokio::time::timeout_at(deadline, request.send()).await {
             Err(_elapsed) => self.timed_out(),
-            // The response (and its unread body) is dropped here: only the head counts.
-            Ok(Ok(response)) => status_reply(&response),
+            Ok(Ok(response)) => {
+                let reply = status_reply(&response);
+                self.discard_body(response, deadline);
+                reply
+            }
             Ok(Err(error)) if error.is_timeout() => self.timed_out(),
             Ok(Err(error)) => error_reply(error),
         }
@@ -136,6 +155,38 @@ impl CallbackClient {
             after: self.timeout,
         }
     }
+
+    /// Reads and discards at most [`MAX_BODY_BYTES`] of the body until `deadline`, in a
+    /// task of its own so that nobody waits for it, then drops the response (see the
+    /// module docs); with [`MAX_DRAINS`] already running, drops it at once.
+    fn discard_body(&self, response: reqwest::Response, deadline: tokio::time::Instant) {
+        match Arc::clone(&self.drains).try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    read_body(response, MAX_BODY_BYTES, deadline).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => drop(response),
+        }
+    }
+}
+
+/// Reads `response`'s body until its end, `limit` bytes, an error or `deadline`, whichever
+/// comes first, keeping nothing; returns how many bytes were read.
+async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+    deadline: tokio::time::Instant,
+) -> usize {
+    let mut read = 0;
+    while read < limit {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => read += chunk.len(),
+            _ => break,
+        }
+    }
+    read
 }
 
 /// The reply for a response head; `Retry-After` is read only where it is honoured.

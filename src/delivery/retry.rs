@@ -74,13 +74,14 @@ pub fn honours_retry_after(status: u16) -> bool {
 /// What came back from one attempt, before it is judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// A status line arrived within the timeout.
+    /// A complete response head arrived within the timeout.
     Status {
         code: u16,
         /// The parsed `Retry-After`, if the response had a usable one.
         retry_after: Option<Duration>,
     },
-    /// No status line within the attempt timeout.
+    /// No complete response head within the attempt timeout (resolution, connect, TLS
+    /// and the request included).
     TimedOut { after: Duration },
     /// The callback policy refused the destination (SPEC §4): at the URL check, or when
     /// the resolver vetted the host's addresses.
