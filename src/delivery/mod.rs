@@ -8,7 +8,8 @@
 //! - [`client`]: the HTTP client — callback policy re-checked, vetted asynchronous DNS
 //!   (SPEC §4, §9), no redirects, no proxy, one timeout up to the response head, at most
 //!   64 KiB of the body read and never waited for.
-//! - [`retry`]: pure rules: reply → [`Verdict`], and the delay before the next attempt.
+//! - [`retry`]: pure rules: reply → [`Verdict`], the delay before the next attempt, and
+//!   whether an attempt counts against its destination's health (SPEC §8).
 //!
 //! Invariants: an attempt never panics and never touches the database; it never logs the
 //! body or the URL's query string; every attempt of a request carries the same
@@ -25,7 +26,9 @@ use chrono::{DateTime, Utc};
 
 pub use client::CallbackClient;
 pub use payload::callback_body;
-pub use retry::{classify, delay_with_jitter, next_delay, parse_retry_after};
+pub use retry::{
+    classify, counts_against_destination, delay_with_jitter, next_delay, parse_retry_after,
+};
 
 /// What one attempt sends, and where.
 #[derive(Debug, Clone, Copy)]
@@ -64,4 +67,14 @@ pub struct AttemptOutcome {
     /// Why the attempt failed; `None` when delivered.
     pub error: Option<String>,
     pub verdict: Verdict,
+}
+
+impl AttemptOutcome {
+    /// Whether this attempt counts against its destination's health for the circuit
+    /// breaker (SPEC §8): no response (connect error, DNS failure, timeout), a 5xx or a
+    /// 429 counts; a refusal by the callback policy, a 2xx, 3xx or other 4xx does not.
+    /// See [`counts_against_destination`].
+    pub fn counts_against_destination(&self) -> bool {
+        counts_against_destination(self.status_code, &self.verdict)
+    }
 }
