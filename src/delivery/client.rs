@@ -14,10 +14,11 @@
 //!
 //! The body is never waited for (SPEC §9 "Bounded delivery"). After the head, a detached
 //! task reads at most [`MAX_BODY_BYTES`] of it, only until the attempt's deadline, and
-//! discards what it reads; then the response is dropped. hyper (1.x) closes a connection
-//! whose body was dropped before its end (it only keeps one whose body was already
-//! complete), so a huge or never-ending body costs at most one socket and a bounded buffer
-//! until that deadline, and a small body lets the connection go back to the pool. At most
+//! discards what it reads; then the response is dropped. On HTTP/1, hyper (1.x) wakes the
+//! connection when its body is dropped, reads once more what is already buffered, and
+//! closes the connection unless that completed the body; on HTTP/2 it resets the stream.
+//! So a huge or never-ending body costs at most one socket and a bounded buffer until that
+//! deadline, and a small body lets the connection go back to the pool. At most
 //! [`MAX_DRAINS`] bodies are read at once; past that a body is dropped unread at once.
 //!
 //! Invariants: `attempt` never panics and never touches the database; the URL's query
@@ -27,11 +28,10 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Semaphore;
-
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use tokio::sync::Semaphore;
 
 use super::retry::{Reply, classify, honours_retry_after, parse_retry_after};
 use super::signing::SigningSecret;
