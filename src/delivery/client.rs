@@ -144,12 +144,32 @@ impl CallbackClient {
                 self.discard_body(response, deadline);
                 reply
             }
-            Ok(Err(error)) if error.is_timeout() => self.timed_out(),
-            Ok(Err(error)) => error_reply(error),
+            Ok(Err(error)) => self.error_reply(error, deadline),
         }
     }
 
-    /// The attempt ran out of time (the connector's own timeout is the same one).
+    /// The reply for a failed exchange: a policy refusal from the resolver is permanent;
+    /// a failure at the deadline is the attempt running out of time, whichever layer
+    /// noticed first (the connector's timeout and the DNS query's are the same length);
+    /// anything else is a readable, URL-free error to retry on.
+    fn error_reply(&self, error: reqwest::Error, deadline: tokio::time::Instant) -> Reply {
+        if let Some(refusal) = Refusal::find_in(&error) {
+            return refused(refusal);
+        }
+        if error.is_timeout() || tokio::time::Instant::now() >= deadline {
+            return self.timed_out();
+        }
+        let error = error.without_url();
+        let text = match chain(&error).find_map(|e| e.downcast_ref::<ResolveError>()) {
+            Some(lookup) => format!("dns error: {lookup}"),
+            None => describe(&error),
+        };
+        Reply::Failed {
+            error: truncate(text),
+        }
+    }
+
+    /// The attempt ran out of time.
     fn timed_out(&self) -> Reply {
         Reply::TimedOut {
             after: self.timeout,
@@ -197,22 +217,6 @@ fn status_reply(response: &reqwest::Response) -> Reply {
         .flatten()
         .and_then(|value| parse_retry_after(value, SystemTime::now()));
     Reply::Status { code, retry_after }
-}
-
-/// The reply for a failed exchange: a policy refusal from the resolver is permanent,
-/// anything else is a readable, URL-free error to retry on.
-fn error_reply(error: reqwest::Error) -> Reply {
-    if let Some(refusal) = Refusal::find_in(&error) {
-        return refused(refusal);
-    }
-    let error = error.without_url();
-    let text = match chain(&error).find_map(|e| e.downcast_ref::<ResolveError>()) {
-        Some(lookup) => format!("dns error: {lookup}"),
-        None => describe(&error),
-    };
-    Reply::Failed {
-        error: truncate(text),
-    }
 }
 
 fn refused(refusal: &Refusal) -> Reply {
