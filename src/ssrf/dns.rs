@@ -17,8 +17,10 @@
 //!   returned, so that the policy can refuse the host if any one is denied. (When one of
 //!   the two queries fails and the other answers, only the answer is returned: the
 //!   connector never sees an address that was not vetted.)
-//! - **Caching.** hickory caches answers for their TTL; every lookup, cached or not, is
-//!   vetted again by the caller.
+//! - **Caching and sharing.** hickory caches answers for their TTL (every lookup, cached
+//!   or not, is vetted again by the caller), and sends identical queries that are in
+//!   flight at the same time only once: an attempt that joins a query started earlier may
+//!   end with that query's `request timed out` a little before its own deadline.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

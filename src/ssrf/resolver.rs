@@ -17,7 +17,8 @@ use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use hickory_resolver::net::NetError;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::dns::Dns;
@@ -31,7 +32,7 @@ pub enum ResolveError {
     Refused(#[from] Refusal),
     /// The DNS lookup failed (no such name, server failure, no server): possibly
     /// transient.
-    #[error("looking up {host:?} failed: {source}")]
+    #[error("looking up {host:?} failed: {}", brief(.source))]
     Lookup {
         /// The host that was looked up.
         host: String,
@@ -44,6 +45,18 @@ pub enum ResolveError {
         /// The host that was looked up.
         host: String,
     },
+}
+
+/// A failed lookup in a few words: hickory's own text for "no records" quotes the whole
+/// query structure.
+fn brief(e: &NetError) -> String {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(none)) => match none.response_code {
+            ResponseCode::NXDomain => "no such name (NXDOMAIN)".to_owned(),
+            _ => "no address records".to_owned(),
+        },
+        other => other.to_string(),
+    }
 }
 
 impl ResolveError {
