@@ -62,7 +62,11 @@ impl Application {
         let engine = match config.workers {
             0 => None,
             workers => {
-                let client = CallbackClient::new(policy.clone(), config.callback_timeout)?;
+                let client = CallbackClient::new(
+                    policy.clone(),
+                    config.callback_timeout,
+                    config.callback_dns_server,
+                )?;
                 Some(Engine::new(
                     store.clone(),
                     client,

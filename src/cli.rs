@@ -131,6 +131,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSUMA_CALLBACK_RESOLVE", value_delimiter = ',')]
     pub callback_resolve: Vec<String>,
 
+    /// Send callback DNS lookups to this server, IP:PORT (UDP, TCP for truncated
+    /// answers; no search list) instead of the system's (/etc/resolv.conf). /etc/hosts and
+    /// --callback-resolve pins are consulted first either way. [default: the system's]
+    #[arg(long, env = "CONSUMA_CALLBACK_DNS_SERVER")]
+    pub callback_dns_server: Option<String>,
+
     /// Callback signing secret, `whsec_<base64>`. Default: generated at first start and
     /// kept in the database, so every instance sharing it signs alike.
     #[arg(long, env = "CONSUMA_SIGNING_SECRET", hide_env_values = true)]

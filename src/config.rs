@@ -141,6 +141,7 @@ pub struct Config {
     pub callback_timeout: Duration,
     pub allow_callback_cidrs: Vec<ipnet::IpNet>,
     pub callback_resolve: Vec<(String, IpAddr)>,
+    pub callback_dns_server: crate::ssrf::DnsServers,
     /// `None`: use the secret stored in the database (generated at first start).
     pub signing_secret: Option<SigningSecret>,
     pub log_format: LogFormat,
@@ -218,6 +219,12 @@ impl Config {
                     .map_err(|e| ConfigError(format!("--callback-resolve {s:?}: {e}")))
             })
             .collect::<Result<_, _>>()?;
+        let callback_dns_server = match a.callback_dns_server.as_deref() {
+            None => crate::ssrf::DnsServers::System,
+            Some(s) => crate::ssrf::parse_dns_server(s)
+                .map(crate::ssrf::DnsServers::At)
+                .map_err(|e| ConfigError(format!("--callback-dns-server: {e}")))?,
+        };
         let signing_secret = a
             .signing_secret
             .as_deref()
@@ -263,6 +270,7 @@ impl Config {
             )?),
             allow_callback_cidrs,
             callback_resolve,
+            callback_dns_server,
             signing_secret,
             log_format: a.log_format,
             shutdown_grace: Duration::from_secs(in_range(

@@ -7,6 +7,8 @@
 //! - [`next_delay`]: `base · 2^(k−1)` after failed attempt `k`, plus 0–10 % jitter; a
 //!   `Retry-After` (honoured on 429 and 503 only) wins when longer; never more than one hour.
 //! - [`parse_retry_after`]: delta-seconds or an HTTP-date; anything else is ignored.
+//! - [`counts_against_destination`]: whether an attempt speaks against its destination's
+//!   health, for the circuit breaker (SPEC §8).
 //!
 //! Invariant: no input makes these functions panic or overflow.
 
@@ -74,13 +76,14 @@ pub fn honours_retry_after(status: u16) -> bool {
 /// What came back from one attempt, before it is judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// A status line arrived within the timeout.
+    /// A complete response head arrived within the timeout.
     Status {
         code: u16,
         /// The parsed `Retry-After`, if the response had a usable one.
         retry_after: Option<Duration>,
     },
-    /// No status line within the attempt timeout.
+    /// No complete response head within the attempt timeout (resolution, connect, TLS
+    /// and the request included).
     TimedOut { after: Duration },
     /// The callback policy refused the destination (SPEC §4): at the URL check, or when
     /// the resolver vetted the host's addresses.
@@ -110,6 +113,22 @@ pub fn classify(reply: &Reply) -> (Verdict, Option<String>) {
             Some(format!("refused by callback policy: {reason}")),
         ),
         Reply::Failed { error } => retry(None, error.clone()),
+    }
+}
+
+/// Whether an attempt counts against its destination's health (SPEC §8, circuit breaker),
+/// from what [`classify`] made of it and the status it got, if any.
+///
+/// It counts when the attempt ended without a response (connect or TLS error, DNS failure,
+/// timeout: no status, and not refused) or with a 5xx or 429. It does not count when the
+/// callback policy refused the destination (no request was made; that is the caller's
+/// URL, not the endpoint's health), nor for a 2xx, a 3xx, any other 4xx, or a 1xx: the
+/// endpoint answered.
+pub fn counts_against_destination(status_code: Option<u16>, verdict: &Verdict) -> bool {
+    match (verdict, status_code) {
+        (Verdict::Permanent, _) | (Verdict::Delivered, _) => false,
+        (Verdict::Retry { .. }, Some(code)) => matches!(code, 429 | 500..=599),
+        (Verdict::Retry { .. }, None) => true,
     }
 }
 
@@ -243,6 +262,56 @@ mod tests {
         ];
         for (reply, expected) in table {
             assert_eq!(classify(&reply), expected, "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn what_counts_against_a_destination_follows_the_table() {
+        let status = |code| Reply::Status {
+            code,
+            retry_after: None,
+        };
+        let failed = |error: &str| Reply::Failed {
+            error: error.into(),
+        };
+        #[rustfmt::skip]
+        let table: Vec<(Reply, bool)> = vec![
+            // No response at all: counts.
+            (Reply::TimedOut { after: MS(500) }, true),
+            (failed("connect error: Connection refused (os error 111)"), true),
+            (failed("dns error: looking up \"h.test\" failed: no records"), true),
+            (failed("connect error: invalid peer certificate"), true),
+            // The server is failing or asks to back off: counts.
+            (status(500), true),
+            (status(502), true),
+            (status(503), true),
+            (status(599), true),
+            (status(429), true),
+            // The endpoint answered: does not count.
+            (status(200), false),
+            (status(204), false),
+            (status(101), false),
+            (status(301), false),
+            (status(302), false),
+            (status(400), false),
+            (status(401), false),
+            (status(404), false),
+            (status(410), false),
+            (status(499), false),
+            // The callback policy refused: nothing was sent, nothing to count.
+            (Reply::Refused { reason: "address 127.0.0.1 is in loopback".into() }, false),
+        ];
+        for (reply, expected) in table {
+            let (verdict, _) = classify(&reply);
+            let code = match reply {
+                Reply::Status { code, .. } => Some(code),
+                _ => None,
+            };
+            assert_eq!(
+                counts_against_destination(code, &verdict),
+                expected,
+                "{reply:?}"
+            );
         }
     }
 }

@@ -13,13 +13,14 @@ use crate::store::{AttemptRecord, CircuitChange, ClaimedJob, NextStep, Trigger};
 use crate::telemetry::metrics as m;
 use crate::telemetry::trace_context;
 
-/// How an attempt's outcome bears on its destination's health (SPEC §8).
+/// How an attempt's outcome bears on its destination's health (SPEC §8): the rule of
+/// [`AttemptOutcome::counts_against_destination`], with a policy refusal (no request was
+/// made) neither counting nor resetting the count.
 pub(super) fn health_of(outcome: &AttemptOutcome) -> Health {
-    match (outcome.status_code, &outcome.verdict) {
-        (_, Verdict::Permanent) => Health::Neutral,
-        (Some(code), _) if code >= 500 || code == 429 => Health::Failed,
-        (Some(_), _) => Health::Answered,
-        (None, _) => Health::Failed,
+    match (&outcome.verdict, outcome.counts_against_destination()) {
+        (Verdict::Permanent, _) => Health::Neutral,
+        (_, true) => Health::Failed,
+        (_, false) => Health::Answered,
     }
 }
 

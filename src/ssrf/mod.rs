@@ -5,20 +5,21 @@
 //!   parsed by the WHATWG parser (`url`), and every check runs on the parsed result, never
 //!   on the input string: `http://0x7f.1/`, `http://①②⑦.⓪.⓪.①/` and `http://127.0.0.1/`
 //!   are one and the same host by then.
-//! - **delivery time**, [`CallbackPolicy::lookup`] and [`VettedResolver`]: names are
-//!   resolved (or taken from `--callback-resolve` pins), every address is vetted, and the
-//!   connector gets exactly the vetted addresses.
+//! - **delivery time**, [`VettedResolver`]: names are taken from `--callback-resolve`
+//!   pins or resolved by [`Dns`] (`/etc/hosts`, then DNS, asynchronously: SPEC §9), every
+//!   address is vetted, and the connector gets exactly the vetted addresses.
 //!
 //! Both gates end in [`CallbackPolicy::check_ip`]: the IANA special-purpose tables
 //! (`ranges.rs`), the IPv4 embedded in IPv6 forms (`embedded.rs`) and the opened ranges.
-//! Reserved names live in `hostnames.rs`, the delivery-time gate in `resolver.rs`.
+//! Reserved names live in `hostnames.rs`, the delivery-time gate in `resolver.rs`, the
+//! name lookup it uses in `dns.rs`.
 //!
 //! # Wiring it into the delivery client
 //! ```text
 //! reqwest::Client::builder()
 //!     .no_proxy()                                   // a proxy would resolve for us
 //!     .redirect(reqwest::redirect::Policy::none())  // SPEC §2: a 3xx is a failure
-//!     .dns_resolver(Arc::new(VettedResolver::new(policy.clone())))
+//!     .dns_resolver(Arc::new(VettedResolver::new(policy.clone(), dns)))
 //! ```
 //! A URL whose host is a literal address never reaches a resolver, so the delivery code
 //! also runs `policy.check_url(url)` before each attempt (the opened ranges may have
@@ -46,6 +47,7 @@
 //! consults DNS either), so a pinned name is accepted at submit like any name, and its
 //! pinned address is refused or accepted when the callback is attempted.
 
+mod dns;
 mod embedded;
 mod hostnames;
 mod ranges;
@@ -53,11 +55,17 @@ mod resolver;
 
 #[cfg(test)]
 mod resolver_tests;
+/// The integration suite's DNS server (shared source), for the unit tests here and in
+/// `delivery`.
+#[cfg(test)]
+#[path = "../../tests/api/helpers/dns.rs"]
+pub(crate) mod test_dns;
 #[cfg(test)]
 mod tests;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub use dns::{Dns, DnsServers, parse_dns_server};
 pub use resolver::{ResolveError, VettedResolver, parse_pin};
 
 /// The longest `callback_url` accepted, in bytes as submitted (SPEC §4).
@@ -79,7 +87,7 @@ impl Refusal {
 }
 
 /// The callback policy: deny tables, opened ranges and pinned names. Cheap to share
-/// (`Arc`); holds no connection and no cache.
+/// (`Arc`); holds no connection and no cache (DNS lives in [`Dns`], beside it).
 #[derive(Debug, Clone, Default)]
 pub struct CallbackPolicy {
     allowed: Vec<ipnet::IpNet>,

@@ -9,29 +9,35 @@
 //!   denied ones and connects to the rest; an attacker controlling the zone could then
 //!   still steer some attempts inward);
 //! - a policy refusal is a [`Refusal`] (a permanent failure); a failed lookup is not (DNS
-//!   can recover), so [`VettedResolver`] keeps the two apart in its error chain.
+//!   can recover), so [`VettedResolver`] keeps the two apart in its error chain;
+//! - other names go to [`Dns`] (`/etc/hosts`, then DNS, asynchronously): the lookup is
+//!   part of the attempt and ends with it, whatever the DNS server does.
 
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+use super::dns::Dns;
 use super::{CallbackPolicy, Refusal, hostnames};
 
-/// Why [`CallbackPolicy::lookup`] returned no addresses.
+/// Why [`VettedResolver::lookup`] returned no addresses.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     /// The policy refused the name or one of its addresses: permanent.
     #[error(transparent)]
     Refused(#[from] Refusal),
-    /// The DNS lookup failed (no such name, timeout, no resolver): possibly transient.
-    #[error("looking up {host:?} failed: {source}")]
+    /// The DNS lookup failed (no such name, server failure, no server): possibly
+    /// transient.
+    #[error("looking up {host:?} failed: {}", brief(.source))]
     Lookup {
         /// The host that was looked up.
         host: String,
-        /// What the system resolver said.
-        source: std::io::Error,
+        /// What the resolver said.
+        source: NetError,
     },
     /// The lookup succeeded but gave no address.
     #[error("{host:?} has no address")]
@@ -39,6 +45,18 @@ pub enum ResolveError {
         /// The host that was looked up.
         host: String,
     },
+}
+
+/// A failed lookup in a few words: hickory's own text for "no records" quotes the whole
+/// query structure.
+fn brief(e: &NetError) -> String {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(none)) => match none.response_code {
+            ResponseCode::NXDomain => "no such name (NXDOMAIN)".to_owned(),
+            _ => "no address records".to_owned(),
+        },
+        other => other.to_string(),
+    }
 }
 
 impl ResolveError {
@@ -83,38 +101,6 @@ fn normalise_pin_host(host: &str) -> Result<String, String> {
 }
 
 impl CallbackPolicy {
-    /// Delivery-time: pinned address (from --callback-resolve) or DNS
-    /// (`tokio::net::lookup_host`); Err if no address, or if ANY resolved address is
-    /// denied (stricter than svix, which drops denied ones). A failed lookup is reported
-    /// as a `Refusal` too here; use [`CallbackPolicy::lookup`] to tell the two apart.
-    pub async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, Refusal> {
-        self.lookup(host).await.map_err(|e| match e {
-            ResolveError::Refused(refusal) => refusal,
-            other => Refusal(other.to_string()),
-        })
-    }
-
-    /// Like [`CallbackPolicy::resolve`], but keeps a policy refusal (permanent) apart from
-    /// a failed lookup (retryable).
-    pub async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        if let Some(why) = hostnames::reserved(host) {
-            return Err(Refusal(format!("host {host:?} is reserved: {why}")).into());
-        }
-        let addrs = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => match self.pinned(host) {
-                pinned if !pinned.is_empty() => pinned,
-                _ => dns(host).await?,
-            },
-        };
-        self.vet_all(host, &addrs)?;
-        Ok(addrs)
-    }
-
     /// The pinned addresses for `host` (case-insensitive, trailing dots ignored).
     fn pinned(&self, host: &str) -> Vec<IpAddr> {
         let host = host.trim_end_matches('.');
@@ -135,29 +121,6 @@ impl CallbackPolicy {
     }
 }
 
-/// Asks the system resolver; distinct addresses in answer order.
-async fn dns(host: &str) -> Result<Vec<IpAddr>, ResolveError> {
-    let answer =
-        tokio::net::lookup_host((host, 0))
-            .await
-            .map_err(|source| ResolveError::Lookup {
-                host: host.to_owned(),
-                source,
-            })?;
-    let mut addrs: Vec<IpAddr> = Vec::new();
-    for ip in answer.map(|sa| sa.ip()) {
-        if !addrs.contains(&ip) {
-            addrs.push(ip);
-        }
-    }
-    if addrs.is_empty() {
-        return Err(ResolveError::NoAddress {
-            host: host.to_owned(),
-        });
-    }
-    Ok(addrs)
-}
-
 /// reqwest DNS resolver that hands the connector only vetted addresses (no second
 /// lookup). Install it with `ClientBuilder::dns_resolver` together with `no_proxy()` (a
 /// proxy would resolve the name itself). Literal-IP URLs never reach a resolver: they
@@ -165,20 +128,61 @@ async fn dns(host: &str) -> Result<Vec<IpAddr>, ResolveError> {
 #[derive(Debug, Clone)]
 pub struct VettedResolver {
     policy: Arc<CallbackPolicy>,
+    dns: Arc<Dns>,
 }
 
 impl VettedResolver {
-    /// A resolver applying `policy`.
-    pub fn new(policy: Arc<CallbackPolicy>) -> Self {
-        Self { policy }
+    /// A resolver applying `policy`, asking `dns` for names that are not pinned.
+    pub fn new(policy: Arc<CallbackPolicy>, dns: Arc<Dns>) -> Self {
+        Self { policy, dns }
+    }
+
+    /// The vetted addresses of `host`: a literal address, the pinned addresses
+    /// (`--callback-resolve`; DNS is never asked), or the hosts file's or DNS's answer.
+    /// `Refused` if the name is reserved or ANY address is denied (stricter than svix,
+    /// which drops denied ones); `Lookup`/`NoAddress` when there is nothing to vet.
+    pub async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if let Some(why) = hostnames::reserved(host) {
+            return Err(Refusal(format!("host {host:?} is reserved: {why}")).into());
+        }
+        let addrs = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => match self.policy.pinned(host) {
+                pinned if !pinned.is_empty() => pinned,
+                _ => self.ask_dns(host).await?,
+            },
+        };
+        self.policy.vet_all(host, &addrs)?;
+        Ok(addrs)
+    }
+
+    async fn ask_dns(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        let addrs = self
+            .dns
+            .addresses(host)
+            .await
+            .map_err(|source| ResolveError::Lookup {
+                host: host.to_owned(),
+                source,
+            })?;
+        if addrs.is_empty() {
+            return Err(ResolveError::NoAddress {
+                host: host.to_owned(),
+            });
+        }
+        Ok(addrs)
     }
 }
 
 impl Resolve for VettedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let policy = Arc::clone(&self.policy);
+        let this = self.clone();
         Box::pin(async move {
-            let addrs = policy
+            let addrs = this
                 .lookup(name.as_str())
                 .await
                 .map_err(ResolveError::into_boxed)?;

@@ -6,6 +6,7 @@ use chrono::DateTime;
 use serde_json::{Value, json};
 
 use crate::both_backends;
+use crate::helpers::hostile::{HostileReceiver, Misbehaviour};
 use crate::helpers::receiver::{Receiver, Reply};
 use crate::helpers::webhooks::verifies;
 use crate::helpers::{Backend, TestApp, work};
@@ -294,6 +295,68 @@ async fn a_failure_of_the_work_is_reported_to_the_callback(backend: Backend) {
     );
 }
 
+/// SPEC §9 "Bounded delivery" and "Faults": a complete 2xx head within the timeout is a
+/// delivery whatever the body does; a head or a handshake that never completes ends the
+/// attempt at its timeout; every hostile connection is dropped by then; and a healthy
+/// receiver is served meanwhile.
+async fn hostile_receivers_cost_one_bounded_attempt_and_harm_nothing(backend: Backend) {
+    const TIMEOUT_MS: f64 = 500.0;
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--callback-timeout-ms", TIMEOUT_MS)
+        .arg("--callback-max-attempts", 1)
+        .spawn()
+        .await;
+    let healthy = Receiver::ok().await;
+    // (misbehaviour, scheme, delivered at the head?)
+    let cases = [
+        (Misbehaviour::HugeBody, "http", true),
+        (Misbehaviour::EndlessBody, "http", true),
+        (Misbehaviour::StalledBody, "http", true),
+        (Misbehaviour::EndlessHeaders, "http", false),
+        (Misbehaviour::Silent, "https", false),
+    ];
+    let mut running = Vec::new();
+    for (how, scheme, delivered) in cases {
+        let receiver = HostileReceiver::start("127.0.0.1", how).await;
+        let id = app
+            .submit_async("hostile", &receiver.url(scheme, "/hook"))
+            .await;
+        running.push((how, receiver, id, delivered));
+    }
+    let id = app.submit_async("healthy", &healthy.url("/")).await;
+    assert_eq!(
+        app.wait_terminal(&id, WAIT).await["callback_status"],
+        "sent"
+    );
+
+    for (how, receiver, id, delivered) in &running {
+        let record = app.wait_terminal(id, WAIT).await;
+        let attempt = &record["attempts"][0];
+        let ms = attempt["duration_ms"].as_f64().unwrap();
+        assert_eq!(record["callback_attempts"], 1, "{how:?}: {record}");
+        if *delivered {
+            assert_eq!(record["callback_status"], "sent", "{how:?}: {record}");
+            assert_eq!(attempt["status_code"], 200, "{how:?}");
+            assert!(ms < TIMEOUT_MS, "{how:?}: {attempt}");
+        } else {
+            assert_eq!(record["callback_status"], "failed", "{how:?}: {record}");
+            assert!(attempt["status_code"].is_null(), "{how:?}");
+            assert_eq!(attempt["error"], "timeout after 500 ms", "{how:?}");
+            assert!(
+                (TIMEOUT_MS..TIMEOUT_MS + 1000.0).contains(&ms),
+                "{how:?}: {attempt}"
+            );
+        }
+        // The connection is gone by the attempt's deadline (plus scheduling slack).
+        let lived = receiver.wait_closed(1, Duration::from_secs(5)).await;
+        assert!(lived[0] < Duration::from_millis(1500), "{how:?}: {lived:?}");
+        assert_eq!(receiver.connections(), 1, "{how:?}");
+    }
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(healthy.hits().len(), 1);
+}
+
 both_backends!(
     an_async_request_is_acknowledged_then_called_back_signed,
     a_configured_signing_secret_signs_every_callback,
@@ -303,4 +366,5 @@ both_backends!(
     a_slow_receiver_times_out,
     retry_after_on_503_is_honoured,
     a_failure_of_the_work_is_reported_to_the_callback,
+    hostile_receivers_cost_one_bounded_attempt_and_harm_nothing,
 );

@@ -50,6 +50,16 @@ async fn bad_configuration_exits_2_with_a_one_line_reason() {
             "callback-resolve",
         ),
         (
+            &["serve", "--callback-dns-server", "dns.example:53"],
+            &[],
+            "callback-dns-server",
+        ),
+        (
+            &["serve"],
+            &[("CONSUMA_CALLBACK_DNS_SERVER", "127.0.0.1:99999")],
+            "callback-dns-server",
+        ),
+        (
             &["serve", "--signing-secret", "not-a-secret"],
             &[],
             "signing-secret",

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::both_backends;
+use crate::helpers::dns::DnsServer;
 use crate::helpers::receiver::{Receiver, Reply};
 use crate::helpers::{Backend, TestApp};
 
@@ -82,36 +83,36 @@ async fn connection_counter(ip: &str) -> (u16, Arc<AtomicUsize>) {
     (port, count)
 }
 
-/// The first name /etc/hosts maps to 127.0.0.1, other than the reserved `localhost`.
-fn hosts_name_for_loopback() -> Option<String> {
-    let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
-    hosts
-        .lines()
-        .find_map(|l| {
-            let mut words = l.split('#').next()?.split_whitespace();
-            (words.next()? == "127.0.0.1")
-                .then(|| words.find(|w| !w.ends_with("localhost") && !w.contains("localhost.")))?
-        })
-        .map(str::to_owned)
-}
-
 async fn names_resolving_to_denied_addresses_are_refused_at_delivery(backend: Backend) {
-    // Receivers live on 127.0.0.2, the only opened address; 127.0.0.1 stays denied.
+    // Receivers live on 127.0.0.2, the only opened address; 127.0.0.1 stays denied. Names
+    // are pinned, or answered by a DNS server of the test's own on loopback.
     let good = Receiver::scripted("127.0.0.2", |_| Reply::status(200)).await;
     let (port, connections) = connection_counter("127.0.0.1").await;
+    let dns = DnsServer::start(
+        "127.0.0.1",
+        &[
+            ("rebind.dns.test", &["127.0.0.1"]),
+            ("mixed.dns.test", &["127.0.0.2", "127.0.0.1"]),
+            ("dual.dns.test", &["127.0.0.2", "::1"]),
+            ("good.dns.test", &["127.0.0.2"]),
+        ],
+    )
+    .await;
     let app = TestApp::builder(backend)
         .arg("--allow-callback-cidr", "127.0.0.2/32")
         .arg("--callback-resolve", "rebind.test=127.0.0.1")
-        .arg("--callback-resolve", format!("good.test={}", "127.0.0.2"))
+        .arg("--callback-resolve", "good.test=127.0.0.2")
+        .arg("--callback-dns-server", dns.addr)
         .spawn()
         .await;
-    let mut denied = vec![format!("http://rebind.test:{port}/hook")];
-    match hosts_name_for_loopback() {
-        Some(name) => denied.push(format!("http://{name}:{port}/hook")),
-        None => eprintln!("note: /etc/hosts maps no extra name to 127.0.0.1; that case is skipped"),
-    }
-    for url in &denied {
-        let id = app.submit_async("x", url).await;
+    for (host, denied) in [
+        ("rebind.test", "127.0.0.1"),
+        ("rebind.dns.test", "127.0.0.1"),
+        ("mixed.dns.test", "127.0.0.1"),
+        ("dual.dns.test", "::1"),
+    ] {
+        let url = format!("http://{host}:{port}/hook");
+        let id = app.submit_async("x", &url).await;
         let record = app.wait_terminal(&id, Duration::from_secs(20)).await;
         assert_eq!(record["callback_status"], "failed", "{url}");
         assert_eq!(
@@ -120,7 +121,7 @@ async fn names_resolving_to_denied_addresses_are_refused_at_delivery(backend: Ba
         );
         let reason = record["callback_last_error"].as_str().unwrap();
         assert!(
-            reason.contains("refused") && reason.contains("127.0.0.1"),
+            reason.contains("refused") && reason.contains(denied),
             "{url}: {reason}"
         );
     }
@@ -129,14 +130,13 @@ async fn names_resolving_to_denied_addresses_are_refused_at_delivery(backend: Ba
         0,
         "no connection to a denied address"
     );
-    let id = app
-        .submit_async("x", &format!("http://good.test:{}/hook", good.addr.port()))
-        .await;
-    assert_eq!(
-        app.wait_terminal(&id, Duration::from_secs(20)).await["callback_status"],
-        "sent"
-    );
-    assert_eq!(good.hits().len(), 1);
+    for host in ["good.test", "good.dns.test"] {
+        let url = format!("http://{host}:{}/hook", good.addr.port());
+        let id = app.submit_async("x", &url).await;
+        let record = app.wait_terminal(&id, Duration::from_secs(20)).await;
+        assert_eq!(record["callback_status"], "sent", "{url}: {record}");
+    }
+    assert_eq!(good.hits().len(), 2);
     // A literal denied address is refused before it is even accepted.
     let r = app
         .post_json(
@@ -145,6 +145,31 @@ async fn names_resolving_to_denied_addresses_are_refused_at_delivery(backend: Ba
         )
         .await;
     assert_eq!(r.status(), 400);
+}
+
+async fn a_dns_server_that_never_answers_costs_one_attempt_each_time(backend: Backend) {
+    let dns = DnsServer::silent("127.0.0.1").await;
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--callback-dns-server", dns.addr)
+        .arg("--callback-timeout-ms", 500)
+        .arg("--callback-max-attempts", 2)
+        .arg("--callback-base-delay-ms", 20)
+        .spawn()
+        .await;
+    let id = app.submit_async("x", "http://silent.dns.test:9/hook").await;
+    let record = app.wait_terminal(&id, Duration::from_secs(20)).await;
+    assert_eq!(record["callback_status"], "failed");
+    let attempts = record["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "a lookup failure is retried: {record}");
+    for attempt in attempts {
+        assert_eq!(attempt["error"], "timeout after 500 ms", "{attempt}");
+        assert!(attempt["status_code"].is_null());
+        let ms = attempt["duration_ms"].as_f64().unwrap();
+        assert!((500.0..1500.0).contains(&ms), "{attempt}");
+    }
+    assert!(dns.questions() > 0);
+    assert_eq!(app.get("/healthz").await.status(), 200);
 }
 
 async fn reserved_names_stay_refused_even_with_loopback_opened(backend: Backend) {
@@ -170,5 +195,6 @@ both_backends!(
     every_reject_case_is_a_400_naming_the_reason,
     every_accept_case_is_acknowledged_by_an_accept_only_instance,
     names_resolving_to_denied_addresses_are_refused_at_delivery,
+    a_dns_server_that_never_answers_costs_one_attempt_each_time,
     reserved_names_stay_refused_even_with_loopback_opened,
 );

@@ -1,5 +1,6 @@
-//! The client against real axum receivers on loopback, with the callback policy on and
-//! only loopback ranges opened: no test sends a packet beyond 127.0.0.0/8.
+//! The client against real axum receivers, raw hostile receivers and a DNS server of our
+//! own, all on loopback, with the callback policy on and only loopback ranges opened: no
+//! test sends a packet beyond 127.0.0.0/8.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,6 +15,13 @@ use futures::StreamExt as _;
 
 use super::*;
 use crate::delivery::Verdict;
+
+use crate::ssrf::test_dns::DnsServer;
+
+/// The integration suite's hostile receivers, shared source.
+#[path = "../../../tests/api/helpers/hostile.rs"]
+mod hostile;
+use hostile::{HostileReceiver, Misbehaviour};
 
 const BODY: &str = r#"{"request_id":"r-1","status":"completed"}"#;
 const ID: &str = "0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b";
@@ -114,8 +122,19 @@ fn loopback_policy() -> Arc<CallbackPolicy> {
 static SECRET: std::sync::LazyLock<SigningSecret> =
     std::sync::LazyLock::new(SigningSecret::generate);
 
+/// A client whose DNS lookups go to port 9 of loopback, where nothing answers: the tests
+/// that use it name their receivers by address or by pin.
 fn client(policy: Arc<CallbackPolicy>, timeout: Duration) -> (CallbackClient, SigningSecret) {
-    let client = CallbackClient::new(policy, timeout).unwrap();
+    client_with_dns(policy, timeout, "127.0.0.1:9".parse().unwrap())
+}
+
+fn client_with_dns(
+    policy: Arc<CallbackPolicy>,
+    timeout: Duration,
+    dns: SocketAddr,
+) -> (CallbackClient, SigningSecret) {
+    let dns = DnsServers::At(dns);
+    let client = CallbackClient::new(policy, timeout, dns).unwrap();
     (client, SECRET.clone())
 }
 
@@ -379,4 +398,158 @@ async fn a_tls_failure_is_retried_not_a_panic() {
     assert_eq!(outcome.status_code, None);
     let error = outcome.error.unwrap();
     assert!(error.starts_with("connect error: "), "{error}");
+}
+
+const SHORT: Duration = Duration::from_millis(400);
+/// Scheduling slack on a shared 2-core machine.
+const SLACK: Duration = Duration::from_millis(600);
+
+/// The attempt failed by running out of its `SHORT` timeout, and took about that long.
+fn assert_timed_out(outcome: &AttemptOutcome) {
+    assert_eq!(outcome.verdict, Verdict::Retry { retry_after: None });
+    assert_eq!(outcome.status_code, None, "{outcome:?}");
+    assert_eq!(outcome.error.as_deref(), Some("timeout after 400 ms"));
+    assert!(outcome.duration >= SHORT, "{outcome:?}");
+    assert!(outcome.duration < SHORT + SLACK, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_name_resolved_through_dns_is_delivered_to_its_address() {
+    let receiver = Receiver::start(Behaviour::Reply(204, vec![])).await;
+    let dns = DnsServer::start("127.0.0.1", &[("hooks.dns.test", &["127.0.0.1"])]).await;
+    let (client, _) = client_with_dns(loopback_policy(), SHORT, dns.addr);
+    let url = format!("http://hooks.dns.test:{}/hook", receiver.addr.port());
+    let outcome = client.attempt(delivery(&url)).await;
+    assert_eq!(outcome.verdict, Verdict::Delivered, "{outcome:?}");
+    assert_eq!(receiver.hit_count(), 1);
+}
+
+#[tokio::test]
+async fn a_dns_server_that_never_answers_costs_one_attempt_ending_at_the_timeout() {
+    let dns = DnsServer::silent("127.0.0.1").await;
+    let (client, _) = client_with_dns(loopback_policy(), SHORT, dns.addr);
+    let outcome = client
+        .attempt(delivery("http://never.dns.test:9/hook"))
+        .await;
+    assert_timed_out(&outcome);
+    assert!(dns.questions() > 0, "the lookup went to the silent server");
+}
+
+#[tokio::test]
+async fn an_unknown_name_is_a_dns_error_to_retry_not_a_refusal() {
+    let dns = DnsServer::start("127.0.0.1", &[]).await;
+    let (client, _) = client_with_dns(loopback_policy(), Duration::from_secs(5), dns.addr);
+    let outcome = client
+        .attempt(delivery("http://nowhere.dns.test:9/hook?token=secret"))
+        .await;
+    assert_eq!(outcome.verdict, Verdict::Retry { retry_after: None });
+    let error = outcome.error.unwrap();
+    assert!(error.starts_with("dns error: "), "{error}");
+    assert_eq!(
+        error,
+        r#"dns error: looking up "nowhere.dns.test" failed: no such name (NXDOMAIN)"#
+    );
+    assert!(!error.contains("token"), "{error}");
+}
+
+#[tokio::test]
+async fn a_dns_answer_with_one_denied_address_is_refused_without_connecting() {
+    let (addr, connections) = connection_counter().await;
+    let dns = DnsServer::start(
+        "127.0.0.1",
+        &[("mixed.dns.test", &["127.0.0.2", "127.0.0.1"])],
+    )
+    .await;
+    let policy = CallbackPolicy::new(vec!["127.0.0.2/32".parse().unwrap()], vec![]);
+    let (client, _) = client_with_dns(Arc::new(policy), Duration::from_secs(5), dns.addr);
+    let url = format!("http://mixed.dns.test:{}/hook", addr.port());
+    let outcome = client.attempt(delivery(&url)).await;
+    assert_eq!(outcome.verdict, Verdict::Permanent, "{outcome:?}");
+    assert!(outcome.error.unwrap().contains("127.0.0.1"));
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn headers_that_never_end_time_out() {
+    let receiver = HostileReceiver::start("127.0.0.1", Misbehaviour::EndlessHeaders).await;
+    let (client, _) = client(loopback_policy(), SHORT);
+    let outcome = client.attempt(delivery(&receiver.url("http", "/"))).await;
+    assert_timed_out(&outcome);
+    receiver.wait_closed(1, SLACK).await;
+}
+
+#[tokio::test]
+async fn a_tls_handshake_that_never_ends_times_out() {
+    let receiver = HostileReceiver::start("127.0.0.1", Misbehaviour::Silent).await;
+    let (client, _) = client(loopback_policy(), SHORT);
+    let outcome = client.attempt(delivery(&receiver.url("https", "/"))).await;
+    assert_timed_out(&outcome);
+    receiver.wait_closed(1, SLACK).await;
+}
+
+#[tokio::test]
+async fn a_huge_body_is_not_read_past_its_first_64_kib() {
+    let receiver = HostileReceiver::start("127.0.0.1", Misbehaviour::HugeBody).await;
+    let (client, _) = client(loopback_policy(), Duration::from_secs(30));
+    let outcome = client.attempt(delivery(&receiver.url("http", "/"))).await;
+    assert_eq!(outcome.verdict, Verdict::Delivered, "{outcome:?}");
+    // Dropped after 64 KiB, long before the 30 s deadline (or the 1 GiB end).
+    let lived = receiver.wait_closed(1, Duration::from_secs(5)).await;
+    assert!(lived[0] < Duration::from_secs(5), "{lived:?}");
+}
+
+#[tokio::test]
+async fn a_body_that_never_ends_is_not_waited_for() {
+    let receiver = HostileReceiver::start("127.0.0.1", Misbehaviour::EndlessBody).await;
+    let (client, _) = client(loopback_policy(), Duration::from_secs(30));
+    let outcome = client.attempt(delivery(&receiver.url("http", "/"))).await;
+    assert_eq!(outcome.verdict, Verdict::Delivered, "{outcome:?}");
+    assert!(outcome.duration < Duration::from_secs(1), "{outcome:?}");
+    // 64 KiB at 1 KiB per 5 ms: dropped after about a third of a second.
+    let lived = receiver.wait_closed(1, Duration::from_secs(5)).await;
+    assert!(lived[0] < Duration::from_secs(5), "{lived:?}");
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_dropped_at_the_attempts_deadline() {
+    let receiver = HostileReceiver::start("127.0.0.1", Misbehaviour::StalledBody).await;
+    let (client, _) = client(loopback_policy(), SHORT);
+    let outcome = client.attempt(delivery(&receiver.url("http", "/"))).await;
+    assert_eq!(outcome.verdict, Verdict::Delivered, "{outcome:?}");
+    assert!(outcome.duration < SHORT, "{outcome:?}");
+    let lived = receiver.wait_closed(1, SHORT + SLACK).await;
+    assert!(lived[0] >= SHORT - Duration::from_millis(50), "{lived:?}");
+}
+
+#[tokio::test]
+async fn a_small_body_is_read_so_the_connection_is_reused() {
+    let receiver = HostileReceiver::start("127.0.0.1", Misbehaviour::BodyAfterHead(60_000)).await;
+    let (client, _) = client(loopback_policy(), Duration::from_secs(5));
+    let url = receiver.url("http", "/");
+    for _ in 0..3 {
+        let outcome = client.attempt(delivery(&url)).await;
+        assert_eq!(outcome.verdict, Verdict::Delivered, "{outcome:?}");
+        // The body comes 50 ms after the head: let the reading task finish it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(receiver.requests(), 3);
+    assert_eq!(receiver.connections(), 1, "one keep-alive connection");
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_costs_the_connection() {
+    let receiver =
+        HostileReceiver::start("127.0.0.1", Misbehaviour::BodyAfterHead(1_000_000)).await;
+    let (client, _) = client(loopback_policy(), Duration::from_secs(5));
+    let url = receiver.url("http", "/");
+    for _ in 0..2 {
+        let outcome = client.attempt(delivery(&url)).await;
+        assert_eq!(outcome.verdict, Verdict::Delivered, "{outcome:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        receiver.connections(),
+        2,
+        "the first was dropped, not reused"
+    );
 }

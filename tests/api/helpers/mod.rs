@@ -1,8 +1,11 @@
 //! Test harness: start the real binary ([`TestApp`]), on a fresh database of either
-//! backend ([`Backend`]), and receive its callbacks ([`receiver`]).
+//! backend ([`Backend`]), and receive its callbacks ([`receiver`]; misbehaving ones in
+//! [`hostile`]), resolving callback names through a DNS server of the test's own ([`dns`]).
 
 #![allow(dead_code)] // Each test module uses a different part of the harness.
 
+pub mod dns;
+pub mod hostile;
 pub mod receiver;
 pub mod webhooks;
 
