@@ -9,6 +9,8 @@ pub mod ops;
 pub mod requests;
 pub mod state;
 pub mod submit;
+/// The operator console at /ui (SPEC §11): embedded files, a client of the routes above.
+pub mod ui;
 
 use axum::Router;
 use axum::routing::get;
@@ -48,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         get(move || async move { ([("content-type", "application/json")], openapi_json) }),
     )
     .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
+    .merge(ui::routes())
     .with_state(state)
     // Open mode: every caller is the tenant `default` (SPEC §10).
     .layer(axum::middleware::from_fn(

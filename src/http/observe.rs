@@ -92,6 +92,7 @@ pub fn route_label(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
         p if p == "/docs" || p.starts_with("/docs/") => "/docs",
+        p if p == "/ui" || p.starts_with("/ui/") => "/ui",
         p if p.starts_with("/requests/") => "/requests/{id}",
         p if p.starts_with("/problems/") => "/problems/{slug}",
         _ => "unmatched",

@@ -9,6 +9,7 @@ mod helpers;
 mod callbacks;
 mod config;
 mod conformance;
+mod console;
 mod durability;
 mod errors;
 mod idempotency;

@@ -1,0 +1,484 @@
+// The operator console (SPEC §11): a client of the public JSON API and nothing else.
+//
+// Every page is this one module on one HTML shell (ui/index.html): it asks GET /me who
+// the key is, then draws the page the URL names — /ui (the list and the chart) or
+// /ui/requests/<id> (one request) — and keeps it current by polling. Links are real
+// links, so every view is a URL that loads directly. The API key, when the service
+// requires one, lives in sessionStorage and goes out as `Authorization: Bearer`.
+//
+// Every value from the API enters the page as text (`Node.append` of a string,
+// `setAttribute`), never as markup: nothing here assigns innerHTML.
+
+const KEY = 'consuma.apiKey';
+const LIST_POLL_MS = 2000;
+const RECORD_POLL_MS = 2000;
+const CHART_POLL_MS = 10000;
+const PAGE_SIZE = 50;
+const FILTERS = {
+  mode: ['sync', 'async'],
+  status: ['pending', 'processing', 'completed', 'failed'],
+  callback_status: ['pending', 'sent', 'failed'],
+};
+
+// ---- DOM: values go in as text, never as markup ------------------------------------
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+function build(el, attrs, children) {
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith('on')) el.addEventListener(name.slice(2), value);
+    else el.setAttribute(name, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) el.append(child);
+  }
+  return el;
+}
+
+/** An HTML element; string children become text nodes. */
+const h = (tag, attrs, ...children) => build(document.createElement(tag), attrs, children);
+/** An SVG element. */
+const s = (tag, attrs, ...children) => build(document.createElementNS(SVG_NS, tag), attrs, children);
+
+const main = () => document.getElementById('main');
+
+/** Replaces the page's content; pollers of the previous page see `generation` change. */
+let generation = 0;
+function show(...children) {
+  generation += 1;
+  main().replaceChildren(...children);
+  return generation;
+}
+
+/** Runs `tick` now and then every `ms` while the page drawn at `gen` is still shown. */
+function poll(gen, ms, tick) {
+  const run = async () => {
+    if (gen !== generation) return;
+    await tick();
+    if (gen === generation) setTimeout(run, ms);
+  };
+  run();
+}
+
+// ---- The API -------------------------------------------------------------------------
+
+/** The key was refused (401): the caller must sign in again. */
+class Refused extends Error {}
+
+/** Any other error answer, with its problem+json body when there is one. */
+class ApiError extends Error {
+  constructor(status, problem) {
+    super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem || {};
+  }
+}
+
+async function api(path, method = 'GET') {
+  const headers = { Accept: 'application/json' };
+  const key = sessionStorage.getItem(KEY);
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const response = await fetch(path, { method, headers, cache: 'no-store' });
+  if (response.status === 401) throw new Refused();
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, body);
+  return body;
+}
+
+/** Sends the caller back to the sign-in form when a key is refused mid-session. */
+function failed(err, status) {
+  if (err instanceof Refused) return signIn(true);
+  status.textContent = `Could not reach the service: ${err.message}`;
+}
+
+// ---- Formatting ----------------------------------------------------------------------
+
+/** `2026-01-31T12:00:00.123Z` → `2026-01-31 12:00:00 UTC`, in a <time>. */
+function when(iso) {
+  if (!iso) return '—';
+  return h('time', { datetime: iso }, `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`);
+}
+
+const badge = (value) => (value ? h('span', { class: `badge ${value}` }, value) : '—');
+const json = (value) => h('pre', {}, value === null || value === undefined ? '—' : JSON.stringify(value, null, 2));
+const requestHref = (id) => `/ui/requests/${encodeURIComponent(id)}`;
+
+// ---- Who is calling, and signing in --------------------------------------------------
+
+async function start() {
+  let me;
+  try {
+    me = await api('/me');
+  } catch (err) {
+    if (err instanceof Refused) return signIn(sessionStorage.getItem(KEY) !== null);
+    show(h('p', { role: 'alert' }, `Could not reach the service: ${err.message}`));
+    return;
+  }
+  enter(me);
+}
+
+function enter(me) {
+  account(me);
+  const match = location.pathname.match(/^\/ui\/requests\/([^/]+)\/?$/);
+  if (match) requestPage(decodeURIComponent(match[1]));
+  else listPage(me);
+}
+
+/** The account corner: who the key is, and a way out. */
+function account(me) {
+  const nav = document.getElementById('account');
+  if (!me) return nav.replaceChildren();
+  if (!me.auth_required) return nav.replaceChildren(h('span', {}, 'Open mode: no API keys'));
+  const signOut = h('button', { type: 'button', class: 'link', onclick: () => {
+    sessionStorage.removeItem(KEY);
+    signIn(false);
+  } }, 'Sign out');
+  nav.replaceChildren(h('span', {}, `Tenant ${me.tenant}${me.admin ? ' (admin)' : ''}`), signOut);
+}
+
+/** The sign-in form (SPEC §11); `refused` when the stored key was just refused. */
+function signIn(refused) {
+  sessionStorage.removeItem(KEY);
+  account(null);
+  const alert = h('p', { role: 'alert', class: 'error' });
+  const input = h('input', {
+    id: 'api-key', name: 'api-key', type: 'password', required: true,
+    autocomplete: 'off', spellcheck: 'false',
+  });
+  const form = h('form', { class: 'card signin', onsubmit: submit },
+    h('h1', {}, 'Sign in'),
+    h('p', {}, 'This service requires an API key. It is kept in this browser tab only.'),
+    h('label', { for: 'api-key' }, 'API key'), input,
+    h('button', { type: 'submit' }, 'Sign in'),
+    alert);
+  show(form);
+  if (refused) alert.textContent = 'Invalid API key';
+  input.focus();
+
+  async function submit(event) {
+    event.preventDefault();
+    alert.textContent = '';
+    const key = input.value.trim();
+    // A header value must be visible ASCII; anything else cannot be a key.
+    if (!/^[\x21-\x7e]+$/.test(key)) return refuse();
+    sessionStorage.setItem(KEY, key);
+    try {
+      enter(await api('/me'));
+    } catch (err) {
+      if (err instanceof Refused) return refuse();
+      sessionStorage.removeItem(KEY);
+      alert.textContent = `Could not reach the service: ${err.message}`;
+    }
+  }
+
+  function refuse() {
+    sessionStorage.removeItem(KEY);
+    alert.textContent = 'Invalid API key';
+    input.select();
+  }
+}
+
+// ---- The requests list ---------------------------------------------------------------
+
+const COLUMNS = ['Request id', 'Tenant', 'Mode', 'Status', 'Callback status', 'Created'];
+
+/** The filters and page named by the URL's query (unknown values are dropped). */
+function listQuery(me) {
+  const url = new URLSearchParams(location.search);
+  const query = new URLSearchParams();
+  for (const [name, allowed] of Object.entries(FILTERS)) {
+    if (allowed.includes(url.get(name))) query.set(name, url.get(name));
+  }
+  if (me.admin && url.get('tenant')) query.set('tenant', url.get('tenant'));
+  if (url.get('cursor')) query.set('cursor', url.get('cursor'));
+  return query;
+}
+
+function select(name, label, values, query) {
+  const id = `filter-${name}`;
+  const options = [h('option', { value: '' }, 'Any'),
+    ...values.map((v) => h('option', { value: v, selected: query.get(name) === v }, v))];
+  return h('div', { class: 'field' }, h('label', { for: id }, label), h('select', { id, name }, options));
+}
+
+function listPage(me) {
+  let query = listQuery(me);
+  const count = h('p', { class: 'count', 'aria-live': 'polite' });
+  const status = h('p', { class: 'status', role: 'status' });
+  const rows = h('tbody');
+  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
+  const chart = h('figure', { class: 'chart' });
+  const filters = h('form', { class: 'filters', 'aria-label': 'Filters', onsubmit: (e) => e.preventDefault() },
+    select('mode', 'Mode', FILTERS.mode, query),
+    select('status', 'Status', FILTERS.status, query),
+    select('callback_status', 'Callback status', FILTERS.callback_status, query),
+    me.admin && h('div', { class: 'field' }, h('label', { for: 'filter-tenant' }, 'Tenant'),
+      h('input', { id: 'filter-tenant', name: 'tenant', value: query.get('tenant') || '',
+        autocomplete: 'off', spellcheck: 'false', pattern: '[a-z0-9_\\-]{1,64}' })));
+  const gen = show(
+    h('h1', {}, 'Requests'),
+    chartSection(chart),
+    h('div', { class: 'tools' }, filters, searchForm()),
+    count, status,
+    h('div', { class: 'table' }, h('table', { class: 'requests' },
+      h('caption', { class: 'visually-hidden' }, 'Requests, newest first'),
+      h('thead', {}, h('tr', {}, COLUMNS.map((t) => h('th', { scope: 'col' }, t)))),
+      rows)),
+    pager);
+
+  // A changed filter starts again from the newest page, and is kept in the URL.
+  filters.addEventListener('change', () => {
+    query = new URLSearchParams();
+    for (const field of filters.elements) {
+      if (field.value && field.checkValidity()) query.set(field.name, field.value.trim());
+    }
+    history.replaceState(null, '', query.size ? `/ui?${query}` : '/ui');
+    refresh();
+  });
+
+  async function refresh() {
+    const asked = query.toString();
+    let page;
+    try {
+      page = await api(`/requests?${asked}${asked ? '&' : ''}limit=${PAGE_SIZE}`);
+    } catch (err) {
+      return failed(err, status);
+    }
+    if (asked !== query.toString()) return; // The filters changed while this was in flight.
+    status.textContent = '';
+    renderRows(rows, page.requests);
+    const shown = page.requests.length;
+    count.textContent = shown === page.total
+      ? `${page.total} ${page.total === 1 ? 'request' : 'requests'}`
+      : `Showing ${shown} of ${page.total} requests`;
+    renderPager(pager, query, page.next_cursor);
+  }
+  poll(gen, LIST_POLL_MS, refresh);
+  poll(gen, CHART_POLL_MS, () => refreshChart(chart));
+}
+
+/** Rows keyed by request id: existing rows are updated in place (focus stays put). */
+function renderRows(tbody, requests) {
+  const existing = new Map([...tbody.rows].map((tr) => [tr.dataset.id, tr]));
+  requests.forEach((r, i) => {
+    const cells = [
+      h('a', { href: requestHref(r.id) }, h('code', {}, r.id)),
+      r.tenant, r.mode, badge(r.status), badge(r.callback_status), when(r.created_at),
+    ];
+    let tr = existing.get(r.id);
+    if (!tr) {
+      tr = h('tr', { 'data-id': r.id }, cells.map((c, j) => h('td', { 'data-label': COLUMNS[j] }, c)));
+    } else {
+      cells.slice(1).forEach((c, j) => tr.cells[j + 1].replaceChildren(c));
+      existing.delete(r.id);
+    }
+    if (tbody.rows[i] !== tr) tbody.insertBefore(tr, tbody.rows[i] || null);
+  });
+  for (const gone of existing.values()) gone.remove();
+  if (!requests.length) {
+    tbody.append(h('tr', { 'data-id': '' }, h('td', { colspan: 6 }, 'No requests match.')));
+  }
+}
+
+function renderPager(nav, query, nextCursor) {
+  const links = [];
+  if (query.get('cursor')) {
+    const first = new URLSearchParams(query);
+    first.delete('cursor');
+    links.push(h('a', { href: first.size ? `/ui?${first}` : '/ui' }, 'Newest requests'));
+  }
+  if (nextCursor) {
+    const next = new URLSearchParams(query);
+    next.set('cursor', nextCursor);
+    links.push(h('a', { href: `/ui?${next}` }, 'Older requests'));
+  }
+  nav.replaceChildren(...links);
+}
+
+/** `Request id` + `Search`: opens that request's page, or says there is none. */
+function searchForm() {
+  const input = h('input', { id: 'search-id', name: 'id', autocomplete: 'off', spellcheck: 'false' });
+  const message = h('p', { class: 'status', role: 'status' });
+  return h('form', { class: 'search', role: 'search', onsubmit: go },
+    h('div', { class: 'field' }, h('label', { for: 'search-id' }, 'Request id'), input),
+    h('button', { type: 'submit' }, 'Search'), message);
+
+  async function go(event) {
+    event.preventDefault();
+    const id = input.value.trim();
+    message.textContent = '';
+    if (!id) return (message.textContent = 'Enter a request id.');
+    try {
+      await api(`/requests/${encodeURIComponent(id)}`);
+      location.assign(requestHref(id));
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) message.textContent = `No request with id ${id}.`;
+      else failed(err, message);
+    }
+  }
+}
+
+// ---- The chart of callbacks per minute ----------------------------------------------
+
+function chartSection(figure) {
+  return h('section', { 'aria-labelledby': 'chart-heading' },
+    h('h2', { id: 'chart-heading' }, 'Callbacks in the last hour'), figure);
+}
+
+async function refreshChart(figure) {
+  try {
+    drawChart(figure, (await api('/stats/callbacks')).minutes);
+  } catch (err) {
+    if (err instanceof Refused) return signIn(true);
+    figure.replaceChildren(h('p', { class: 'status' }, `Chart unavailable: ${err.message}`));
+  }
+}
+
+const hhmm = (iso) => iso.slice(11, 16);
+
+/** Stacked bars per minute (delivered below, failed above), with a text alternative. */
+function drawChart(figure, minutes) {
+  const W = 600, H = 170, left = 34, bottom = 22, top = 8;
+  const total = (m) => m.delivered + m.failed;
+  const max = Math.max(1, ...minutes.map(total));
+  const sum = (k) => minutes.reduce((n, m) => n + m[k], 0);
+  const step = (W - left) / Math.max(1, minutes.length);
+  const y = (n) => H - bottom - ((H - bottom - top) * n) / max;
+  const summary = `Last hour: ${sum('delivered')} delivered, ${sum('failed')} failed`;
+  const bars = minutes.map((m, i) => {
+    const x = left + i * step + 1;
+    const label = `${hhmm(m.minute)} UTC: ${m.delivered} delivered, ${m.failed} failed`;
+    return s('g', {}, s('title', {}, label),
+      m.delivered && s('rect', { class: 'delivered', x, width: step - 2, y: y(m.delivered), height: y(0) - y(m.delivered) }),
+      m.failed && s('rect', { class: 'failed', x, width: step - 2, y: y(total(m)), height: y(0) - y(m.failed) }));
+  });
+  const axis = minutes.length ? [
+    s('text', { x: left, y: H - 6 }, hhmm(minutes[0].minute)),
+    s('text', { x: W, y: H - 6, 'text-anchor': 'end' }, `${hhmm(minutes[minutes.length - 1].minute)} UTC`),
+  ] : [];
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'chart-title chart-desc' },
+    s('title', { id: 'chart-title' }, 'Callbacks delivered and failed per minute, last 60 minutes'),
+    s('desc', { id: 'chart-desc' }, `${summary}.`),
+    s('line', { class: 'axis', x1: left, x2: W, y1: y(0), y2: y(0) }),
+    s('text', { x: left - 6, y: top + 10, 'text-anchor': 'end' }, String(max)),
+    s('text', { x: left - 6, y: y(0), 'text-anchor': 'end' }, '0'),
+    axis, bars);
+  const busy = minutes.filter(total);
+  figure.replaceChildren(svg,
+    h('figcaption', {},
+      h('span', { class: 'key delivered' }, 'Delivered'), ' ', h('span', { class: 'key failed' }, 'Failed'),
+      ` ${summary}.`),
+    busy.length ? h('details', {}, h('summary', {}, 'Minutes with callbacks'),
+      h('table', {}, h('thead', {}, h('tr', {}, ['Minute', 'Delivered', 'Failed'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, busy.map((m) => h('tr', {}, h('td', {}, `${hhmm(m.minute)} UTC`),
+          h('td', {}, String(m.delivered)), h('td', {}, String(m.failed))))))) : null);
+}
+
+// ---- One request ---------------------------------------------------------------------
+
+const ATTEMPT_COLUMNS = ['Attempt', 'Time', 'Status code', 'Duration', 'Error', 'Trigger'];
+
+function requestPage(id) {
+  const status = h('p', { class: 'status', role: 'status' });
+  const body = h('div');
+  const redeliver = h('button', { type: 'button', hidden: true, onclick: () => redeliverNow() }, 'Redeliver');
+  const gen = show(
+    h('p', {}, h('a', { href: '/ui' }, '← All requests')),
+    h('h1', {}, 'Request ', h('code', {}, id)),
+    h('div', { class: 'actions' }, redeliver, status),
+    body);
+  let record = null;
+  let rendered = false;
+
+  async function refresh() {
+    try {
+      record = await api(`/requests/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) {
+        body.replaceChildren(h('p', {}, 'No such request.'));
+        return;
+      }
+      return failed(err, status);
+    }
+    if (!rendered) {
+      body.replaceChildren(...requestSections(record));
+      rendered = true;
+    }
+    updateRequest(body, record);
+    redeliver.hidden = !['failed', 'sent'].includes(record.callback_status);
+  }
+
+  async function redeliverNow() {
+    redeliver.disabled = true;
+    status.textContent = 'Asking for a redelivery…';
+    try {
+      await api(`/requests/${encodeURIComponent(id)}/redeliver`, 'POST');
+      status.textContent = 'Redelivery queued: the new attempt will appear below.';
+    } catch (err) {
+      if (err instanceof Refused) return signIn(true);
+      status.textContent = err.status === 409
+        ? 'A delivery of this callback is already in progress.'
+        : `Redelivery refused: ${err.message}`;
+    } finally {
+      redeliver.disabled = false;
+    }
+    await refresh();
+  }
+
+  poll(gen, RECORD_POLL_MS, refresh);
+}
+
+/** The request page's sections; the changing values carry `data-field` for updates. */
+function requestSections(r) {
+  const fact = (label, field) => [h('dt', {}, label), h('dd', { 'data-field': field })];
+  const facts = h('dl', { class: 'facts' },
+    fact('Tenant', 'tenant'), fact('Mode', 'mode'), fact('Status', 'status'),
+    fact('Created', 'created_at'), fact('Completed', 'completed_at'), fact('Error', 'error'),
+    fact('Trace id', 'trace_id'));
+  const sections = [
+    h('section', { 'aria-labelledby': 'facts-heading' }, h('h2', { id: 'facts-heading', class: 'visually-hidden' }, 'Summary'), facts),
+    h('section', { 'aria-labelledby': 'input-heading' }, h('h2', { id: 'input-heading' }, 'Input'), h('div', { 'data-field': 'input_data' })),
+    h('section', { 'aria-labelledby': 'output-heading' }, h('h2', { id: 'output-heading' }, 'Output'), h('div', { 'data-field': 'output_data' })),
+  ];
+  if (r.mode !== 'async') {
+    sections.push(h('section', {}, h('h2', {}, 'Callback'), h('p', {}, 'A sync request has no callback.')));
+    return sections;
+  }
+  sections.push(h('section', { 'aria-labelledby': 'callback-heading' },
+    h('h2', { id: 'callback-heading' }, 'Callback'),
+    h('dl', { class: 'facts' },
+      fact('Callback URL', 'callback_url'), fact('Callback status', 'callback_status'),
+      fact('Attempts made', 'callback_attempts'), fact('Last error', 'callback_last_error'),
+      fact('Sent at', 'callback_sent_at'), fact('Next planned attempt', 'callback_next_attempt_at')),
+    h('div', { class: 'table' }, h('table', { class: 'attempts' },
+      h('caption', {}, 'Delivery attempts'),
+      h('thead', {}, h('tr', {}, ATTEMPT_COLUMNS.map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {})))));
+  return sections;
+}
+
+function updateRequest(body, r) {
+  const value = {
+    status: badge(r.status), callback_status: badge(r.callback_status),
+    created_at: when(r.created_at), completed_at: when(r.completed_at),
+    callback_sent_at: when(r.callback_sent_at), callback_next_attempt_at: when(r.callback_next_attempt_at),
+    trace_id: h('code', {}, r.trace_id),
+    input_data: json(r.input_data), output_data: json(r.output_data),
+  };
+  for (const dd of body.querySelectorAll('[data-field]')) {
+    const field = dd.dataset.field;
+    const v = field in value ? value[field] : r[field];
+    dd.replaceChildren(v === null || v === undefined || v === '' ? '—' : v instanceof Node ? v : String(v));
+  }
+  const tbody = body.querySelector('table.attempts tbody');
+  if (!tbody) return;
+  const shown = tbody.rows.length;
+  for (const a of r.attempts.slice(shown)) {
+    const cells = [String(a.attempt), when(a.started_at), a.status_code === null ? '—' : String(a.status_code),
+      `${a.duration_ms} ms`, a.error || '—', a.trigger];
+    tbody.append(h('tr', {}, cells.map((c, j) => h('td', { 'data-label': ATTEMPT_COLUMNS[j] }, c))));
+  }
+}
+
+start();
