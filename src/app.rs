@@ -118,6 +118,7 @@ impl Application {
         let housekeeping = tokio::spawn(crate::housekeeping::run(
             self.state.store.clone(),
             self.state.config.retention,
+            self.state.config.callback_expire_after,
             shutdown.clone(),
         ));
         let stop_http = CancellationToken::new();

@@ -22,6 +22,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const ABANDONED_SYNC: Duration = Duration::from_secs(600);
 /// Records one pruning batch deletes: a few milliseconds of the writer at most.
 pub const PRUNE_BATCH: usize = 250;
+/// How often bulk redeliveries (SPEC §11) are moved on, and how many callbacks a batch
+/// queues.
+const REDELIVER_EVERY: Duration = Duration::from_millis(500);
+const REDELIVER_BATCH: usize = 500;
 
 /// How often retention passes run: every minute, or twice per retention period when
 /// that is shorter (SPEC §12).
@@ -31,8 +35,14 @@ pub fn prune_every(retention: Duration) -> Duration {
         .max(Duration::from_millis(500))
 }
 
-/// Runs the sweep and, with a `retention`, the pruning until `shutdown`.
-pub async fn run(store: Arc<dyn Store>, retention: Option<Duration>, shutdown: CancellationToken) {
+/// Runs the sweep, bulk redeliveries (their new deliveries expiring after
+/// `expire_after`) and, with a `retention`, the pruning until `shutdown`.
+pub async fn run(
+    store: Arc<dyn Store>,
+    retention: Option<Duration>,
+    expire_after: Duration,
+    shutdown: CancellationToken,
+) {
     match retention {
         Some(keep) => tracing::info!(
             retention_secs = keep.as_secs(),
@@ -43,7 +53,8 @@ pub async fn run(store: Arc<dyn Store>, retention: Option<Duration>, shutdown: C
     }
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     let mut prune = tokio::time::interval(retention.map_or(SWEEP_EVERY, prune_every));
-    for tick in [&mut sweep, &mut prune] {
+    let mut redeliver = tokio::time::interval(REDELIVER_EVERY);
+    for tick in [&mut sweep, &mut prune, &mut redeliver] {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
@@ -53,7 +64,29 @@ pub async fn run(store: Arc<dyn Store>, retention: Option<Duration>, shutdown: C
                 let keep = retention.expect("guarded");
                 prune_pass(store.as_ref(), keep, &shutdown).await;
             }
+            _ = redeliver.tick() => redeliver_batches(store.as_ref(), expire_after, &shutdown).await,
             _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Moves bulk redeliveries on, batch after batch, while there is something to do.
+async fn redeliver_batches(
+    store: &dyn Store,
+    expire_after: Duration,
+    shutdown: &CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        match store
+            .advance_bulk_redeliveries(REDELIVER_BATCH, expire_after)
+            .await
+        {
+            Ok(0) => return,
+            Ok(n) => tracing::info!(queued = n, "bulk redelivery: a batch queued"),
+            Err(e) => {
+                tracing::warn!(error = %e, "bulk redelivery: a batch failed; trying again soon");
+                return;
+            }
         }
     }
 }

@@ -81,6 +81,7 @@ CREATE TABLE bulk_redeliveries (
     tenant           text,
     since            timestamptz NOT NULL,
     until            timestamptz NOT NULL,
+    after_state      smallint    NOT NULL DEFAULT 0,
     after_created_at timestamptz,
     after_id         uuid,
     created_at       timestamptz NOT NULL

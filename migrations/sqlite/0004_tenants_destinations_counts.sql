@@ -131,12 +131,14 @@ CREATE TABLE callback_minutes (
 ) WITHOUT ROWID;
 
 -- §11: a bulk redelivery, worked through in bounded batches after its 202. `tenant` NULL
--- means every tenant (an admin's call); the cursor is the last record handled, oldest first.
+-- means every tenant (an admin's call). It goes through the failed states one after the
+-- other, oldest record first; the cursor is the last record handled.
 CREATE TABLE bulk_redeliveries (
     id               INTEGER PRIMARY KEY,
     tenant           TEXT,
     since            INTEGER NOT NULL,
     until            INTEGER NOT NULL,
+    after_state      INTEGER NOT NULL DEFAULT 0,
     after_created_at INTEGER,
     after_id         TEXT,
     created_at       INTEGER NOT NULL

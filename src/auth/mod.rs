@@ -21,6 +21,8 @@ pub struct Caller {
     pub tenant: String,
     /// Sees every tenant's records, and may filter them with `tenant=`.
     pub admin: bool,
+    /// The caller showed a key (auth applies); `false` while the service is open.
+    pub authenticated: bool,
 }
 
 impl Caller {
@@ -30,6 +32,7 @@ impl Caller {
         Self {
             tenant: DEFAULT_TENANT.to_owned(),
             admin: true,
+            authenticated: false,
         }
     }
 }

@@ -42,8 +42,16 @@ pub enum Health {
 struct State {
     in_flight: u32,
     failures: u32,
-    /// This instance opened the circuit (or saw a probe fail) and has not seen it close.
-    open: bool,
+    /// This instance opened the circuit (or saw a probe fail) until then, and has not
+    /// seen it close. It holds back attempts even before the block is stored; it lapses
+    /// by itself, should storing the block have failed.
+    open_until: Option<DateTime<Utc>>,
+}
+
+impl State {
+    fn open(&self, now: DateTime<Utc>) -> bool {
+        self.open_until.is_some_and(|until| until > now)
+    }
 }
 
 /// Per-destination caps and circuits of one instance.
@@ -80,9 +88,9 @@ impl Destinations {
 
     /// For a job whose work just ended: take a slot if the destination's circuit is closed
     /// and it is under the cap.
-    pub fn try_begin(&mut self, d: &Destination) -> Admit {
+    pub fn try_begin(&mut self, d: &Destination, now: DateTime<Utc>) -> Admit {
         let state = self.states.entry(d.id).or_default();
-        if state.open || d.blocked_until.is_some() {
+        if state.open(now) || d.blocked_until.is_some() {
             return Admit::CircuitOpen;
         }
         if state.in_flight >= self.cap {
@@ -92,9 +100,17 @@ impl Destinations {
         Admit::Attempt
     }
 
-    /// For a delivery the claim handed out: the claim already respected the cap.
-    pub fn begin(&mut self, destination: i64) {
-        self.states.entry(destination).or_default().in_flight += 1;
+    /// For a delivery the claim handed out: take a slot if there still is one (work that
+    /// ended since the claim may have taken the last) and this instance has not just
+    /// opened the circuit; a probe always goes.
+    pub fn begin(&mut self, destination: i64, probe: bool, now: DateTime<Utc>) -> bool {
+        let cap = self.cap;
+        let state = self.states.entry(destination).or_default();
+        if !probe && (state.in_flight >= cap || state.open(now)) {
+            return false;
+        }
+        state.in_flight += 1;
+        true
     }
 
     /// Gives a slot back without an outcome (the attempt never happened).
@@ -122,28 +138,22 @@ impl Destinations {
             Health::Neutral => None,
             Health::Answered => {
                 state.failures = 0;
-                let was_open = state.open || probe || d.blocked_until.is_some();
-                state.open = false;
+                let was_open = state.open_until.is_some() || probe || d.blocked_until.is_some();
+                state.open_until = None;
                 was_open.then_some(CircuitChange::Close { destination: d.id })
             }
             Health::Failed => {
                 state.failures += 1;
                 let why = why.unwrap_or("no response");
-                if probe {
-                    state.open = true;
+                let change = if probe {
                     let longer = d.cooldown.unwrap_or(cooldown) * 2;
                     let next = longer.min(cooldown * MAX_COOLDOWN_FACTOR);
-                    Some(open(
-                        d,
-                        now,
-                        next,
-                        format!("{} still failing: the probe got {why}", d.origin),
-                    ))
-                } else if !state.open
+                    let reason = format!("{} still failing: the probe got {why}", d.origin);
+                    Some(open(d, now, next, reason))
+                } else if !state.open(now)
                     && d.blocked_until.is_none()
                     && state.failures >= FAILURES_TO_OPEN
                 {
-                    state.open = true;
                     let reason = format!(
                         "{} failed {} times in a row (last: {why})",
                         d.origin, state.failures
@@ -151,7 +161,11 @@ impl Destinations {
                     Some(open(d, now, cooldown, reason))
                 } else {
                     None
+                };
+                if let Some(CircuitChange::Open { until, .. }) = &change {
+                    state.open_until = Some(*until);
                 }
+                change
             }
         };
         self.forget_if_idle(d.id);
@@ -186,7 +200,7 @@ impl Destinations {
         if let Some(s) = self.states.get(&destination)
             && s.in_flight == 0
             && s.failures == 0
-            && !s.open
+            && s.open_until.is_none()
         {
             self.states.remove(&destination);
         }
@@ -226,14 +240,14 @@ mod tests {
     fn the_cap_bounds_attempts_and_frees_a_slot_when_one_ends() {
         let mut book = Destinations::new(2, COOL);
         let d = dest(false, None);
-        assert_eq!(book.try_begin(&d), Admit::Attempt);
-        assert_eq!(book.try_begin(&d), Admit::Attempt);
-        assert_eq!(book.try_begin(&d), Admit::AtCap);
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::AtCap);
         assert_eq!(book.at_cap(), vec![7]);
         assert_eq!(book.slots_left()[&7], 0);
         book.finish(&d, false, Health::Answered, None, Utc::now());
         assert_eq!(book.slots_left()[&7], 1);
-        assert_eq!(book.try_begin(&d), Admit::Attempt);
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
     }
 
     #[test]
@@ -241,10 +255,10 @@ mod tests {
         let mut book = Destinations::new(16, COOL);
         let d = dest(false, None);
         for _ in 0..4 {
-            book.begin(7);
+            book.begin(7, false, Utc::now());
             assert_eq!(fail(&mut book, &d, false), None);
         }
-        book.begin(7);
+        book.begin(7, false, Utc::now());
         let Some(CircuitChange::Open {
             cooldown, reason, ..
         }) = fail(&mut book, &d, false)
@@ -256,9 +270,13 @@ mod tests {
             reason.contains("https://a.example:443 failed 5 times"),
             "{reason}"
         );
-        book.begin(7);
+        assert!(
+            !book.begin(7, false, Utc::now()),
+            "only probes go while open"
+        );
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::CircuitOpen);
+        assert!(book.begin(7, true, Utc::now()));
         assert_eq!(fail(&mut book, &d, false), None, "already open");
-        assert_eq!(book.try_begin(&d), Admit::CircuitOpen);
     }
 
     #[test]
@@ -274,7 +292,7 @@ mod tests {
             Health::Neutral,
             Health::Failed,
         ] {
-            book.begin(7);
+            book.begin(7, false, Utc::now());
             assert_eq!(book.finish(&d, false, health, None, Utc::now()), None);
         }
     }
@@ -304,7 +322,7 @@ mod tests {
             book.finish(&d, true, Health::Answered, None, Utc::now()),
             Some(CircuitChange::Close { destination: 7 })
         );
-        book.begin(7);
+        book.begin(7, false, Utc::now());
         assert_eq!(
             book.finish(&d, false, Health::Answered, None, Utc::now()),
             Some(CircuitChange::Close { destination: 7 })
@@ -312,10 +330,19 @@ mod tests {
     }
 
     #[test]
+    fn a_claimed_delivery_finds_no_slot_when_work_took_the_last() {
+        let mut book = Destinations::new(1, COOL);
+        let d = dest(false, None);
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
+        assert!(!book.begin(7, false, Utc::now()));
+        assert!(book.begin(7, true, Utc::now()), "a probe always goes");
+    }
+
+    #[test]
     fn idle_destinations_are_forgotten() {
         let mut book = Destinations::new(4, COOL);
         let d = dest(false, None);
-        book.try_begin(&d);
+        book.try_begin(&d, Utc::now());
         book.abandon(7);
         assert!(book.slots_left().is_empty());
         assert_eq!(book.in_flight(7), 0);

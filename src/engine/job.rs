@@ -103,7 +103,15 @@ impl Engine {
         let (body, expires_at, slot) = match (job.phase, job.callback_body.clone(), job.expires_at)
         {
             (Phase::Delivery, Some(body), Some(expires_at)) => {
-                self.destinations().begin(destination);
+                if !self
+                    .destinations()
+                    .begin(destination, job.probe, Utc::now())
+                {
+                    // Work that ended since the claim took the last slot, or this
+                    // instance has just opened the circuit: wait.
+                    self.store.release_lease(job.lease).await?;
+                    return Ok(());
+                }
                 (body, expires_at, Slot::new(self, destination))
             }
             _ => match self.work(&job).await? {
@@ -123,7 +131,7 @@ impl Engine {
     ) -> Result<Option<(String, chrono::DateTime<Utc>, Slot<'_>)>, JobError> {
         let (done, body) = self.do_the_work(job).await;
         let expires_at = done.completed_at + self.config.expire_after;
-        let admit = self.destinations().try_begin(&job.destination);
+        let admit = self.destinations().try_begin(&job.destination, Utc::now());
         let slot = (admit == Admit::Attempt).then(|| Slot::new(self, job.destination.id));
         let after = match admit {
             Admit::Attempt => AfterWork::Deliver,

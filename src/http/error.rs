@@ -77,6 +77,12 @@ pub enum ApiError {
     /// 409: the first request with this key has not finished yet.
     #[error("a request with this Idempotency-Key is still in progress; retry later")]
     IdempotencyKeyInFlight,
+    /// 409: a delivery of the request is pending or running; redeliver it afterwards.
+    #[error("a delivery of this request is pending or running; redeliver it once it has ended")]
+    DeliveryInProgress,
+    /// 422: a sync request has no callback to redeliver.
+    #[error("this is a sync request: it has no callback to redeliver")]
+    NotAsync,
     /// 404: no such request, or no such route.
     #[error("{0}")]
     NotFound(String),
@@ -121,7 +127,8 @@ impl ApiError {
             Validation(_) | InvalidQuery(_) | IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            IdempotencyKeyInFlight | DeliveryInProgress => StatusCode::CONFLICT,
+            NotAsync => StatusCode::UNPROCESSABLE_ENTITY,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Unavailable(_) | Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -143,6 +150,8 @@ impl ApiError {
             InvalidIdempotencyKey(_) => "invalid-idempotency-key",
             IdempotencyKeyReused => "idempotency-key-reused",
             IdempotencyKeyInFlight => "idempotency-key-in-flight",
+            DeliveryInProgress => "delivery-in-progress",
+            NotAsync => "not-async",
             NotFound(_) => "not-found",
             MethodNotAllowed(_) => "method-not-allowed",
             Unavailable(_) => "service-unavailable",
@@ -283,7 +292,11 @@ pub fn problem_description(slug: &str) -> Option<&'static str> {
         "idempotency-key-in-flight" => {
             "409: the first request with this Idempotency-Key has not finished; retry after Retry-After."
         }
-        "not-found" => "404: no such request id, or no such route.",
+        "delivery-in-progress" => {
+            "409: a delivery of this request's callback is pending or running; redeliver it once it has ended (sent or failed)."
+        }
+        "not-async" => "422: the request is a sync request; it has no callback to redeliver.",
+        "not-found" => "404: no such request id (or another tenant's), or no such route.",
         "method-not-allowed" => "405: the route does not accept this method; see the Allow header.",
         "service-unavailable" => {
             "503: the database does not answer, the service is overloaded or shutting down; nothing was acknowledged. Retry after Retry-After."

@@ -142,6 +142,15 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An optional string field (absent or `null`).
+    pub fn optional_string(&mut self, name: &str) -> Option<String> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => self.fail(name, &format!("must be a string, got {}", json_kind(other))),
+        }
+    }
+
     /// An optional integer field: a JSON integer literal only (`"3"`, `3.0`, `1e1` and
     /// `true` are refused).
     pub fn integer_or(&mut self, name: &str, default: i64, range_msg: &str) -> Option<i64> {

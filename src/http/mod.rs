@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod observe;
 pub mod ops;
+pub mod redeliver;
 pub mod requests;
 pub mod state;
 pub mod submit;
@@ -28,6 +29,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(submit::post_async))
         .routes(routes!(requests::list_requests))
         .routes(routes!(requests::get_request))
+        .routes(routes!(redeliver::redeliver_one))
+        .routes(routes!(redeliver::redeliver_failed))
+        .routes(routes!(redeliver::callback_stats))
+        .routes(routes!(redeliver::me))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -87,12 +87,16 @@ pub fn route_label(path: &str) -> &'static str {
         "/sync" => "/sync",
         "/async" => "/async",
         "/requests" => "/requests",
+        "/requests/redeliver" => "/requests/redeliver",
+        "/stats/callbacks" => "/stats/callbacks",
+        "/me" => "/me",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
         p if p == "/docs" || p.starts_with("/docs/") => "/docs",
         p if p == "/ui" || p.starts_with("/ui/") => "/ui",
+        p if p.starts_with("/requests/") && p.ends_with("/redeliver") => "/requests/{id}/redeliver",
         p if p.starts_with("/requests/") => "/requests/{id}",
         p if p.starts_with("/problems/") => "/problems/{slug}",
         _ => "unmatched",
@@ -125,7 +129,7 @@ fn needs_problem_body(response: &Response) -> bool {
 /// The methods a route answers, for the `Allow` header of a 405.
 fn allowed_methods(route: &str) -> &'static str {
     match route {
-        "/sync" | "/async" => "POST",
+        "/sync" | "/async" | "/requests/redeliver" | "/requests/{id}/redeliver" => "POST",
         _ => "GET, HEAD",
     }
 }

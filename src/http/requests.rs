@@ -362,6 +362,7 @@ mod tests {
         Caller {
             tenant: name.into(),
             admin,
+            authenticated: true,
         }
     }
 

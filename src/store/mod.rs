@@ -155,6 +155,42 @@ pub trait Store: Send + Sync + 'static {
     /// The backlog as the admission limits see it: (all tenants, this tenant).
     async fn backlog(&self, tenant: &str) -> StoreResult<(u64, u64)>;
 
+    // --- Redelivery and chart (SPEC §11) -------------------------------------------
+
+    /// Puts a terminal async callback back to `pending` with a new delivery due now: same
+    /// body, a fresh attempt budget, expiring `expire_after` from now, its first attempt
+    /// marked manual.
+    async fn redeliver(
+        &self,
+        id: Uuid,
+        scope: &Scope,
+        expire_after: Duration,
+    ) -> StoreResult<Redelivery>;
+
+    /// Records a bulk redelivery of every failed callback of `tenant` (`None`: all
+    /// tenants) whose request was created at or after `since`, to be worked through by
+    /// [`Store::advance_bulk_redeliveries`]; returns how many match now.
+    async fn bulk_redeliver(
+        &self,
+        tenant: Option<String>,
+        since: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+
+    /// Redelivers up to `batch` callbacks of the oldest bulk redelivery not yet done;
+    /// returns how many it queued (0 when there is nothing to do).
+    async fn advance_bulk_redeliveries(
+        &self,
+        batch: usize,
+        expire_after: Duration,
+    ) -> StoreResult<u64>;
+
+    /// Callbacks that ended per minute, from `from_minute` (Unix minutes) on, in `scope`.
+    async fn callback_stats(
+        &self,
+        scope: &Scope,
+        from_minute: i64,
+    ) -> StoreResult<Vec<MinuteStats>>;
+
     // --- Housekeeping -------------------------------------------------------------
 
     /// Forgets idempotency keys older than `keep_keys`, closes /sync requests stuck in

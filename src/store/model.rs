@@ -423,6 +423,34 @@ pub struct SweepStats {
     pub idle_destinations: u64,
 }
 
+/// The result of [`Store::redeliver`](super::Store::redeliver) (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    /// The callback is `pending` again; a new delivery is queued.
+    Queued,
+    /// A delivery of that request is pending or running.
+    InProgress,
+    /// A sync request has no callback.
+    NotAsync,
+    /// No such request in the caller's scope.
+    NotFound,
+}
+
+/// Callbacks that ended in one minute (SPEC §11 chart data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteStats {
+    /// Unix time of the minute's start, in minutes.
+    pub minute: i64,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+/// States of async requests whose callback failed for good (what a bulk redelivery
+/// takes), ascending.
+pub fn failed_callback_states() -> Vec<i64> {
+    matching_states(Some(Mode::Async), None, Some(CallbackStatus::Failed))
+}
+
 /// A request's lifecycle state as one code (SPEC §12): `16 × mode + 4 × status +
 /// callback_status`, the formula of the `state` column in both migrations.
 pub fn state_code(mode: Mode, status: RequestStatus, callback: Option<CallbackStatus>) -> i64 {

@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod backlog;
 mod callbacks;
 mod config;
 mod conformance;
@@ -13,9 +14,12 @@ mod console;
 mod durability;
 mod errors;
 mod idempotency;
+mod isolation;
 mod load;
 mod ops;
+mod paging;
 mod postgres;
+mod redelivery;
 mod requests;
 mod scale_out;
 mod ssrf;

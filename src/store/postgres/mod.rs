@@ -35,6 +35,7 @@ mod jobs;
 mod keys;
 mod listen;
 mod reads;
+mod redeliver;
 mod requests;
 
 use std::collections::HashMap;
@@ -482,6 +483,61 @@ impl Store for PgStore {
     async fn backlog(&self, tenant: &str) -> StoreResult<(u64, u64)> {
         let counts = self.counts.read().expect("counts lock");
         Ok((counts.backlog(), counts.backlog_of(tenant)))
+    }
+
+    async fn redeliver(
+        &self,
+        id: Uuid,
+        scope: &Scope,
+        expire_after: Duration,
+    ) -> StoreResult<Redelivery> {
+        let scope = scope.clone();
+        let done = self
+            .tx(move |c, d| {
+                Box::pin(async move { redeliver::redeliver(c, d, id, &scope, expire_after).await })
+            })
+            .await?;
+        if done == Redelivery::Queued {
+            self.jobs.notify_one();
+            self.announcer.announce();
+        }
+        Ok(done)
+    }
+
+    async fn bulk_redeliver(
+        &self,
+        tenant: Option<String>,
+        since: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        self.tx(move |c, _| Box::pin(redeliver::bulk_redeliver(c, tenant, since)))
+            .await
+    }
+
+    async fn advance_bulk_redeliveries(
+        &self,
+        batch: usize,
+        expire_after: Duration,
+    ) -> StoreResult<u64> {
+        let n = self
+            .tx(move |c, d| Box::pin(redeliver::advance_bulk(c, d, batch, expire_after)))
+            .await?;
+        if n > 0 {
+            self.jobs.notify_one();
+            self.announcer.announce();
+        }
+        Ok(n)
+    }
+
+    async fn callback_stats(
+        &self,
+        scope: &Scope,
+        from_minute: i64,
+    ) -> StoreResult<Vec<MinuteStats>> {
+        let scope = scope.clone();
+        self.tx(move |c, _| {
+            Box::pin(async move { redeliver::callback_stats(c, &scope, from_minute).await })
+        })
+        .await
     }
 
     async fn sweep(&self, keep_keys: Duration, abandon_sync: Duration) -> StoreResult<SweepStats> {

@@ -24,6 +24,7 @@ mod housekeeping;
 mod ops;
 mod queries;
 mod reads;
+mod redeliver;
 mod writer;
 
 use std::path::Path;
@@ -272,6 +273,60 @@ impl Store for SqliteStore {
     async fn backlog(&self, tenant: &str) -> StoreResult<(u64, u64)> {
         let counts = self.writer.counts();
         Ok((counts.backlog(), counts.backlog_of(tenant)))
+    }
+
+    async fn redeliver(
+        &self,
+        id: Uuid,
+        scope: &Scope,
+        expire_after: Duration,
+    ) -> StoreResult<Redelivery> {
+        let scope = scope.clone();
+        let done = self
+            .writer
+            .write(move |b| redeliver::redeliver(b, id, &scope, expire_after))
+            .await?;
+        if done == Redelivery::Queued {
+            self.jobs.notify_one();
+        }
+        Ok(done)
+    }
+
+    async fn bulk_redeliver(
+        &self,
+        tenant: Option<String>,
+        since: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let since = since.timestamp_millis();
+        self.writer
+            .write(move |b| redeliver::bulk_redeliver(b, tenant, since))
+            .await
+    }
+
+    async fn advance_bulk_redeliveries(
+        &self,
+        batch: usize,
+        expire_after: Duration,
+    ) -> StoreResult<u64> {
+        let n = self
+            .writer
+            .write(move |b| redeliver::advance_bulk(b, batch, expire_after))
+            .await?;
+        if n > 0 {
+            self.jobs.notify_one();
+        }
+        Ok(n)
+    }
+
+    async fn callback_stats(
+        &self,
+        scope: &Scope,
+        from_minute: i64,
+    ) -> StoreResult<Vec<MinuteStats>> {
+        let scope = scope.clone();
+        self.readers
+            .read(move |c| redeliver::callback_stats(c, &scope, from_minute))
+            .await
     }
 
     async fn sweep(&self, keep_keys: Duration, abandon_sync: Duration) -> StoreResult<SweepStats> {

@@ -75,7 +75,8 @@ type Script = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
 struct Shared {
     hits: Arc<Mutex<Vec<Hit>>>,
     script: Script,
-    /// Per request_id: deliveries in progress now, and the most ever at once.
+    /// Per request_id: deliveries in progress now, and the most ever at once. The key ""
+    /// counts every delivery, whatever its request.
     in_progress: Arc<Mutex<HashMap<String, (usize, usize)>>>,
 }
 
@@ -84,6 +85,63 @@ pub struct Receiver {
     hits: Arc<Mutex<Vec<Hit>>>,
     in_progress: Arc<Mutex<HashMap<String, (usize, usize)>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// A receiver that accepts connections and never answers (a "black hole"): it reads
+/// what it is sent and holds the connection until the sender gives up.
+pub struct BlackHole {
+    pub addr: SocketAddr,
+    open: Arc<Mutex<(usize, usize, usize)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl BlackHole {
+    pub async fn start(ip: &str) -> Self {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind((ip, 0))
+            .await
+            .expect("bind black hole");
+        let addr = listener.local_addr().unwrap();
+        let open: Arc<Mutex<(usize, usize, usize)>> = Arc::default();
+        let counts = open.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counts = counts.clone();
+                tokio::spawn(async move {
+                    {
+                        let mut c = counts.lock().unwrap();
+                        c.0 += 1;
+                        c.1 = c.1.max(c.0);
+                        c.2 += 1;
+                    }
+                    let mut buf = [0u8; 4096];
+                    while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {}
+                    counts.lock().unwrap().0 -= 1;
+                });
+            }
+        });
+        Self { addr, open, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The most connections ever open at once.
+    pub fn max_open(&self) -> usize {
+        self.open.lock().unwrap().1
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.open.lock().unwrap().2
+    }
 }
 
 impl Drop for Receiver {
@@ -131,10 +189,20 @@ impl Receiver {
         self.in_progress
             .lock()
             .unwrap()
-            .values()
-            .map(|(_, max)| *max)
+            .iter()
+            .filter(|(key, _)| !key.is_empty())
+            .map(|(_, (_, max))| *max)
             .max()
             .unwrap_or(0)
+    }
+
+    /// The most deliveries, of any requests, that were ever in progress at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.in_progress
+            .lock()
+            .unwrap()
+            .get("")
+            .map_or(0, |(_, max)| *max)
     }
 
     /// The callback URL for this receiver.
@@ -197,6 +265,7 @@ async fn record(
     };
     let reply = (s.script)(nth);
     let _in_progress = InProgress::enter(&s.in_progress, rid.unwrap_or_default());
+    let _any = InProgress::enter(&s.in_progress, String::new());
     tokio::time::sleep(reply.delay).await;
     let mut response = StatusCode::from_u16(reply.status).unwrap().into_response();
     for (name, value) in reply.headers {

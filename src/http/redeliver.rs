@@ -1,0 +1,267 @@
+//! Redelivery (SPEC §11): send a callback again, one request or every failed one since a
+//! time; the chart data of delivered and failed callbacks; and who the caller is.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::error::{ApiError, Problem};
+use super::extract::{Fields, JsonObject};
+use super::state::AppState;
+use crate::auth::Caller;
+use crate::store::{CallbackStatus, MinuteStats, Redelivery};
+
+/// The body of a 202 from POST /requests/{id}/redeliver.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RedeliveryQueued {
+    pub request_id: Uuid,
+    /// Always `pending`.
+    #[schema(example = "pending")]
+    pub callback_status: CallbackStatus,
+}
+
+/// Send an async request's callback again.
+///
+/// The callback (failed, or sent — a receiver may ask for it again) goes back to
+/// `pending`, and a new delivery runs with the same `webhook-id`, `X-Request-Id`, trace
+/// and body bytes, signed with the tenant's current secret, with a fresh attempt budget;
+/// its attempts continue the numbering, the first marked `trigger: manual`.
+#[utoipa::path(
+    post, path = "/requests/{id}/redeliver", tag = "requests",
+    params(("id" = String, Path, description = "The request_id")),
+    responses(
+        (status = 202, description = "A new delivery is queued", body = RedeliveryQueued,
+            headers(("Location" = String, description = "/requests/{id}"))),
+        (status = 404, description = "No such request (or another tenant's)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A delivery of this request is pending or running", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A sync request has no callback", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn redeliver_one(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let unknown = || ApiError::NotFound(format!("no request with id {id:?}"));
+    let uuid = Uuid::parse_str(&id).map_err(|_| unknown())?;
+    let expire = state.config.callback_expire_after;
+    match state.store.redeliver(uuid, &caller.scope(), expire).await? {
+        Redelivery::Queued => {}
+        Redelivery::NotFound => return Err(unknown()),
+        Redelivery::NotAsync => return Err(ApiError::NotAsync),
+        Redelivery::InProgress => return Err(ApiError::DeliveryInProgress),
+    }
+    tracing::info!(request_id = %uuid, "redelivery queued");
+    let body = RedeliveryQueued {
+        request_id: uuid,
+        callback_status: CallbackStatus::Pending,
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/requests/{uuid}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Body of POST /requests/redeliver.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the body; the handler reads it field by field.
+pub struct BulkRedeliveryRequest {
+    /// Only `failed` callbacks are redelivered in bulk.
+    #[schema(example = "failed")]
+    callback_status: String,
+    /// Requests created at or after this time (RFC 3339).
+    #[schema(example = "2026-11-30T12:00:00Z")]
+    since: String,
+    /// An admin key: only this tenant's (default: every tenant's). Another key: its own
+    /// tenant only (another name matches nothing).
+    tenant: Option<String>,
+}
+
+/// The body of a 202 from POST /requests/redeliver.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkRedeliveryQueued {
+    /// Failed callbacks matched at the call; they are queued in bounded batches.
+    pub redelivered: u64,
+}
+
+/// Send every failed callback again, since a time.
+#[utoipa::path(
+    post, path = "/requests/redeliver", tag = "requests",
+    request_body(content = BulkRedeliveryRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The matching callbacks will be redelivered", body = BulkRedeliveryQueued),
+        (status = 400, description = "The body is not a JSON object", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "callback_status or since missing or invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn redeliver_failed(
+    caller: Caller,
+    State(state): State<AppState>,
+    body: Result<JsonObject, ApiError>,
+) -> Result<Response, ApiError> {
+    let JsonObject(map) = body?;
+    let mut fields = Fields::new(&map);
+    let status = fields.string("callback_status");
+    let status = status.and_then(|s| {
+        fields.check(
+            "callback_status",
+            (s == "failed").then_some(()).ok_or_else(|| {
+                "must be \"failed\" (only failed callbacks are redelivered in bulk)".to_owned()
+            }),
+        )
+    });
+    let since = fields.string("since").and_then(|s| {
+        fields.check(
+            "since",
+            DateTime::parse_from_rfc3339(&s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| "must be an RFC 3339 time, e.g. 2026-11-30T12:00:00Z".to_owned()),
+        )
+    });
+    let tenant = fields.optional_string("tenant").and_then(|t| {
+        fields.check(
+            "tenant",
+            crate::auth::valid_tenant(&t)
+                .then_some(t)
+                .ok_or_else(|| "must be 1 to 64 characters of a-z, 0-9, _ and -".to_owned()),
+        )
+    });
+    fields.finish()?;
+    let (Some(()), Some(since)) = (status, since) else {
+        unreachable!("no field errors means both were read");
+    };
+    let scope = match (caller.admin, tenant) {
+        (true, t) => Some(t),
+        (false, Some(t)) if t != caller.tenant => None,
+        (false, _) => Some(Some(caller.tenant.clone())),
+    };
+    let redelivered = match scope {
+        Some(tenant) => state.store.bulk_redeliver(tenant, since).await?,
+        None => 0,
+    };
+    tracing::info!(redelivered, since = %since, "bulk redelivery queued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(BulkRedeliveryQueued { redelivered }),
+    )
+        .into_response())
+}
+
+/// One minute of the chart.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MinuteOut {
+    /// The minute's start, RFC 3339 UTC.
+    #[schema(example = "2026-11-30T12:00:00Z")]
+    pub minute: String,
+    /// Callbacks that ended `sent` in that minute.
+    pub delivered: u64,
+    /// Callbacks that ended `failed` in that minute.
+    pub failed: u64,
+}
+
+/// The last hour of callback endings.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CallbackStats {
+    /// The last 60 minutes, oldest first (the current minute last).
+    pub minutes: Vec<MinuteOut>,
+}
+
+/// Callbacks delivered and failed per minute over the last hour.
+///
+/// Counts endings (a callback that became `sent` or `failed`), not attempts, scoped like
+/// GET /requests; kept apart from the records, so retention does not change it.
+#[utoipa::path(
+    get, path = "/stats/callbacks", tag = "requests",
+    params(("tenant" = Option<String>, Query, description = "An admin key: only this tenant's")),
+    responses(
+        (status = 200, description = "Per-minute counts", body = CallbackStats),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn callback_stats(
+    caller: Caller,
+    State(state): State<AppState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Json<CallbackStats>, ApiError> {
+    let tenant = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "tenant")
+        .map(|(_, v)| v.into_owned());
+    let scope = match (caller.admin, tenant) {
+        (true, Some(t)) => crate::store::Scope::Tenant(t),
+        _ => caller.scope(),
+    };
+    let now_minute = Utc::now().timestamp().div_euclid(60);
+    let first = now_minute - 59;
+    let stored = state.store.callback_stats(&scope, first).await?;
+    Ok(Json(CallbackStats {
+        minutes: last_hour(first, &stored),
+    }))
+}
+
+/// Sixty minutes from `first`, with the stored figures where there are some.
+fn last_hour(first: i64, stored: &[MinuteStats]) -> Vec<MinuteOut> {
+    (first..first + 60)
+        .map(|minute| {
+            let found = stored.iter().find(|s| s.minute == minute);
+            let start = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::minutes(minute);
+            MinuteOut {
+                minute: start.to_rfc3339_opts(SecondsFormat::Secs, true),
+                delivered: found.map_or(0, |s| s.delivered),
+                failed: found.map_or(0, |s| s.failed),
+            }
+        })
+        .collect()
+}
+
+/// Who the caller is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Me {
+    /// The tenant of the key (`default` while the service is open).
+    pub tenant: String,
+    /// Whether the key sees every tenant.
+    pub admin: bool,
+    /// Whether requests need an API key (false while no key exists).
+    pub auth_required: bool,
+}
+
+/// The caller's tenant and rights (the console uses it to show the tenant filter).
+#[utoipa::path(
+    get, path = "/me", tag = "requests",
+    responses((status = 200, description = "The caller", body = Me))
+)]
+pub async fn me(caller: Caller) -> Json<Me> {
+    Json(Me {
+        auth_required: caller.authenticated,
+        tenant: caller.tenant,
+        admin: caller.admin,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hour_has_sixty_minutes_oldest_first_with_gaps_as_zero() {
+        let first = 29_400_000;
+        let stored = [MinuteStats {
+            minute: first + 59,
+            delivered: 3,
+            failed: 1,
+        }];
+        let hour = last_hour(first, &stored);
+        assert_eq!(hour.len(), 60);
+        assert_eq!((hour[0].delivered, hour[0].failed), (0, 0));
+        assert_eq!((hour[59].delivered, hour[59].failed), (3, 1));
+        assert!(hour[0].minute < hour[59].minute);
+        assert!(hour[0].minute.ends_with(":00Z"));
+    }
+}

@@ -1,0 +1,241 @@
+//! Redelivery and the per-minute chart on SQLite (SPEC §11).
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use super::admit::destination_id;
+use super::ops::{Current, lower_deliver_due, now_ms};
+use super::writer::Batch;
+use crate::store::*;
+
+/// See `Store::redeliver`.
+pub(super) fn redeliver(
+    b: &mut Batch<'_>,
+    id: Uuid,
+    scope: &Scope,
+    expire_after: Duration,
+) -> StoreResult<Redelivery> {
+    let id = id.to_string();
+    let Some(before) = Current::read(b.conn, &id)?.filter(|c| scope.sees(&c.tenant)) else {
+        return Ok(Redelivery::NotFound);
+    };
+    if before.mode == Mode::Sync {
+        return Ok(Redelivery::NotAsync);
+    }
+    if before.callback == Some(CallbackStatus::Pending) {
+        return Ok(Redelivery::InProgress);
+    }
+    queue_again(b, &id, &before, expire_after)?;
+    Ok(Redelivery::Queued)
+}
+
+/// The new delivery of a terminal callback: pending again, a job due now in the
+/// delivery phase whose attempts count from the ones already made.
+fn queue_again(
+    b: &mut Batch<'_>,
+    id: &str,
+    before: &Current,
+    expire_after: Duration,
+) -> StoreResult<()> {
+    let (url, attempts): (Option<String>, i64) = b
+        .conn
+        .prepare_cached("SELECT callback_url, callback_attempts FROM requests WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    b.conn
+        .prepare_cached("UPDATE requests SET callback_status = 'pending' WHERE id = ?1")?
+        .execute(params![id])?;
+    before.moved_to(b, before.status, Some(CallbackStatus::Pending));
+    let origin = url
+        .as_deref()
+        .and_then(crate::intake::origin_of_str)
+        .unwrap_or_else(|| "unknown://invalid:0".to_owned());
+    let c = b.conn;
+    let destination = destination_id(c, &before.tenant, &origin)?;
+    let now = now_ms();
+    c.prepare_cached(
+        "INSERT INTO jobs (request_id, destination_id, phase, run_at, expires_at, attempt_base, manual)
+         VALUES (?1, ?2, 1, ?3, ?4, ?5, 1)",
+    )?
+    .execute(params![
+        id,
+        destination,
+        now,
+        now + expire_after.as_millis() as i64,
+        attempts
+    ])?;
+    lower_deliver_due(c, destination, now)
+}
+
+/// See `Store::bulk_redeliver`.
+pub(super) fn bulk_redeliver(
+    b: &mut Batch<'_>,
+    tenant: Option<String>,
+    since: i64,
+) -> StoreResult<u64> {
+    let now = now_ms();
+    let mut matched = 0;
+    for state in failed_callback_states() {
+        let n: i64 = match &tenant {
+            Some(t) => b.conn.prepare_cached(
+                "SELECT count(*) FROM requests WHERE tenant = ?1 AND state = ?2 AND created_at >= ?3",
+            )?
+            .query_row(params![t, state, since], |r| r.get(0))?,
+            None => b.conn.prepare_cached(
+                "SELECT count(*) FROM requests WHERE state = ?1 AND created_at >= ?2",
+            )?
+            .query_row(params![state, since], |r| r.get(0))?,
+        };
+        matched += n as u64;
+    }
+    if matched > 0 {
+        b.conn
+            .prepare_cached(
+                "INSERT INTO bulk_redeliveries (tenant, since, until, created_at) VALUES (?1, ?2, ?3, ?3)",
+            )?
+            .execute(params![tenant, since, now])?;
+    }
+    Ok(matched)
+}
+
+/// See `Store::advance_bulk_redeliveries`: the oldest task's next batch, one failed state
+/// after the other, oldest record first.
+pub(super) fn advance_bulk(
+    b: &mut Batch<'_>,
+    batch: usize,
+    expire_after: Duration,
+) -> StoreResult<u64> {
+    type Task = (
+        i64,
+        Option<String>,
+        i64,
+        i64,
+        i64,
+        Option<i64>,
+        Option<String>,
+    );
+    let task: Option<Task> = b
+        .conn
+        .prepare_cached(
+            "SELECT id, tenant, since, until, after_state, after_created_at, after_id
+             FROM bulk_redeliveries ORDER BY id LIMIT 1",
+        )?
+        .query_row([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((task, tenant, since, until, after_state, after_at, after_id)) = task else {
+        return Ok(0);
+    };
+    let states = failed_callback_states();
+    for state in states.into_iter().filter(|s| *s >= after_state) {
+        let (from_at, from_id) = match state == after_state {
+            true => (
+                after_at.unwrap_or(since - 1),
+                after_id.clone().unwrap_or_default(),
+            ),
+            false => (since - 1, String::new()),
+        };
+        let ids = next_failed(
+            b.conn,
+            tenant.as_deref(),
+            state,
+            (since, until),
+            (from_at, &from_id),
+            batch,
+        )?;
+        for (id, _) in &ids {
+            if let Some(before) = Current::read(b.conn, id)? {
+                queue_again(b, id, &before, expire_after)?;
+            }
+        }
+        if let Some((last_id, last_at)) = ids.last() {
+            b.conn
+                .prepare_cached(
+                    "UPDATE bulk_redeliveries SET after_state = ?2, after_created_at = ?3, after_id = ?4
+                     WHERE id = ?1",
+                )?
+                .execute(params![task, state, last_at, last_id])?;
+            return Ok(ids.len() as u64);
+        }
+    }
+    b.conn
+        .prepare_cached("DELETE FROM bulk_redeliveries WHERE id = ?1")?
+        .execute(params![task])?;
+    Ok(0)
+}
+
+/// The next records in `state` created within `window`, after `(created_at, id)`.
+fn next_failed(
+    c: &Connection,
+    tenant: Option<&str>,
+    state: i64,
+    (since, until): (i64, i64),
+    (after_at, after_id): (i64, &str),
+    limit: usize,
+) -> StoreResult<Vec<(String, i64)>> {
+    let sql = match tenant {
+        Some(_) => {
+            "SELECT id, created_at FROM requests
+             WHERE tenant = ?6 AND state = ?1 AND created_at >= ?2 AND created_at <= ?3
+               AND (created_at, id) > (?4, ?5)
+             ORDER BY created_at, id LIMIT ?7"
+        }
+        None => {
+            "SELECT id, created_at FROM requests
+             WHERE ?6 IS NULL AND state = ?1 AND created_at >= ?2 AND created_at <= ?3
+               AND (created_at, id) > (?4, ?5)
+             ORDER BY created_at, id LIMIT ?7"
+        }
+    };
+    Ok(c.prepare_cached(sql)?
+        .query_map(
+            params![
+                state,
+                since,
+                until,
+                after_at,
+                after_id,
+                tenant,
+                limit as i64
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<Result<_, _>>()?)
+}
+
+/// See `Store::callback_stats`.
+pub(super) fn callback_stats(
+    c: &Connection,
+    scope: &Scope,
+    from_minute: i64,
+) -> StoreResult<Vec<MinuteStats>> {
+    let tenant = match scope {
+        Scope::Tenant(t) => Some(t.as_str()),
+        Scope::All => None,
+    };
+    let mut stmt = c.prepare_cached(
+        "SELECT minute, sum(delivered), sum(failed) FROM callback_minutes
+         WHERE minute >= ?1 AND (?2 IS NULL OR tenant = ?2)
+         GROUP BY minute ORDER BY minute",
+    )?;
+    let rows = stmt
+        .query_map(params![from_minute, tenant], |r| {
+            Ok(MinuteStats {
+                minute: r.get(0)?,
+                delivered: r.get::<_, i64>(1)?.max(0) as u64,
+                failed: r.get::<_, i64>(2)?.max(0) as u64,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
