@@ -12,6 +12,7 @@
 const KEY = 'consuma.apiKey';
 const LIST_POLL_MS = 2000;
 const RECORD_POLL_MS = 2000;
+const REDELIVERY_POLL_MS = 500;
 const CHART_POLL_MS = 10000;
 const PAGE_SIZE = 50;
 const FILTERS = {
@@ -51,12 +52,15 @@ function show(...children) {
   return generation;
 }
 
-/** Runs `tick` now and then every `ms` while the page drawn at `gen` is still shown. */
+/**
+ * Runs `tick` now and then again every `ms` (a number, or a function giving the next
+ * pause) while the page drawn at `gen` is still shown.
+ */
 function poll(gen, ms, tick) {
   const run = async () => {
     if (gen !== generation) return;
     await tick();
-    if (gen === generation) setTimeout(run, ms);
+    if (gen === generation) setTimeout(run, typeof ms === 'function' ? ms() : ms);
   };
   run();
 }
@@ -94,10 +98,10 @@ function failed(err, status) {
 
 // ---- Formatting ----------------------------------------------------------------------
 
-/** `2026-01-31T12:00:00.123Z` → `2026-01-31 12:00:00 UTC`, in a <time>. */
-function when(iso) {
+/** `2026-01-31T12:00:00.123Z` → `2026-01-31 12:00:00 UTC` (`…:00.123 UTC` when `ms`). */
+function when(iso, ms = false) {
   if (!iso) return '—';
-  return h('time', { datetime: iso }, `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`);
+  return h('time', { datetime: iso }, `${iso.slice(0, 10)} ${iso.slice(11, ms ? 23 : 19)} UTC`);
 }
 
 const badge = (value) => (value ? h('span', { class: `badge ${value}` }, value) : '—');
@@ -235,6 +239,7 @@ function listPage(me) {
     }
     history.replaceState(null, '', query.size ? `/ui?${query}` : '/ui');
     refresh();
+    refreshChart(chart, query.get('tenant'));
   });
 
   async function refresh() {
@@ -255,7 +260,7 @@ function listPage(me) {
     renderPager(pager, query, page.next_cursor);
   }
   poll(gen, LIST_POLL_MS, refresh);
-  poll(gen, CHART_POLL_MS, () => refreshChart(chart));
+  poll(gen, CHART_POLL_MS, () => refreshChart(chart, query.get('tenant')));
 }
 
 /** Rows keyed by request id: existing rows are updated in place (focus stays put). */
@@ -326,9 +331,11 @@ function chartSection(figure) {
     h('h2', { id: 'chart-heading' }, 'Callbacks in the last hour'), figure);
 }
 
-async function refreshChart(figure) {
+/** The chart for `tenant` (an admin's filter), or for every record the key sees. */
+async function refreshChart(figure, tenant) {
   try {
-    drawChart(figure, (await api('/stats/callbacks')).minutes);
+    const query = tenant ? `?${new URLSearchParams({ tenant })}` : '';
+    drawChart(figure, (await api(`/stats/callbacks${query}`)).minutes);
   } catch (err) {
     if (err instanceof Refused) return signIn(true);
     figure.replaceChildren(h('p', { class: 'status' }, `Chart unavailable: ${err.message}`));
@@ -337,9 +344,12 @@ async function refreshChart(figure) {
 
 const hhmm = (iso) => iso.slice(11, 16);
 
-/** Stacked bars per minute (delivered below, failed above), with a text alternative. */
+/**
+ * Stacked bars per minute (delivered below, failed above), with a text alternative. It
+ * is drawn at the figure's own width, so its labels keep their size on a phone.
+ */
 function drawChart(figure, minutes) {
-  const W = 600, H = 170, left = 34, bottom = 22, top = 8;
+  const W = Math.max(280, Math.round(figure.clientWidth || 600)), H = 150, left = 34, bottom = 22, top = 8;
   const total = (m) => m.delivered + m.failed;
   const max = Math.max(1, ...minutes.map(total));
   const sum = (k) => minutes.reduce((n, m) => n + m[k], 0);
@@ -367,8 +377,8 @@ function drawChart(figure, minutes) {
   const busy = minutes.filter(total);
   figure.replaceChildren(svg,
     h('figcaption', {},
-      h('span', { class: 'key delivered' }, 'Delivered'), ' ', h('span', { class: 'key failed' }, 'Failed'),
-      ` ${summary}.`),
+      h('span', { class: 'key delivered' }, 'Delivered'), h('span', { class: 'key failed' }, 'Failed'),
+      h('span', {}, `${summary}.`)),
     busy.length ? h('details', {}, h('summary', {}, 'Minutes with callbacks'),
       h('table', {}, h('thead', {}, h('tr', {}, ['Minute', 'Delivered', 'Failed'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, busy.map((m) => h('tr', {}, h('td', {}, `${hhmm(m.minute)} UTC`),
@@ -383,15 +393,17 @@ function requestPage(id) {
   const status = h('p', { class: 'status', role: 'status' });
   const body = h('div');
   const redeliver = h('button', { type: 'button', hidden: true, onclick: () => redeliverNow() }, 'Redeliver');
+  const actions = h('div', { class: 'actions' }, redeliver, status);
   const gen = show(
     h('p', {}, h('a', { href: '/ui' }, '← All requests')),
     h('h1', {}, 'Request ', h('code', {}, id)),
-    h('div', { class: 'actions' }, redeliver, status),
     body);
-  let record = null;
   let rendered = false;
+  // While a redelivery asked for here has not ended: the attempts seen when it was asked.
+  let awaiting = null;
 
   async function refresh() {
+    let record;
     try {
       record = await api(`/requests/${encodeURIComponent(id)}`);
     } catch (err) {
@@ -399,22 +411,28 @@ function requestPage(id) {
         body.replaceChildren(h('p', {}, 'No such request.'));
         return;
       }
-      return failed(err, status);
+      return failed(err, status.isConnected ? status : body);
     }
     if (!rendered) {
-      body.replaceChildren(...requestSections(record));
+      body.replaceChildren(...requestSections(record, actions));
       rendered = true;
     }
     updateRequest(body, record);
     redeliver.hidden = !['failed', 'sent'].includes(record.callback_status);
+    if (awaiting !== null && record.attempts.length > awaiting && record.callback_status !== 'pending') {
+      status.textContent = `Redelivery ${record.callback_status === 'sent' ? 'delivered' : 'failed'}.`;
+      awaiting = null;
+    }
   }
 
   async function redeliverNow() {
     redeliver.disabled = true;
     status.textContent = 'Asking for a redelivery…';
+    const seen = body.querySelectorAll('table.attempts tbody tr').length;
     try {
       await api(`/requests/${encodeURIComponent(id)}/redeliver`, 'POST');
       status.textContent = 'Redelivery queued: the new attempt will appear below.';
+      awaiting = seen;
     } catch (err) {
       if (err instanceof Refused) return signIn(true);
       status.textContent = err.status === 409
@@ -426,35 +444,38 @@ function requestPage(id) {
     await refresh();
   }
 
-  poll(gen, RECORD_POLL_MS, refresh);
+  // Faster while a redelivery is on its way, so its attempt shows up promptly.
+  poll(gen, () => (awaiting === null ? RECORD_POLL_MS : REDELIVERY_POLL_MS), refresh);
 }
 
 /** The request page's sections; the changing values carry `data-field` for updates. */
-function requestSections(r) {
+function requestSections(r, actions) {
   const fact = (label, field) => [h('dt', {}, label), h('dd', { 'data-field': field })];
-  const facts = h('dl', { class: 'facts' },
-    fact('Tenant', 'tenant'), fact('Mode', 'mode'), fact('Status', 'status'),
-    fact('Created', 'created_at'), fact('Completed', 'completed_at'), fact('Error', 'error'),
-    fact('Trace id', 'trace_id'));
   const sections = [
-    h('section', { 'aria-labelledby': 'facts-heading' }, h('h2', { id: 'facts-heading', class: 'visually-hidden' }, 'Summary'), facts),
-    h('section', { 'aria-labelledby': 'input-heading' }, h('h2', { id: 'input-heading' }, 'Input'), h('div', { 'data-field': 'input_data' })),
-    h('section', { 'aria-labelledby': 'output-heading' }, h('h2', { id: 'output-heading' }, 'Output'), h('div', { 'data-field': 'output_data' })),
-  ];
-  if (r.mode !== 'async') {
-    sections.push(h('section', {}, h('h2', {}, 'Callback'), h('p', {}, 'A sync request has no callback.')));
-    return sections;
-  }
-  sections.push(h('section', { 'aria-labelledby': 'callback-heading' },
-    h('h2', { id: 'callback-heading' }, 'Callback'),
     h('dl', { class: 'facts' },
-      fact('Callback URL', 'callback_url'), fact('Callback status', 'callback_status'),
-      fact('Attempts made', 'callback_attempts'), fact('Last error', 'callback_last_error'),
-      fact('Sent at', 'callback_sent_at'), fact('Next planned attempt', 'callback_next_attempt_at')),
-    h('div', { class: 'table' }, h('table', { class: 'attempts' },
-      h('caption', {}, 'Delivery attempts'),
-      h('thead', {}, h('tr', {}, ATTEMPT_COLUMNS.map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {})))));
+      fact('Tenant', 'tenant'), fact('Mode', 'mode'), fact('Status', 'status'),
+      fact('Created', 'created_at'), fact('Completed', 'completed_at'), fact('Error', 'error'),
+      fact('Trace id', 'trace_id')),
+  ];
+  if (r.mode === 'async') {
+    sections.push(h('section', { 'aria-labelledby': 'callback-heading' },
+      h('h2', { id: 'callback-heading' }, 'Callback'),
+      h('dl', { class: 'facts' },
+        fact('Callback URL', 'callback_url'), fact('Callback status', 'callback_status'),
+        fact('Attempts made', 'callback_attempts'), fact('Last error', 'callback_last_error'),
+        fact('Sent at', 'callback_sent_at'), fact('Next planned attempt', 'callback_next_attempt_at')),
+      actions,
+      h('div', { class: 'table' }, h('table', { class: 'attempts' },
+        h('caption', {}, 'Delivery attempts'),
+        h('thead', {}, h('tr', {}, ATTEMPT_COLUMNS.map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {})))));
+  } else {
+    sections.push(h('section', { 'aria-labelledby': 'callback-heading' },
+      h('h2', { id: 'callback-heading' }, 'Callback'), h('p', {}, 'A sync request has no callback.')));
+  }
+  sections.push(h('div', { class: 'io' },
+    h('section', { 'aria-labelledby': 'input-heading' }, h('h2', { id: 'input-heading' }, 'Input'), h('div', { 'data-field': 'input_data' })),
+    h('section', { 'aria-labelledby': 'output-heading' }, h('h2', { id: 'output-heading' }, 'Output'), h('div', { 'data-field': 'output_data' }))));
   return sections;
 }
 
@@ -475,7 +496,7 @@ function updateRequest(body, r) {
   if (!tbody) return;
   const shown = tbody.rows.length;
   for (const a of r.attempts.slice(shown)) {
-    const cells = [String(a.attempt), when(a.started_at), a.status_code === null ? '—' : String(a.status_code),
+    const cells = [String(a.attempt), when(a.started_at, true), a.status_code === null ? '—' : String(a.status_code),
       `${a.duration_ms} ms`, a.error || '—', a.trigger];
     tbody.append(h('tr', {}, cells.map((c, j) => h('td', { 'data-label': ATTEMPT_COLUMNS[j] }, c))));
   }

@@ -1,6 +1,67 @@
-//! The operator console (SPEC §11) at /ui: its files over HTTP.
+//! The operator console (SPEC §11) at /ui: its files over HTTP, then the console itself
+//! in headless Chromium on the running binary — the list, a filter, live updates, a
+//! request's attempts, a redelivery, the chart, both screen sizes, nothing fetched from
+//! another origin.
+//!
+//! The browser tests run on SQLite only: what they check is the page, and the JSON it
+//! reads is tested on both backends elsewhere. Each waits for conditions by polling, with
+//! [`PATIENCE`] as the bound, and never sleeps for a fixed time.
 
-use crate::helpers::{Backend, TestApp};
+use std::time::Duration;
+
+use fantoccini::Locator;
+use fantoccini::key::Key;
+use serde_json::{Value, json};
+
+use crate::helpers::browser::{Browser, LAPTOP, PATIENCE, PHONE};
+use crate::helpers::receiver::{Receiver, Reply};
+use crate::helpers::{Backend, TestApp, work};
+
+/// SPEC §11: a new request appears within 5 s.
+const LIVE: Duration = Duration::from_secs(5);
+
+const ATTEMPT_COLUMNS: [&str; 6] = [
+    "Attempt",
+    "Time",
+    "Status code",
+    "Duration",
+    "Error",
+    "Trigger",
+];
+
+async fn sync_request(app: &TestApp, text: &str) -> String {
+    let body: Value = app.post_sync(work(text, 1)).await.json().await.unwrap();
+    body["request_id"].as_str().unwrap().to_owned()
+}
+
+/// The XPath of the list's link to a request.
+fn row_link(id: &str) -> String {
+    format!("//table[contains(@class,'requests')]//a[@href='/ui/requests/{id}']")
+}
+
+/// The text of every cell of the attempts table, row by row.
+async fn attempt_rows(b: &Browser) -> Vec<Vec<String>> {
+    let rows = b
+        .js(
+            "return [...document.querySelectorAll('table.attempts tbody tr')]
+                .map(tr => [...tr.cells].map(td => td.innerText.trim()))",
+        )
+        .await;
+    serde_json::from_value(rows).unwrap()
+}
+
+/// Marks the document, so a later check can tell it was not reloaded.
+async fn mark_document(b: &Browser) {
+    b.js("window.__sameDocument = true").await;
+}
+
+async fn assert_same_document(b: &Browser) {
+    assert_eq!(
+        b.js("return window.__sameDocument === true").await,
+        true,
+        "the page was reloaded"
+    );
+}
 
 #[tokio::test]
 async fn the_console_is_served_from_the_binary_with_content_types_and_validators() {
@@ -48,4 +109,232 @@ async fn the_console_is_served_from_the_binary_with_content_types_and_validators
         paths.keys().all(|p| !p.starts_with("/ui")),
         "HTML pages are not API"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_shows_requests_and_a_new_one_appears_without_a_reload() {
+    let Some(b) = Browser::start(LAPTOP).await else {
+        return;
+    };
+    let receiver = Receiver::ok().await;
+    let app = TestApp::builder(Backend::Sqlite)
+        .allow_loopback()
+        .spawn()
+        .await;
+    let first = sync_request(&app, "first").await;
+    let second = app.submit_async("second", &receiver.url("/hook")).await;
+    app.wait_terminal(&second, PATIENCE).await;
+
+    b.goto(&app.url("/ui")).await;
+    for id in [&first, &second] {
+        b.eventually("a row of each request", PATIENCE, || async {
+            b.client.find(Locator::XPath(&row_link(id))).await.ok()
+        })
+        .await;
+    }
+    mark_document(&b).await;
+    let third = sync_request(&app, "third").await;
+    b.eventually("the new request, without a reload", LIVE, || async {
+        b.client.find(Locator::XPath(&row_link(&third))).await.ok()
+    })
+    .await;
+    assert_same_document(&b).await;
+    b.wait_for_text("3 requests").await;
+    // The open service's caller is an admin, so the tenant filter is offered.
+    for label in ["Mode", "Status", "Callback status", "Tenant", "Request id"] {
+        b.field(label).await;
+    }
+    b.button("Search").await;
+    b.wait_for_text("Last hour: 1 delivered, 0 failed").await;
+    b.assert_fits(LAPTOP, "the list").await;
+    b.assert_same_origin(&app.base).await;
+    b.screenshot("list").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_narrows_the_list_and_search_opens_a_request() {
+    let Some(b) = Browser::start(LAPTOP).await else {
+        return;
+    };
+    let receiver = Receiver::ok().await;
+    let app = TestApp::builder(Backend::Sqlite)
+        .allow_loopback()
+        .spawn()
+        .await;
+    let sync = sync_request(&app, "inline").await;
+    let async_ = app.submit_async("later", &receiver.url("/hook")).await;
+    app.wait_terminal(&async_, PATIENCE).await;
+    b.goto(&app.url("/ui")).await;
+    b.wait_for_text("2 requests").await;
+
+    b.field("Mode")
+        .await
+        .select_by_value("async")
+        .await
+        .unwrap();
+    b.eventually("only the async request", PATIENCE, || async {
+        let gone = !b.shown(&row_link(&sync)).await;
+        (gone && b.shown(&row_link(&async_)).await).then_some(())
+    })
+    .await;
+    let url = b.client.current_url().await.unwrap();
+    assert_eq!(
+        url.query(),
+        Some("mode=async"),
+        "the filter is kept in the URL"
+    );
+    b.field("Callback status")
+        .await
+        .select_by_value("failed")
+        .await
+        .unwrap();
+    b.wait_for_text("No requests match.").await;
+    b.field("Status")
+        .await
+        .select_by_value("completed")
+        .await
+        .unwrap();
+    b.field("Callback status")
+        .await
+        .select_by_value("")
+        .await
+        .unwrap();
+    b.wait_for_text("1 request").await;
+
+    // Search, from the keyboard: type the id, press Enter.
+    let search = b.field("Request id").await;
+    search.send_keys("no-such-request").await.unwrap();
+    b.button("Search").await.click().await.unwrap();
+    b.wait_for_text("No request with id no-such-request.").await;
+    search.clear().await.unwrap();
+    search
+        .send_keys(&format!("{sync}{}", char::from(Key::Enter)))
+        .await
+        .unwrap();
+    b.eventually("the request's page", PATIENCE, || async {
+        let url = b.client.current_url().await.ok()?;
+        (url.path() == format!("/ui/requests/{sync}")).then_some(())
+    })
+    .await;
+    b.wait_for_text("A sync request has no callback.").await;
+    b.assert_same_origin(&app.base).await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_callback_is_redelivered_from_its_page_and_the_new_attempt_appears() {
+    let Some(b) = Browser::start(LAPTOP).await else {
+        return;
+    };
+    // The first delivery fails (one attempt allowed); the redelivery is accepted.
+    let receiver = Receiver::scripted("127.0.0.1", |n| {
+        Reply::status(if n == 0 { 500 } else { 200 })
+    })
+    .await;
+    let app = TestApp::builder(Backend::Sqlite)
+        .allow_loopback()
+        .arg("--callback-max-attempts", 1)
+        .spawn()
+        .await;
+    let id = app
+        .submit_async("redeliver me", &receiver.url("/hook"))
+        .await;
+    let record = app.wait_terminal(&id, PATIENCE).await;
+    assert_eq!(record["callback_status"], "failed");
+
+    b.goto(&app.url(&format!("/ui/requests/{id}"))).await;
+    b.wait_for_text("Delivery attempts").await;
+    let headers = b
+        .js("return [...document.querySelectorAll('table.attempts thead th')].map(th => th.innerText.trim())")
+        .await;
+    assert_eq!(headers, json!(ATTEMPT_COLUMNS));
+    let rows = b
+        .eventually("the failed attempt", PATIENCE, || async {
+            let rows = attempt_rows(&b).await;
+            (rows.len() == 1).then_some(rows)
+        })
+        .await;
+    assert_eq!((rows[0][0].as_str(), rows[0][2].as_str()), ("1", "500"));
+    assert_eq!(rows[0][5], "scheduled");
+    let (trace_id, hash) = (&record["trace_id"], &record["output_data"]["input_hash"]);
+    for fact in [
+        "default",
+        trace_id.as_str().unwrap(),
+        "redeliver me",
+        hash.as_str().unwrap(),
+    ] {
+        b.wait_for_text(fact).await; // tenant, trace id, input, output
+    }
+
+    mark_document(&b).await;
+    b.button("Redeliver").await.click().await.unwrap();
+    receiver.wait_for(2, PATIENCE).await;
+    let rows = b
+        .eventually("the manual attempt", PATIENCE, || async {
+            let rows = attempt_rows(&b).await;
+            (rows.len() == 2).then_some(rows)
+        })
+        .await;
+    assert_eq!((rows[1][0].as_str(), rows[1][2].as_str()), ("2", "200"));
+    assert_eq!(rows[1][5], "manual");
+    assert_same_document(&b).await;
+    b.wait_for_text("Redelivery delivered.").await;
+    b.assert_fits(LAPTOP, "a request").await;
+    b.assert_same_origin(&app.base).await;
+    b.screenshot("request").await;
+
+    // The chart counts both endings: one failed, then one delivered.
+    b.goto(&app.url("/ui")).await;
+    b.wait_for_text("Last hour: 1 delivered, 1 failed").await;
+    let label = b
+        .js(
+            "const svg = document.querySelector('figure.chart svg[role=img]');
+             return svg.getAttribute('aria-labelledby').split(' ')
+                 .map(id => document.getElementById(id).textContent).join(' ')",
+        )
+        .await;
+    assert!(
+        label.as_str().unwrap().contains("1 delivered, 1 failed"),
+        "{label}"
+    );
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_fits_a_phone_and_a_laptop_without_horizontal_scrolling() {
+    let Some(b) = Browser::start(PHONE).await else {
+        return;
+    };
+    let receiver = Receiver::ok().await;
+    let app = TestApp::builder(Backend::Sqlite)
+        .allow_loopback()
+        .spawn()
+        .await;
+    sync_request(&app, "a rather long text to see how the phone wraps it").await;
+    let id = app
+        .submit_async("phone", &receiver.url("/a/long/callback/path"))
+        .await;
+    app.wait_terminal(&id, PATIENCE).await;
+
+    for size in [PHONE, LAPTOP] {
+        b.resize(size).await;
+        b.goto(&app.url("/ui")).await;
+        b.wait_for_text("2 requests").await;
+        b.wait_for_text("Last hour").await;
+        b.assert_fits(size, "the list").await;
+        if size == PHONE {
+            b.screenshot("phone-list").await;
+        }
+        b.goto(&app.url(&format!("/ui/requests/{id}"))).await;
+        b.eventually("the attempt", PATIENCE, || async {
+            (attempt_rows(&b).await.len() == 1).then_some(())
+        })
+        .await;
+        b.assert_fits(size, "a request").await;
+        if size == PHONE {
+            b.screenshot("phone-request").await;
+        }
+    }
+    b.close().await;
 }
