@@ -338,3 +338,78 @@ async fn the_console_fits_a_phone_and_a_laptop_without_horizontal_scrolling() {
     }
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_control_is_labelled_and_reached_from_the_keyboard() {
+    let Some(b) = Browser::start(LAPTOP).await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let id = sync_request(&app, "keyboard").await;
+    b.goto(&app.url("/ui")).await;
+    b.eventually("the row", PATIENCE, || async {
+        b.client.find(Locator::XPath(&row_link(&id))).await.ok()
+    })
+    .await;
+    let unlabelled = b
+        .js(
+            "return [...document.querySelectorAll('input, select, textarea')]
+                .filter(f => f.labels.length === 0).map(f => f.outerHTML)",
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "every field has a <label>");
+
+    // Tab from the top of the page and note where focus goes.
+    let mut reached = Vec::new();
+    for _ in 0..20 {
+        let focused = b.client.active_element().await.unwrap();
+        focused
+            .send_keys(&char::from(Key::Tab).to_string())
+            .await
+            .unwrap();
+        let name = b
+            .js("const e = document.activeElement;
+                 return (e.labels && e.labels[0] ? e.labels[0].innerText : e.innerText).trim()")
+            .await;
+        reached.push(name.as_str().unwrap().to_owned());
+    }
+    for control in [
+        "Mode",
+        "Status",
+        "Callback status",
+        "Tenant",
+        "Request id",
+        "Search",
+        &id,
+    ] {
+        assert!(
+            reached.iter().any(|r| r == control),
+            "{control} not reached: {reached:?}"
+        );
+    }
+    // Enter on a focused row link opens the request.
+    let link = b.client.find(Locator::XPath(&row_link(&id))).await.unwrap();
+    link.send_keys(&char::from(Key::Enter).to_string())
+        .await
+        .unwrap();
+    b.wait_for_text("A sync request has no callback.").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_are_shown_as_text_never_as_markup() {
+    let Some(b) = Browser::start(LAPTOP).await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let markup = r#"<img src=x onerror="window.__injected=1"><b>bold</b>"#;
+    let id = sync_request(&app, markup).await;
+    b.goto(&app.url(&format!("/ui/requests/{id}"))).await;
+    b.wait_for_text(r#"<img src=x onerror=\"window.__injected=1\"><b>bold</b>"#)
+        .await;
+    let injected = b
+        .js("return [window.__injected === undefined, document.querySelectorAll('main img, main b').length]")
+        .await;
+    assert_eq!(injected, json!([true, 0]), "the text was parsed as HTML");
+    b.close().await;
+}
