@@ -1,15 +1,19 @@
 // The operator console (SPEC §11): a client of the public JSON API and nothing else.
 //
-// Every page is this one module on one HTML shell (ui/index.html): it asks GET /me who
-// the key is, then draws the page the URL names — /ui (the list and the chart) or
-// /ui/requests/<id> (one request) — and keeps it current by polling. Links are real
-// links, so every view is a URL that loads directly. The API key, when the service
+// Every page is this module (with dom.js, api.js and chart.js beside it) on one HTML
+// shell (ui/index.html): it asks GET /me who the key is, then draws the page the URL
+// names — /ui (the list and the chart) or /ui/requests/<id> (one request) — and keeps
+// it current by polling. Links are real links, so every view is a URL that loads
+// directly. The API key, when the service
 // requires one, lives in sessionStorage and goes out as `Authorization: Bearer`.
 //
-// Every value from the API enters the page as text (`Node.append` of a string,
-// `setAttribute`), never as markup: nothing here assigns innerHTML.
+// Every value from the API enters the page as text, through dom.js: nothing in the
+// console assigns innerHTML.
 
-const KEY = 'consuma.apiKey';
+import { ApiError, KEY, Refused, api } from './api.js';
+import { drawChart } from './chart.js';
+import { badge, h, json, say, when } from './dom.js';
+
 const LIST_POLL_MS = 2000;
 const RECORD_POLL_MS = 2000;
 const REDELIVERY_POLL_MS = 500;
@@ -20,27 +24,6 @@ const FILTERS = {
   status: ['pending', 'processing', 'completed', 'failed'],
   callback_status: ['pending', 'sent', 'failed'],
 };
-
-// ---- DOM: values go in as text, never as markup ------------------------------------
-
-const SVG_NS = 'http://www.w3.org/2000/svg';
-
-function build(el, attrs, children) {
-  for (const [name, value] of Object.entries(attrs || {})) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name.startsWith('on')) el.addEventListener(name.slice(2), value);
-    else el.setAttribute(name, value === true ? '' : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined && child !== false) el.append(child);
-  }
-  return el;
-}
-
-/** An HTML element; string children become text nodes. */
-const h = (tag, attrs, ...children) => build(document.createElement(tag), attrs, children);
-/** An SVG element. */
-const s = (tag, attrs, ...children) => build(document.createElementNS(SVG_NS, tag), attrs, children);
 
 const main = () => document.getElementById('main');
 
@@ -65,47 +48,12 @@ function poll(gen, ms, tick) {
   run();
 }
 
-// ---- The API -------------------------------------------------------------------------
-
-/** The key was refused (401): the caller must sign in again. */
-class Refused extends Error {}
-
-/** Any other error answer, with its problem+json body when there is one. */
-class ApiError extends Error {
-  constructor(status, problem) {
-    super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
-    this.status = status;
-    this.problem = problem || {};
-  }
-}
-
-async function api(path, method = 'GET') {
-  const headers = { Accept: 'application/json' };
-  const key = sessionStorage.getItem(KEY);
-  if (key) headers.Authorization = `Bearer ${key}`;
-  const response = await fetch(path, { method, headers, cache: 'no-store' });
-  if (response.status === 401) throw new Refused();
-  const body = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, body);
-  return body;
-}
-
 /** Sends the caller back to the sign-in form when a key is refused mid-session. */
 function failed(err, status) {
   if (err instanceof Refused) return signIn(true);
   status.textContent = `Could not reach the service: ${err.message}`;
 }
 
-// ---- Formatting ----------------------------------------------------------------------
-
-/** `2026-01-31T12:00:00.123Z` → `2026-01-31 12:00:00 UTC` (`…:00.123 UTC` when `ms`). */
-function when(iso, ms = false) {
-  if (!iso) return '—';
-  return h('time', { datetime: iso }, `${iso.slice(0, 10)} ${iso.slice(11, ms ? 23 : 19)} UTC`);
-}
-
-const badge = (value) => (value ? h('span', { class: `badge ${value}` }, value) : '—');
-const json = (value) => h('pre', {}, value === null || value === undefined ? '—' : JSON.stringify(value, null, 2));
 const requestHref = (id) => `/ui/requests/${encodeURIComponent(id)}`;
 
 // ---- Who is calling, and signing in --------------------------------------------------
@@ -251,12 +199,12 @@ function listPage(me) {
       return failed(err, status);
     }
     if (asked !== query.toString()) return; // The filters changed while this was in flight.
-    status.textContent = '';
+    say(status, '');
     renderRows(rows, page.requests);
     const shown = page.requests.length;
-    count.textContent = shown === page.total
+    say(count, shown === page.total
       ? `${page.total} ${page.total === 1 ? 'request' : 'requests'}`
-      : `Showing ${shown} of ${page.total} requests`;
+      : `Showing ${shown} of ${page.total} requests`);
     renderPager(pager, query, page.next_cursor);
   }
   poll(gen, LIST_POLL_MS, refresh);
@@ -298,7 +246,9 @@ function renderPager(nav, query, nextCursor) {
     next.set('cursor', nextCursor);
     links.push(h('a', { href: `/ui?${next}` }, 'Older requests'));
   }
-  nav.replaceChildren(...links);
+  // Unchanged links stay, so a focused one keeps its focus across polls.
+  const hrefs = (list) => list.map((a) => a.getAttribute('href')).join(' ');
+  if (hrefs(links) !== hrefs([...nav.children])) nav.replaceChildren(...links);
 }
 
 /** `Request id` + `Search`: opens that request's page, or says there is none. */
@@ -340,49 +290,6 @@ async function refreshChart(figure, tenant) {
     if (err instanceof Refused) return signIn(true);
     figure.replaceChildren(h('p', { class: 'status' }, `Chart unavailable: ${err.message}`));
   }
-}
-
-const hhmm = (iso) => iso.slice(11, 16);
-
-/**
- * Stacked bars per minute (delivered below, failed above), with a text alternative. It
- * is drawn at the figure's own width, so its labels keep their size on a phone.
- */
-function drawChart(figure, minutes) {
-  const W = Math.max(280, Math.round(figure.clientWidth || 600)), H = 150, left = 34, bottom = 22, top = 8;
-  const total = (m) => m.delivered + m.failed;
-  const max = Math.max(1, ...minutes.map(total));
-  const sum = (k) => minutes.reduce((n, m) => n + m[k], 0);
-  const step = (W - left) / Math.max(1, minutes.length);
-  const y = (n) => H - bottom - ((H - bottom - top) * n) / max;
-  const summary = `Last hour: ${sum('delivered')} delivered, ${sum('failed')} failed`;
-  const bars = minutes.map((m, i) => {
-    const x = left + i * step + 1;
-    const label = `${hhmm(m.minute)} UTC: ${m.delivered} delivered, ${m.failed} failed`;
-    return s('g', {}, s('title', {}, label),
-      m.delivered && s('rect', { class: 'delivered', x, width: step - 2, y: y(m.delivered), height: y(0) - y(m.delivered) }),
-      m.failed && s('rect', { class: 'failed', x, width: step - 2, y: y(total(m)), height: y(0) - y(m.failed) }));
-  });
-  const axis = minutes.length ? [
-    s('text', { x: left, y: H - 6 }, hhmm(minutes[0].minute)),
-    s('text', { x: W, y: H - 6, 'text-anchor': 'end' }, `${hhmm(minutes[minutes.length - 1].minute)} UTC`),
-  ] : [];
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'chart-title chart-desc' },
-    s('title', { id: 'chart-title' }, 'Callbacks delivered and failed per minute, last 60 minutes'),
-    s('desc', { id: 'chart-desc' }, `${summary}.`),
-    s('line', { class: 'axis', x1: left, x2: W, y1: y(0), y2: y(0) }),
-    s('text', { x: left - 6, y: top + 10, 'text-anchor': 'end' }, String(max)),
-    s('text', { x: left - 6, y: y(0), 'text-anchor': 'end' }, '0'),
-    axis, bars);
-  const busy = minutes.filter(total);
-  figure.replaceChildren(svg,
-    h('figcaption', {},
-      h('span', { class: 'key delivered' }, 'Delivered'), h('span', { class: 'key failed' }, 'Failed'),
-      h('span', {}, `${summary}.`)),
-    busy.length ? h('details', {}, h('summary', {}, 'Minutes with callbacks'),
-      h('table', {}, h('thead', {}, h('tr', {}, ['Minute', 'Delivered', 'Failed'].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', {}, busy.map((m) => h('tr', {}, h('td', {}, `${hhmm(m.minute)} UTC`),
-          h('td', {}, String(m.delivered)), h('td', {}, String(m.failed))))))) : null);
 }
 
 // ---- One request ---------------------------------------------------------------------

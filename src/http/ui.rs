@@ -1,5 +1,5 @@
-//! The operator console (SPEC §11) at `/ui`: an HTML shell, one JavaScript module and one
-//! stylesheet from the `ui/` folder, compiled into the binary, so the console works with
+//! The operator console (SPEC §11) at `/ui`: an HTML shell, a few small JavaScript
+//! modules and one stylesheet from the `ui/` folder, compiled into the binary, so the console works with
 //! no network and fetches nothing from another origin.
 //!
 //! The console is a client of the public API: these routes serve files only, take no
@@ -88,14 +88,18 @@ static SHELL: LazyLock<Asset> = LazyLock::new(|| {
 });
 
 /// The files under `/ui/assets/`, by name.
-static ASSETS: LazyLock<[(&str, Asset); 3]> = LazyLock::new(|| {
+static ASSETS: LazyLock<[(&str, Asset); 6]> = LazyLock::new(|| {
+    const JS: &str = "text/javascript; charset=utf-8";
     [
         (
             "console.js",
-            Asset::new(
-                include_str!("../../ui/console.js"),
-                "text/javascript; charset=utf-8",
-            ),
+            Asset::new(include_str!("../../ui/console.js"), JS),
+        ),
+        ("dom.js", Asset::new(include_str!("../../ui/dom.js"), JS)),
+        ("api.js", Asset::new(include_str!("../../ui/api.js"), JS)),
+        (
+            "chart.js",
+            Asset::new(include_str!("../../ui/chart.js"), JS),
         ),
         (
             "console.css",
@@ -137,18 +141,33 @@ async fn asset(Path(name): Path<String>, request: HeaderMap) -> Result<Response,
 mod tests {
     use super::*;
 
-    /// Every `/ui/assets/…` the shell names is served, so a renamed file cannot leave the
-    /// page without its script or style.
+    /// Every file the shell names (`/ui/assets/…`) or a module imports (`'./….js'`) is
+    /// served, so a renamed file cannot leave the page without its script or style.
     #[test]
-    fn the_shell_names_only_served_assets() {
-        let html = std::str::from_utf8(SHELL.body).unwrap();
-        let named: Vec<&str> = html
-            .split("/ui/assets/")
-            .skip(1)
-            .map(|rest| &rest[..rest.find('"').unwrap()])
-            .collect();
-        assert_eq!(named, ["icon.svg", "console.css", "console.js"]);
-        for name in named {
+    fn every_file_named_is_served() {
+        let text = |a: &Asset| std::str::from_utf8(a.body).unwrap().to_owned();
+        let names = |text: &str, marker: &str, end: char| -> Vec<String> {
+            text.split(marker)
+                .skip(1)
+                .map(|rest| rest[..rest.find(end).unwrap()].to_owned())
+                .collect()
+        };
+        let shell = names(&text(&SHELL), "/ui/assets/", '"');
+        assert_eq!(
+            shell,
+            [
+                "icon.svg",
+                "console.css",
+                "dom.js",
+                "api.js",
+                "chart.js",
+                "console.js"
+            ]
+        );
+        let imports = ASSETS
+            .iter()
+            .flat_map(|(_, a)| names(&text(a), "from './", '\''));
+        for name in shell.into_iter().chain(imports) {
             assert!(
                 ASSETS.iter().any(|(n, _)| *n == name),
                 "{name} is not served"

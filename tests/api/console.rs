@@ -72,6 +72,7 @@ async fn the_console_is_served_from_the_binary_with_content_types_and_validators
         ("/ui/", html),
         ("/ui/requests/0190d5a6-0000-7000-8000-000000000000", html),
         ("/ui/assets/console.js", "text/javascript; charset=utf-8"),
+        ("/ui/assets/chart.js", "text/javascript; charset=utf-8"),
         ("/ui/assets/console.css", "text/css; charset=utf-8"),
         ("/ui/assets/icon.svg", "image/svg+xml"),
     ] {
