@@ -27,6 +27,9 @@ pub const PRUNE_BATCH: usize = 250;
 const REDELIVER_EVERY: Duration = Duration::from_millis(500);
 const REDELIVER_BATCH: usize = 500;
 
+/// How often a heartbeat write is tried while writes fail (SPEC §9 "Readiness").
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// How often retention passes run: every minute, or twice per retention period when
 /// that is shorter (SPEC §12).
 pub fn prune_every(retention: Duration) -> Duration {
@@ -54,7 +57,8 @@ pub async fn run(
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     let mut prune = tokio::time::interval(retention.map_or(SWEEP_EVERY, prune_every));
     let mut redeliver = tokio::time::interval(REDELIVER_EVERY);
-    for tick in [&mut sweep, &mut prune, &mut redeliver] {
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    for tick in [&mut sweep, &mut prune, &mut redeliver, &mut probe] {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
@@ -65,6 +69,10 @@ pub async fn run(
                 prune_pass(store.as_ref(), keep, &shutdown).await;
             }
             _ = redeliver.tick() => redeliver_batches(store.as_ref(), expire_after, &shutdown).await,
+            _ = probe.tick(), if !store.writes_healthy() => match store.probe_write().await {
+                Ok(()) => tracing::info!("writes succeed again"),
+                Err(e) => tracing::warn!(error = %e, "writes still fail"),
+            },
             _ = shutdown.cancelled() => return,
         }
     }

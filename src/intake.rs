@@ -190,7 +190,6 @@ impl Intake {
                     output_data: Some(serde_json::to_string(&body.result).expect("serialisable")),
                     error: None,
                     completed_at,
-                    callback_body: None,
                 };
                 let key = claim.map(|c| (c, Some(response.clone())));
                 self.store.finish_sync(request_id, done, key).await?;
@@ -206,7 +205,6 @@ impl Intake {
                     output_data: None,
                     error: Some(error.clone()),
                     completed_at,
-                    callback_body: None,
                 };
                 // Only successes are kept: a retry with this key may try again.
                 self.store

@@ -15,7 +15,7 @@ ALTER TABLE requests ADD COLUMN state smallint GENERATED ALWAYS AS (
 DROP INDEX requests_by_status;
 DROP INDEX requests_by_mode;
 DROP INDEX requests_by_callback_status;
-CREATE INDEX requests_by_tenant ON requests (tenant, created_at DESC, id DESC);
+DROP INDEX requests_newest;
 CREATE INDEX requests_by_state ON requests (state, created_at DESC, id DESC);
 CREATE INDEX requests_by_tenant_state ON requests (tenant, state, created_at DESC, id DESC);
 

@@ -17,13 +17,16 @@ ALTER TABLE requests ADD COLUMN state INTEGER GENERATED ALWAYS AS (
   + (CASE callback_status WHEN 'pending' THEN 1 WHEN 'sent' THEN 2 WHEN 'failed' THEN 3 ELSE 0 END)
 ) VIRTUAL;
 
--- GET /requests: newest first, within a tenant or across all (admin), optionally by state.
--- The index entries cover (state, created_at, id), so a page is found without reading
--- rows; only the page's own rows are read.
+-- GET /requests: newest first, within a tenant or across all (admin), in the states the
+-- filters match (all 16 without a filter). Each state is a range of one of these two
+-- indexes, and a page merges the ranges in order; the entries cover (state, created_at,
+-- id), so a page is found without reading rows, and only the page's own rows are read.
+-- Two indexes instead of one per filter column and one per scope: each entry costs
+-- about a hundred bytes per record.
 DROP INDEX requests_by_status;
 DROP INDEX requests_by_mode;
 DROP INDEX requests_by_callback_status;
-CREATE INDEX requests_by_tenant ON requests (tenant, created_at DESC, id DESC);
+DROP INDEX requests_newest;
 CREATE INDEX requests_by_state ON requests (state, created_at DESC, id DESC);
 CREATE INDEX requests_by_tenant_state ON requests (tenant, state, created_at DESC, id DESC);
 

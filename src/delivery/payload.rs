@@ -1,13 +1,16 @@
 //! The callback body (SPEC §2 "The callback").
 //!
-//! `{"request_id", "status", "result", "error", "timestamp"}`, serialised once when the work
-//! ends. The engine stores these bytes with the job, so every attempt (including one
-//! repeated after a crash) sends the same body; only `webhook-timestamp` and the signature
-//! change between attempts. `timestamp` is when the result was finalised, in RFC 3339 UTC
+//! `{"request_id", "status", "result", "error", "timestamp"}`, made from what the record
+//! keeps of the finished work: the stored `output_data` JSON is embedded as it is, and the
+//! timestamp is the stored `completed_at` (whole milliseconds), so every attempt
+//! (including one repeated after a crash, or a redelivery) sends the same bytes without
+//! the body being stored twice; only `webhook-timestamp` and the signature change between
+//! attempts. `timestamp` is when the result was finalised, in RFC 3339 UTC
 //! with milliseconds and a `Z`, like every other timestamp of the API.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::work::WorkResult;
 
@@ -16,7 +19,7 @@ use crate::work::WorkResult;
 struct CallbackBody<'a> {
     request_id: uuid::Uuid,
     status: &'static str,
-    result: Option<&'a WorkResult>,
+    result: Option<&'a RawValue>,
     error: Option<&'a str>,
     timestamp: String,
 }
@@ -28,19 +31,43 @@ pub fn callback_body(
     result: Result<&WorkResult, &str>,
     finalised_at: DateTime<Utc>,
 ) -> String {
-    let (status, result, error) = match result {
-        Ok(r) => ("completed", Some(r), None),
-        Err(e) => ("failed", None, Some(e)),
+    match result {
+        Ok(r) => stored_callback_body(request_id, Ok(&result_json(r)), finalised_at),
+        Err(e) => stored_callback_body(request_id, Err(e), finalised_at),
+    }
+}
+
+/// The `WorkResult` as the record keeps it (`output_data`).
+pub fn result_json(r: &WorkResult) -> String {
+    // Strings, integers, floats: serde_json cannot fail on these (a non-finite float
+    // would become `null`, not an error).
+    serde_json::to_string(r).expect("a work result always serialises")
+}
+
+/// The callback body from what the record keeps: the `output_data` JSON of a completed
+/// work, or the error of a failed one, and when it was finalised. (A stored output that is
+/// not JSON, which only a foreign write could make, is sent as a `null` result.)
+pub fn stored_callback_body(
+    request_id: uuid::Uuid,
+    result: Result<&str, &str>,
+    finalised_at: DateTime<Utc>,
+) -> String {
+    let raw = match result {
+        Ok(json) => RawValue::from_string(json.to_owned()).ok(),
+        Err(_) => None,
+    };
+    let (status, error) = match result {
+        Ok(_) => ("completed", None),
+        Err(e) => ("failed", Some(e)),
     };
     let body = CallbackBody {
         request_id,
         status,
-        result,
+        result: raw.as_deref(),
         error,
+        // Truncated to milliseconds, as the record keeps it.
         timestamp: finalised_at.to_rfc3339_opts(SecondsFormat::Millis, true),
     };
-    // Strings, integers, floats and a UUID: serde_json cannot fail on these (a non-finite
-    // float would become `null`, not an error).
     serde_json::to_string(&body).expect("a callback body always serialises")
 }
 
@@ -118,5 +145,17 @@ mod tests {
         let whole = Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap();
         let body: Value = serde_json::from_str(&callback_body(id(), Err("e"), whole)).unwrap();
         assert_eq!(body["timestamp"], "2025-01-02T03:04:05.000Z");
+    }
+
+    #[test]
+    fn the_body_made_from_the_stored_outcome_is_the_same_bytes() {
+        let r = result();
+        let fresh = callback_body(id(), Ok(&r), at());
+        let stored = stored_callback_body(id(), Ok(&result_json(&r)), at());
+        assert_eq!(fresh, stored);
+        assert_eq!(
+            callback_body(id(), Err("boom"), at()),
+            stored_callback_body(id(), Err("boom"), at())
+        );
     }
 }

@@ -100,8 +100,7 @@ impl Engine {
 
     async fn work_and_deliver(&self, job: ClaimedJob) -> Result<(), JobError> {
         let destination = job.destination.id;
-        let (body, expires_at, slot) = match (job.phase, job.callback_body.clone(), job.expires_at)
-        {
+        let (body, expires_at, slot) = match (job.phase, stored_body(&job), job.expires_at) {
             (Phase::Delivery, Some(body), Some(expires_at)) => {
                 if !self
                     .destinations()
@@ -172,26 +171,55 @@ impl Engine {
             Err(e) => Err(format!("the stored input cannot be read: {e}")),
         };
         let completed_at = Utc::now();
-        let body = delivery::callback_body(
-            job.lease.request_id,
-            result.as_ref().map_err(String::as_str),
-            completed_at,
-        );
         let done = FinishedWork {
             status: match result.is_ok() {
                 true => RequestStatus::Completed,
                 false => RequestStatus::Failed,
             },
-            output_data: result
-                .as_ref()
-                .ok()
-                .map(|r| serde_json::to_string(r).expect("serialisable")),
+            output_data: result.as_ref().ok().map(delivery::payload::result_json),
             error: result.as_ref().err().cloned(),
             completed_at,
-            callback_body: Some(body.clone()),
         };
+        let body = body_of(
+            job.lease.request_id,
+            &done.output_data,
+            &done.error,
+            completed_at,
+        );
         (done, body)
     }
+}
+
+/// The callback body of a job whose work is done: the one an earlier version stored, or
+/// made from the stored outcome (the same bytes on every attempt).
+fn stored_body(job: &ClaimedJob) -> Option<String> {
+    if let Some(body) = &job.callback_body {
+        return Some(body.clone());
+    }
+    let completed_at = job.completed_at?;
+    Some(body_of(
+        job.lease.request_id,
+        &job.output_data,
+        &job.error,
+        completed_at,
+    ))
+}
+
+fn body_of(
+    request_id: uuid::Uuid,
+    output: &Option<String>,
+    error: &Option<String>,
+    completed_at: chrono::DateTime<Utc>,
+) -> String {
+    let result = match (output, error) {
+        (Some(json), _) => Ok(json.as_str()),
+        (None, Some(e)) => Err(e.as_str()),
+        (None, None) => Err("the work ended without a result"),
+    };
+    // Whole milliseconds, as the record keeps the time: later attempts match the first.
+    let at = chrono::DateTime::from_timestamp_millis(completed_at.timestamp_millis())
+        .unwrap_or(completed_at);
+    delivery::payload::stored_callback_body(request_id, result, at)
 }
 
 pub(super) enum JobError {

@@ -65,8 +65,15 @@ pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
-    /// Succeeds when the database answers and accepts writes (for /readyz).
+    /// Succeeds when the database answers, is migrated, and the last write succeeded
+    /// (for /readyz, SPEC §9 "Readiness").
     async fn ready(&self) -> StoreResult<()>;
+
+    /// Whether the last write succeeded (a write of this instance, any kind).
+    fn writes_healthy(&self) -> bool;
+
+    /// A small real write (a heartbeat row), to notice that writes work again.
+    async fn probe_write(&self) -> StoreResult<()>;
 
     /// Notified whenever a job may have become due: after an async admission on this
     /// instance, and (PostgreSQL) when another instance enqueues one.
@@ -207,6 +214,37 @@ pub trait Store: Send + Sync + 'static {
     /// Several instances racing here all get the same, first-stored value.
     async fn get_or_insert_setting(&self, name: &str, candidate: &str) -> StoreResult<String>;
 }
+
+/// Whether this instance's last write reached the database: set by every write path of
+/// a backend, read by /readyz.
+#[derive(Debug, Clone)]
+pub struct WriteHealth(Arc<std::sync::atomic::AtomicBool>);
+
+impl Default for WriteHealth {
+    fn default() -> Self {
+        Self(Arc::new(std::sync::atomic::AtomicBool::new(true)))
+    }
+}
+
+impl WriteHealth {
+    /// Notes how a write ended: only "the database is unavailable" counts as failing
+    /// (a refused key or a lost lease are answers, not failures).
+    pub fn note<T>(&self, result: &StoreResult<T>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match result {
+            Ok(_) => self.0.store(true, Relaxed),
+            Err(StoreError::Unavailable(_)) => self.0.store(false, Relaxed),
+            Err(_) => {}
+        }
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The setting a heartbeat write touches.
+pub const HEARTBEAT_SETTING: &str = "heartbeat";
 
 /// How to open a store; each backend reads its own part.
 #[derive(Debug, Clone, Copy)]

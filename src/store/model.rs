@@ -157,8 +157,6 @@ pub struct FinishedWork {
     pub output_data: Option<String>,
     pub error: Option<String>,
     pub completed_at: DateTime<Utc>,
-    /// Async only: the callback body, fixed now so every attempt sends the same bytes.
-    pub callback_body: Option<String>,
 }
 
 /// The full record, as GET /requests/{id} shows it.
@@ -338,8 +336,13 @@ pub struct ClaimedJob {
     pub attempt_base: u32,
     /// The next attempt is the first of a redelivery (`trigger: manual`).
     pub manual: bool,
-    /// `Some` once the work is done: the callback body to send.
+    /// The callback body stored by versions before 0.2 (they kept it); `None` since.
     pub callback_body: Option<String>,
+    /// The finished work as the record keeps it, from which the callback body is made:
+    /// `output_data`, `error`, `completed_at` (`None` before the work is done).
+    pub output_data: Option<String>,
+    pub error: Option<String>,
+    pub completed_at: Option<DateTime<Utc>>,
     /// When this delivery expires (set when the work ends or on redelivery).
     pub expires_at: Option<DateTime<Utc>>,
 }

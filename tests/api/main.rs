@@ -13,6 +13,7 @@ mod conformance;
 mod console;
 mod durability;
 mod errors;
+mod faults;
 mod idempotency;
 mod isolation;
 mod load;

@@ -230,7 +230,6 @@ mod store {
             output_data: Some("{}".into()),
             error: None,
             completed_at: Utc::now(),
-            callback_body: Some("{}".into()),
         }
     }
 

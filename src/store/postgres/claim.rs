@@ -304,7 +304,8 @@ async fn hand_out(
         d.moved(row.try_get::<&str, _>("tenant")?, from, to);
     }
     let rows = sqlx::query(
-        "SELECT id, input_data, callback_url, trace_id, created_at, callback_attempts, callback_body
+        "SELECT id, input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,
+                output_data, error, completed_at
          FROM requests WHERE id = ANY($1)",
     )
     .bind(&ids)
@@ -341,6 +342,9 @@ async fn hand_out(
             attempt_base: job.attempt_base as u32,
             manual: job.manual,
             callback_body: r.try_get("callback_body")?,
+            output_data: r.try_get("output_data")?,
+            error: r.try_get("error")?,
+            completed_at: r.try_get("completed_at")?,
             expires_at: job.expires_at,
         });
     }

@@ -137,6 +137,18 @@ pub(super) async fn prune(
     Ok(ids.len() as u64)
 }
 
+/// A real write of a few bytes (SPEC §9 "Readiness").
+pub(super) async fn heartbeat(c: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO settings (name, value) VALUES ($1, now()::text)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )
+    .bind(HEARTBEAT_SETTING)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
 /// The first value stored under `name` wins; a racing INSERT waits for it on the primary
 /// key, does nothing, and the SELECT that follows sees the winner.
 pub(super) async fn get_or_insert_setting(

@@ -74,6 +74,7 @@ pub struct PgStore {
     _refresher: counts::Refresher,
     /// (tenant, origin) → destination id, so that an admission is one statement.
     destinations: Mutex<HashMap<(String, String), i64>>,
+    health: WriteHealth,
 }
 
 /// Destination ids remembered at most (then the memory starts afresh).
@@ -106,6 +107,7 @@ impl PgStore {
             counts,
             _refresher: refresher,
             destinations: Mutex::new(HashMap::new()),
+            health: WriteHealth::default(),
         })
     }
 
@@ -128,6 +130,7 @@ impl PgStore {
         }
         .await
         .map_err(classify);
+        self.health.note(&result);
         if result.is_ok() {
             self.counts.write().expect("counts lock").apply(&deltas);
         }
@@ -211,13 +214,14 @@ impl PgStore {
                     let done =
                         requests::insert_with_job(&self.pool, &req, destination, Some(shard))
                             .await
-                            .map(|()| {
-                                let mut d = Deltas::default();
-                                d.added(&req.tenant, requests::state_of_new(&req));
-                                self.counts.write().expect("counts lock").apply(&d);
-                                Admission::Admitted
-                            });
-                    done.map_err(classify)
+                            .map_err(classify);
+                    self.health.note(&done);
+                    done.map(|()| {
+                        let mut d = Deltas::default();
+                        d.added(&req.tenant, requests::state_of_new(&req));
+                        self.counts.write().expect("counts lock").apply(&d);
+                        Admission::Admitted
+                    })
                 }
                 Some(claim) => {
                     let req = req.clone();
@@ -320,10 +324,20 @@ impl Store for PgStore {
 
     async fn ready(&self) -> StoreResult<()> {
         let writable = housekeeping::writable(&self.pool).await.map_err(classify)?;
-        match writable {
-            true => Ok(()),
-            false => Err(StoreError::Unavailable("the database is read-only".into())),
+        match (writable, self.health.healthy()) {
+            (true, true) => Ok(()),
+            (false, _) => Err(StoreError::Unavailable("the database is read-only".into())),
+            (true, false) => Err(StoreError::Unavailable("the last write failed".into())),
         }
+    }
+
+    fn writes_healthy(&self) -> bool {
+        self.health.healthy()
+    }
+
+    async fn probe_write(&self) -> StoreResult<()> {
+        self.tx(move |c, _| Box::pin(housekeeping::heartbeat(c)))
+            .await
     }
 
     fn job_signal(&self) -> Arc<Notify> {

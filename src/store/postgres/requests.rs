@@ -156,14 +156,12 @@ pub(super) async fn store_work(
         c,
         d,
         id,
-        "status = $2, output_data = $3, error = $4, completed_at = $5,
-         callback_body = COALESCE($6, r.callback_body)",
+        "status = $2, output_data = $3, error = $4, completed_at = $5",
         |q| {
             q.bind(done.status.as_str())
                 .bind(done.output_data.clone())
                 .bind(done.error.clone())
                 .bind(ms(done.completed_at))
-                .bind(done.callback_body.clone())
         },
     )
     .await?;

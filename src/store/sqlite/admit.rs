@@ -151,16 +151,14 @@ pub(super) fn store_work(b: &mut Batch<'_>, id: &str, done: &FinishedWork) -> St
     };
     b.conn
         .prepare_cached(
-            "UPDATE requests SET status = ?1, output_data = ?2, error = ?3, completed_at = ?4,
-                    callback_body = COALESCE(?5, callback_body)
-             WHERE id = ?6",
+            "UPDATE requests SET status = ?1, output_data = ?2, error = ?3, completed_at = ?4
+             WHERE id = ?5",
         )?
         .execute(params![
             done.status.as_str(),
             done.output_data,
             done.error,
             ms(done.completed_at),
-            done.callback_body,
             id
         ])?;
     before.moved_to(b, done.status, before.callback);

@@ -244,22 +244,15 @@ fn hand_out(
             .execute(params![now, job.id])?;
         before.moved_to(b, RequestStatus::Processing, before.callback);
     }
-    let (input_data, url, trace_id, created_at, attempts, body): (
-        String,
-        Option<String>,
-        String,
-        i64,
-        i64,
-        Option<String>,
-    ) = b
-        .conn
-        .prepare_cached(
-            "SELECT input_data, callback_url, trace_id, created_at, callback_attempts, callback_body
-             FROM requests WHERE id = ?1",
-        )?
-        .query_row(params![job.id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-        })?;
+    let mut stmt = b.conn.prepare_cached(
+        "SELECT input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,
+                output_data, error, completed_at
+         FROM requests WHERE id = ?1",
+    )?;
+    let mut rows = stmt.query(params![job.id])?;
+    let r = rows
+        .next()?
+        .ok_or_else(|| StoreError::Corrupt(format!("job {} without its request", job.id)))?;
     Ok(ClaimedJob {
         lease: Lease {
             request_id: parse_uuid(&job.id)?,
@@ -268,14 +261,17 @@ fn hand_out(
         phase: queue.phase,
         destination,
         probe: queue.probe,
-        input_data,
-        callback_url: url.unwrap_or_default(),
-        trace_id,
-        created_at: from_millis(created_at)?,
-        attempts_made: attempts as u32,
+        input_data: r.get(0)?,
+        callback_url: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        trace_id: r.get(2)?,
+        created_at: from_millis(r.get(3)?)?,
+        attempts_made: r.get::<_, i64>(4)? as u32,
         attempt_base: job.attempt_base as u32,
         manual: job.manual,
-        callback_body: body,
+        callback_body: r.get(5)?,
+        output_data: r.get(6)?,
+        error: r.get(7)?,
+        completed_at: r.get::<_, Option<i64>>(8)?.map(from_millis).transpose()?,
         expires_at: job.expires_at.map(from_millis).transpose()?,
     })
 }

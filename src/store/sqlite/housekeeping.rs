@@ -113,6 +113,16 @@ fn delete_record(c: &Connection, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// A real write of a few bytes (SPEC §9 "Readiness").
+pub(super) fn heartbeat(c: &Connection, now: &str) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO settings (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![HEARTBEAT_SETTING, now])?;
+    Ok(())
+}
+
 pub(super) fn setting(c: &Connection, name: &str, candidate: &str) -> StoreResult<String> {
     c.prepare_cached(
         "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",

@@ -125,7 +125,21 @@ impl Store for SqliteStore {
 
     async fn ready(&self) -> StoreResult<()> {
         self.readers.read(queries::ping).await?;
+        if !self.writer.healthy() {
+            return Err(StoreError::Unavailable("the last write failed".into()));
+        }
         self.writer.write(|b| queries::ping(b.conn)).await
+    }
+
+    fn writes_healthy(&self) -> bool {
+        self.writer.healthy()
+    }
+
+    async fn probe_write(&self) -> StoreResult<()> {
+        let now = ops::now_ms().to_string();
+        self.writer
+            .write_engine(move |b| housekeeping::heartbeat(b.conn, &now))
+            .await
     }
 
     fn job_signal(&self) -> Arc<Notify> {

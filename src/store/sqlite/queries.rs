@@ -1,9 +1,10 @@
 //! The read queries, run on a read-only connection (see [`reads`](super::reads)).
 //!
 //! GET /requests (SPEC §12): one query shape per filter set, each served by an index
-//! whose entries are (tenant?, state?, created_at, id), so a page never reads more rows
-//! than it skips and shows. A filter on mode, status or callback status is a short list
-//! of state codes; each code is a range of the index, and SQLite merges the ranges in
+//! whose entries are (tenant?, state, created_at, id), so a page never reads more rows
+//! than it skips and shows, plus one per state. The filters on mode, status and callback
+//! status are a list of state codes (all 16 without a filter); each code is a range of
+//! the index, and SQLite merges the ranges in
 //! order (a compound `UNION ALL … ORDER BY` becomes a merge of ordered co-routines), so
 //! the newest-first order costs no sort. The total comes from the kept counts, read in
 //! the same transaction as the page.
@@ -159,10 +160,7 @@ pub(super) fn list_requests(c: &Connection, f: &ListFilter) -> StoreResult<Page>
         });
     }
     let mut args = Args::default();
-    let arms: Vec<String> = match f.is_filtered() {
-        true => states.iter().map(|s| arm(&mut args, f, Some(*s))).collect(),
-        false => vec![arm(&mut args, f, None)],
-    };
+    let arms: Vec<String> = states.iter().map(|s| arm(&mut args, f, *s)).collect();
     let limit = args.push(f.limit as i64 + 1);
     let offset = args.push(match f.start {
         PageStart::Offset(n) => n.min(i64::MAX as u64) as i64,
@@ -192,25 +190,22 @@ pub(super) fn list_requests(c: &Connection, f: &ListFilter) -> StoreResult<Page>
     })
 }
 
-/// One index range: the scope's records in one state (or all), after the cursor.
-fn arm(args: &mut Args, f: &ListFilter, state: Option<i64>) -> String {
+/// One index range: the scope's records in one state, after the cursor.
+fn arm(args: &mut Args, f: &ListFilter, state: i64) -> String {
     let mut conds = Vec::new();
     if let Scope::Tenant(t) = &f.scope {
         conds.push(format!("tenant = {}", args.push(t.clone())));
     }
-    if let Some(s) = state {
-        conds.push(format!("state = {}", args.push(s)));
-    }
+    conds.push(format!("state = {}", args.push(state)));
     if let PageStart::After(k) = f.start {
         let at = args.push(k.created_at.timestamp_millis());
         let id = args.push(k.id.to_string());
         conds.push(format!("(created_at, id) < ({at}, {id})"));
     }
-    let filter = match conds.is_empty() {
-        true => String::new(),
-        false => format!("WHERE {}", conds.join(" AND ")),
-    };
-    format!("SELECT id, created_at FROM requests {filter}")
+    format!(
+        "SELECT id, created_at FROM requests WHERE {}",
+        conds.join(" AND ")
+    )
 }
 
 /// The number of records in scope (in the given states), from the kept counts.

@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 
 use super::counts;
 use crate::store::counts::{CountsMirror, Deltas};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult, WriteHealth};
 
 /// API writes that may wait for the writer before callers are told to back off (503).
 const WRITE_QUEUE: usize = 16_384;
@@ -102,6 +102,7 @@ struct Queue {
 pub(super) struct Writer {
     queue: Arc<Queue>,
     mirror: Arc<RwLock<CountsMirror>>,
+    health: WriteHealth,
 }
 
 impl Drop for Writer {
@@ -117,12 +118,22 @@ impl Writer {
     pub fn start(conn: Connection) -> StoreResult<Self> {
         let mirror = Arc::new(RwLock::new(counts::load(&conn)?));
         let queue = Arc::new(Queue::default());
-        let (q, m) = (queue.clone(), mirror.clone());
+        let health = WriteHealth::default();
+        let (q, m, h) = (queue.clone(), mirror.clone(), health.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, &q, &m))
+            .spawn(move || run(conn, &q, &m, &h))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
-        Ok(Self { queue, mirror })
+        Ok(Self {
+            queue,
+            mirror,
+            health,
+        })
+    }
+
+    /// Whether the last batch committed.
+    pub fn healthy(&self) -> bool {
+        self.health.healthy()
     }
 
     /// The record counts as last committed.
@@ -180,10 +191,10 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, queue: &Queue, mirror: &RwLock<CountsMirror>) {
+fn run(mut conn: Connection, queue: &Queue, mirror: &RwLock<CountsMirror>, health: &WriteHealth) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while next_batch(queue, &mut batch) {
-        commit_batch(&mut conn, &mut batch, mirror);
+        health.note(&commit_batch(&mut conn, &mut batch, mirror));
     }
 }
 
@@ -209,15 +220,20 @@ fn next_batch(queue: &Queue, batch: &mut Vec<Op>) -> bool {
     }
 }
 
-/// Runs `batch` in one transaction with its count changes, then answers every caller.
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>, mirror: &RwLock<CountsMirror>) {
+/// Runs `batch` in one transaction with its count changes, then answers every caller;
+/// returns whether it committed.
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Op>,
+    mirror: &RwLock<CountsMirror>,
+) -> StoreResult<()> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             // Dropping the operations tells their callers the database is unavailable.
             tracing::error!(error = %e, "cannot begin a write transaction");
             batch.clear();
-            return;
+            return Err(StoreError::Unavailable(e.to_string()));
         }
     };
     let committed = mirror.read().expect("counts lock").clone();
@@ -267,4 +283,5 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>, mirror: &RwLock<Coun
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         });
     }
+    outcome
 }

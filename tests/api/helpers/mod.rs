@@ -125,6 +125,15 @@ impl TestDb {
         }
     }
 
+    /// The same database's lifetime (its scratch directory), another URL: a SQLite file
+    /// elsewhere, say.
+    pub fn with_url(&self, url: String) -> Self {
+        Self {
+            url,
+            ..self.clone()
+        }
+    }
+
     /// A scratch directory that lives as long as the database.
     pub fn dir(&self) -> &std::path::Path {
         self.owned.dir.path()
