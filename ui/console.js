@@ -99,8 +99,9 @@ function signIn(refused) {
     autocomplete: 'off', spellcheck: 'false',
   });
   const form = h('form', { class: 'card signin', onsubmit: submit },
-    h('h1', {}, 'Sign in'),
-    h('p', {}, 'This service requires an API key. It is kept in this browser tab only.'),
+    // The SPEC's labels (`API key`, `Sign in`) appear once each, so they name one control.
+    h('h1', {}, 'Operator console'),
+    h('p', {}, 'This service asks for a key. This browser tab keeps it until you sign out or close the tab.'),
     h('label', { for: 'api-key' }, 'API key'), input,
     h('button', { type: 'submit' }, 'Sign in'),
     alert);
@@ -327,24 +328,24 @@ function requestPage(id) {
     updateRequest(body, record);
     redeliver.hidden = !['failed', 'sent'].includes(record.callback_status);
     if (awaiting !== null && record.attempts.length > awaiting && record.callback_status !== 'pending') {
-      status.textContent = `Redelivery ${record.callback_status === 'sent' ? 'delivered' : 'failed'}.`;
+      say(status, record.callback_status === 'sent' ? 'Delivered again.' : 'The new delivery failed.');
       awaiting = null;
     }
   }
 
   async function redeliverNow() {
     redeliver.disabled = true;
-    status.textContent = 'Asking for a redelivery…';
+    status.textContent = 'Queuing a new delivery…';
     const seen = body.querySelectorAll('table.attempts tbody tr').length;
     try {
       await api(`/requests/${encodeURIComponent(id)}/redeliver`, 'POST');
-      status.textContent = 'Redelivery queued: the new attempt will appear below.';
+      status.textContent = 'Queued: the new attempt will appear below.';
       awaiting = seen;
     } catch (err) {
       if (err instanceof Refused) return signIn(true);
       status.textContent = err.status === 409
         ? 'A delivery of this callback is already in progress.'
-        : `Redelivery refused: ${err.message}`;
+        : `Could not queue it: ${err.message}`;
     } finally {
       redeliver.disabled = false;
     }

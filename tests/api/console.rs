@@ -280,7 +280,7 @@ async fn a_failed_callback_is_redelivered_from_its_page_and_the_new_attempt_appe
     assert_eq!((rows[1][0].as_str(), rows[1][2].as_str()), ("2", "200"));
     assert_eq!(rows[1][5], "manual");
     assert_same_document(&b).await;
-    b.wait_for_text("Redelivery delivered.").await;
+    b.wait_for_text("Delivered again.").await;
     b.assert_fits(LAPTOP, "a request").await;
     b.assert_same_origin(&app.base).await;
     b.screenshot("request").await;
@@ -334,6 +334,8 @@ async fn the_console_fits_a_phone_and_a_laptop_without_horizontal_scrolling() {
         .await;
         b.assert_fits(size, "a request").await;
         if size == PHONE {
+            b.js("document.querySelector('#callback-heading').scrollIntoView()")
+                .await;
             b.screenshot("phone-request").await;
         }
     }
