@@ -1,6 +1,6 @@
 //! The operator console (SPEC §11) at `/ui`: an HTML shell, a few small JavaScript
-//! modules and one stylesheet from the `ui/` folder, compiled into the binary, so the console works with
-//! no network and fetches nothing from another origin.
+//! modules and one stylesheet from the `ui/` folder, compiled into the binary, so the
+//! console works with no network and fetches nothing from another origin.
 //!
 //! The console is a client of the public API: these routes serve files only, take no
 //! [`Caller`](crate::auth::Caller), and are public (SPEC §10); the data comes from the
