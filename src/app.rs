@@ -3,10 +3,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +29,7 @@ pub struct Application {
 
 impl Application {
     /// Opens the store, settles the signing secret, binds the listener.
-    pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let options = store::StoreOptions {
             sqlite_synchronous: config.sqlite_synchronous,
             pg_max_connections: config.database_max_connections,
@@ -76,6 +74,7 @@ impl Application {
                 ))
             }
         };
+        config.http.max_connections = http::capacity::connection_cap(&config);
         let listener = crate::listen::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -86,6 +85,7 @@ impl Application {
                 max_pending: config.max_pending_jobs,
                 max_pending_per_tenant: config.max_pending_jobs_per_tenant,
             },
+            async_ack_status: config.async_ack_status,
         };
         let state = AppState {
             config: Arc::new(config),
@@ -107,13 +107,13 @@ impl Application {
     }
 
     /// Serves until the shutdown token is cancelled, then drains (SPEC §3): the listener
-    /// stays open while running jobs finish (or are released) within the grace period, so
-    /// that /readyz answers 503 and new work is refused meanwhile; then the HTTP server
-    /// stops, letting in-flight requests finish, within the same grace.
+    /// stays open while running jobs finish (or are released), so that /readyz answers 503
+    /// and new work is refused meanwhile; then the HTTP server stops accepting and lets
+    /// in-flight requests finish. One deadline, the grace counted from the signal, bounds
+    /// both (SPEC §9 "Shutdown").
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let shutdown = self.state.shutdown.clone();
         let grace = self.state.config.shutdown_grace;
-        let deadline = tokio::time::Instant::now() + grace;
         let engine = self.engine.map(|e| tokio::spawn(e.run(shutdown.clone())));
         let housekeeping = tokio::spawn(crate::housekeeping::run(
             self.state.store.clone(),
@@ -122,31 +122,26 @@ impl Application {
             shutdown.clone(),
         ));
         let stop_http = CancellationToken::new();
-        // Responses go out at once: no Nagle delay behind a client's delayed ACK.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, http::router(self.state.clone()))
-            .with_graceful_shutdown(stop_http.clone().cancelled_owned());
-        let mut server = tokio::spawn(async move { server.await });
+        let limits = self.state.config.http;
+        let app = http::router(self.state.clone());
+        let server = http::server::serve(self.listener, app, limits, stop_http.clone());
+        let mut server = tokio::spawn(server);
         tokio::select! {
             _ = shutdown.cancelled() => {}
+            // The server ends only when told to; ending before means it panicked.
             result = &mut server => {
-                // The server only ends by itself on an accept error.
                 shutdown.cancel();
-                result??;
+                result.context("the HTTP server failed")?;
             }
         }
+        let deadline = tokio::time::Instant::now() + grace;
         if let Some(engine) = engine {
             let _ = engine.await;
         }
         housekeeping.abort();
         stop_http.cancel();
-        // A client that never finishes its request cannot hold the exit beyond the grace.
-        let http_grace = deadline.saturating_duration_since(tokio::time::Instant::now())
-            + Duration::from_secs(1);
-        if tokio::time::timeout(http_grace, server).await.is_err() {
-            tracing::warn!("HTTP requests still open after the grace period; closing them");
+        if !server.is_finished() && tokio::time::timeout_at(deadline, server).await.is_err() {
+            tracing::warn!("HTTP requests still open at the end of the grace period; closing them");
         }
         tracing::info!("stopped");
         Ok(())

@@ -48,6 +48,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// The status POST /async acknowledges with (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AsyncAckStatus {
+    /// 202 Accepted.
+    #[default]
+    #[value(name = "202")]
+    Accepted,
+    /// 200 OK, for clients of the predecessor that count only 200 as success.
+    #[value(name = "200")]
+    Ok,
+}
+
+impl AsyncAckStatus {
+    pub fn code(self) -> u16 {
+        match self {
+            AsyncAckStatus::Accepted => 202,
+            AsyncAckStatus::Ok => 200,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address and port to listen on.
@@ -170,6 +191,27 @@ pub struct ServeArgs {
     /// everything.
     #[arg(long, env = "CONSUMA_RETENTION", default_value = "90d")]
     pub retention: String,
+
+    // The HTTP edge (SPEC §9 "Slow and idle clients").
+    /// Milliseconds a client has to send its complete request headers; an idle keep-alive
+    /// connection is closed after as long.
+    #[arg(long, env = "CONSUMA_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+
+    /// Milliseconds a client has to send its body, counted from the end of its headers;
+    /// a stalled body gets 408.
+    #[arg(long, env = "CONSUMA_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub http_body_timeout_ms: u64,
+
+    /// HTTP connections open at once; more wait in the kernel's accept queue. Lowered at
+    /// start (with a warning) when the open-file limit cannot hold them.
+    #[arg(long, env = "CONSUMA_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// The status of POST /async's acknowledgement: 202, or 200 (same body and headers)
+    /// for clients of the predecessor.
+    #[arg(long, env = "CONSUMA_ASYNC_ACK_STATUS", value_enum, default_value_t)]
+    pub async_ack_status: AsyncAckStatus,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -20,20 +20,62 @@ pub enum DatabaseUrl {
 }
 
 impl std::fmt::Debug for DatabaseUrl {
-    /// Never prints a password.
+    /// Never prints a password (see [`redact_database_url`]).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DatabaseUrl::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
-            DatabaseUrl::Postgres(u) => match url::Url::parse(u) {
-                Ok(mut u) => {
-                    if u.password().is_some() {
-                        let _ = u.set_password(Some("***"));
-                    }
-                    write!(f, "{u}")
-                }
-                Err(_) => f.write_str("postgres://(unparsable)"),
-            },
+            DatabaseUrl::Postgres(u) => f.write_str(&redact_database_url(u)),
         }
+    }
+}
+
+/// Query parameters of a PostgreSQL URL that hold a secret.
+const SECRET_PARAMETERS: [&str; 2] = ["password", "sslpassword"];
+
+/// `raw` with the password of its user info and the values of its `password` and
+/// `sslpassword` query parameters replaced by `***`; everything else as written. Works on
+/// the text, so a URL that does not parse is redacted too (for the error saying so).
+pub fn redact_database_url(raw: &str) -> String {
+    let (base, query) = match raw.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (raw, None),
+    };
+    let mut out = redact_user_info(base);
+    if let Some(query) = query {
+        let pairs: Vec<String> = query.split('&').map(redact_parameter).collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:***@host/…`.
+fn redact_user_info(base: &str) -> String {
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[start..].find('/').map_or(base.len(), |i| start + i);
+    let Some(at) = base[start..authority_end].rfind('@').map(|i| start + i) else {
+        return base.to_owned();
+    };
+    match base[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &base[..start + colon], &base[at..]),
+        None => base.to_owned(),
+    }
+}
+
+/// `password=secret` → `password=***`; any other `key=value` as it is.
+fn redact_parameter(pair: &str) -> String {
+    let Some((key, _)) = pair.split_once('=') else {
+        return pair.to_owned();
+    };
+    let decoded: String = url::form_urlencoded::parse(key.as_bytes())
+        .map(|(k, _)| k.into_owned())
+        .collect();
+    match SECRET_PARAMETERS
+        .iter()
+        .any(|s| decoded.eq_ignore_ascii_case(s))
+    {
+        true => format!("{key}=***"),
+        false => pair.to_owned(),
     }
 }
 
@@ -48,7 +90,10 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/consuma.db";
 
 impl DatabaseUrl {
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
-        let bad = |why: &str| ConfigError(format!("--database-url {raw:?}: {why}"));
+        let bad = |why: &str| {
+            let shown = redact_database_url(raw);
+            ConfigError(format!("--database-url {shown:?}: {why}"))
+        };
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
             return Ok(DatabaseUrl::Postgres(raw.to_owned()));
@@ -109,6 +154,31 @@ pub struct Config {
     pub max_pending_jobs_per_tenant: u64,
     /// `None`: keep everything.
     pub retention: Option<Duration>,
+    pub http: HttpLimits,
+    /// 202, or 200 with `--async-ack-status 200`.
+    pub async_ack_status: u16,
+}
+
+/// What a client may cost the HTTP server (SPEC §9 "Slow and idle clients").
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// To send the complete request headers; also the longest idle keep-alive.
+    pub header_timeout: Duration,
+    /// To send the body, from the end of the headers.
+    pub body_timeout: Duration,
+    /// Connections open at once, before [`crate::http::capacity`] checks the fd limit.
+    pub max_connections: usize,
+}
+
+impl HttpLimits {
+    fn from_args(a: &ServeArgs) -> Result<Self, ConfigError> {
+        let ms = |flag, v| in_range(flag, v, 100, 600_000).map(Duration::from_millis);
+        Ok(Self {
+            header_timeout: ms("http-header-timeout-ms", a.http_header_timeout_ms)?,
+            body_timeout: ms("http-body-timeout-ms", a.http_body_timeout_ms)?,
+            max_connections: in_range("max-connections", a.max_connections, 1, 1_000_000)?,
+        })
+    }
 }
 
 fn in_range<T: PartialOrd + std::fmt::Display>(
@@ -227,6 +297,8 @@ impl Config {
                 1_000_000_000,
             )?,
             retention: parse_retention(&a.retention)?,
+            http: HttpLimits::from_args(&a)?,
+            async_ack_status: a.async_ack_status.code(),
         })
     }
 }
@@ -330,6 +402,60 @@ mod tests {
             "99999999999999999999d",
         ] {
             assert!(parse_retention(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_password_in_the_query_string_is_redacted_and_other_parameters_stay_readable() {
+        let raw = "postgres://u@h:5432/db?sslmode=require&password=secret&application_name=x";
+        let shown = format!("{:?}", DatabaseUrl::parse(raw).unwrap());
+        assert_eq!(
+            shown,
+            "postgres://u@h:5432/db?sslmode=require&password=***&application_name=x"
+        );
+    }
+
+    #[test]
+    fn every_kind_of_database_password_is_redacted() {
+        let cases = [
+            ("postgres://u:pw@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://u@h/db?sslpassword=pw",
+                "postgres://u@h/db?sslpassword=***",
+            ),
+            (
+                "postgres://u@h/db?PASSWORD=pw",
+                "postgres://u@h/db?PASSWORD=***",
+            ),
+            (
+                "postgres://u@h/db?pass%77ord=pw",
+                "postgres://u@h/db?pass%77ord=***",
+            ),
+            (
+                "postgres://u:p@ss@h/d?password=a&password=b",
+                "postgres://u:***@h/d?password=***&password=***",
+            ),
+            (
+                "postgres://h/db?passwordless=1",
+                "postgres://h/db?passwordless=1",
+            ),
+            ("postgres://u@h/db?password", "postgres://u@h/db?password"),
+            ("sqlite://data/x.db", "sqlite://data/x.db"),
+        ];
+        for (raw, shown) in cases {
+            assert_eq!(redact_database_url(raw), shown, "{raw}");
+        }
+    }
+
+    #[test]
+    fn an_unusable_database_url_is_refused_without_showing_its_password() {
+        for raw in [
+            "postgress://u:hunter2@h/db",
+            "postgres://u:hunter2@h:99999/db?password=hunter2",
+            "mysql://h/db?password=hunter2",
+        ] {
+            let e = DatabaseUrl::parse(raw).unwrap_err();
+            assert!(!e.to_string().contains("hunter2"), "{e}");
         }
     }
 

@@ -97,6 +97,9 @@ pub struct Intake {
     pub work_delay: Duration,
     /// Backlog limits for POST /async (SPEC §9, §10).
     pub limits: AdmissionLimits,
+    /// 202, or 200 with `--async-ack-status 200`; kept with an idempotency key, so a
+    /// replay answers what was sent.
+    pub async_ack_status: u16,
 }
 
 /// A callback URL's origin, `scheme://host:port`, always with the port (SPEC §8).
@@ -216,7 +219,8 @@ impl Intake {
         }
     }
 
-    /// POST /async: store the request, its job and the key in one transaction; answer 202.
+    /// POST /async: store the request, its job and the key in one transaction; answer 202
+    /// (or the configured acknowledgement status).
     pub async fn submit_async(
         &self,
         request_id: Uuid,
@@ -233,7 +237,7 @@ impl Intake {
             message: ACCEPTED_MESSAGE,
         };
         let response = StoredResponse {
-            status: 202,
+            status: self.async_ack_status,
             body: serde_json::to_string(&body).expect("serialisable"),
         };
         let claim = key.map(|k| {

@@ -4,6 +4,7 @@
 //! documented meaning of each problem `type`).
 
 use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use axum::http::header;
 use axum::response::IntoResponse;
 
@@ -31,7 +32,11 @@ pub struct ApiDoc;
         (status = 404, description = "Unknown problem type", body = super::error::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn problem_type(Path(slug): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn problem_type(
+    slug: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    // A slug that does not decode (`%FF`) is unknown like any other.
+    let slug = slug.map_or_else(|_| String::new(), |Path(slug)| slug);
     let text = problem_description(&slug)
         .ok_or_else(|| ApiError::NotFound(format!("no problem type {slug:?}")))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))

@@ -53,6 +53,9 @@ pub enum ApiError {
     /// 413: the body is longer than the configured limit.
     #[error("the body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 408: the body did not arrive within `--http-body-timeout-ms` of the headers.
+    #[error("the request body did not arrive within {} ms of its headers", .0.as_millis())]
+    RequestTimeout(std::time::Duration),
     /// 400: the body is not JSON at all.
     #[error("the body is not valid JSON: {0}")]
     MalformedJson(String),
@@ -121,6 +124,7 @@ impl ApiError {
         match self {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             MalformedJson(_) | NotAnObject(_) | CallbackRefused(_) | InvalidIdempotencyKey(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -143,6 +147,7 @@ impl ApiError {
         match self {
             UnsupportedMediaType => "unsupported-media-type",
             PayloadTooLarge { .. } => "payload-too-large",
+            RequestTimeout(_) => "request-timeout",
             MalformedJson(_) | NotAnObject(_) => "malformed-body",
             Validation(_) => "validation-error",
             InvalidQuery(_) => "invalid-query",
@@ -231,6 +236,10 @@ impl IntoResponse for ApiError {
             ApiError::Overloaded(_) | ApiError::QuotaExceeded(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            ApiError::RequestTimeout(_) => {
+                // The rest of the body is not waited for: the connection ends here.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             ApiError::MethodNotAllowed(allow) => {
                 if let Ok(v) = HeaderValue::from_str(allow) {
                     headers.insert(header::ALLOW, v);
@@ -272,6 +281,9 @@ pub fn problem_description(slug: &str) -> Option<&'static str> {
         "unsupported-media-type" => "415: send the body with Content-Type: application/json.",
         "payload-too-large" => {
             "413: the body is larger than the configured limit (default 256 KiB)."
+        }
+        "request-timeout" => {
+            "408: the body did not arrive within the body timeout (default 30 s) counted from the end of the headers; the connection is closed. Send the whole body promptly."
         }
         "malformed-body" => "400: the body is not valid JSON, or is JSON but not an object.",
         "validation-error" => {

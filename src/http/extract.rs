@@ -1,7 +1,9 @@
 //! Extractors that turn raw requests into checked values, or into an [`ApiError`].
 //!
 //! The order of the checks is SPEC §2's: 415 (content type), 413 (size), 400 (not JSON,
-//! not an object), then 422 (fields, done by the handlers on the returned object).
+//! not an object), then 422 (fields, done by the handlers on the returned object). A body
+//! that has not arrived `--http-body-timeout-ms` after the end of the headers is a 408
+//! before any of them (SPEC §9): there is no complete request to judge.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -10,6 +12,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldError};
+use super::server::HeadersReceived;
 use super::state::AppState;
 
 /// Past the limit, at most this much more of an oversized body is read and discarded so
@@ -26,7 +29,12 @@ impl FromRequest<AppState> for JsonObject {
         let limit = state.config.max_body_bytes;
         let json = is_json(req.headers());
         let declared = content_length(req.headers());
-        let body = read_limited(req.into_body(), limit, declared).await;
+        let timeout = state.config.http.body_timeout;
+        let deadline = body_deadline(&req, timeout);
+        let body =
+            tokio::time::timeout_at(deadline, read_limited(req.into_body(), limit, declared))
+                .await
+                .map_err(|_| ApiError::RequestTimeout(timeout))?;
         if !json {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -37,6 +45,13 @@ impl FromRequest<AppState> for JsonObject {
             Err(e) => Err(ApiError::MalformedJson(e.to_string())),
         }
     }
+}
+
+/// When the body must have arrived: `timeout` after the end of the headers, as stamped by
+/// the [server](super::server) (or from now, for a router served some other way).
+fn body_deadline(req: &Request, timeout: std::time::Duration) -> tokio::time::Instant {
+    let received = req.extensions().get::<HeadersReceived>();
+    received.map_or_else(tokio::time::Instant::now, |r| r.0) + timeout
 }
 
 /// `application/json`, with or without parameters such as `charset=utf-8`.

@@ -1,5 +1,6 @@
 //! The HTTP API (SPEC §2): routes, the layer stack, and the one error type.
 
+pub mod capacity;
 pub mod cursor;
 pub mod docs;
 pub mod error;
@@ -8,6 +9,7 @@ pub mod observe;
 pub mod ops;
 pub mod redeliver;
 pub mod requests;
+pub mod server;
 pub mod state;
 pub mod submit;
 /// The operator console at /ui (SPEC §11): embedded files, a client of the routes above.

@@ -1,6 +1,7 @@
 //! The outermost middleware: gives each request its id, span and trace, counts and times
 //! it, and turns the framework's own bare errors (unknown route, wrong method) into
-//! problem+json like every other error.
+//! problem+json like every other error. Metric labels come from fixed sets
+//! ([`route_label`], [`method_label`]): no client can create a new series.
 
 use std::time::Instant;
 
@@ -66,7 +67,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     let status = response.status().as_u16().to_string();
     let labels = [
         ("route", route.to_owned()),
-        ("method", method.to_string()),
+        ("method", method_label(&method).to_owned()),
         ("status", status),
     ];
     metrics::counter!(m::HTTP_REQUESTS, &labels).increment(1);
@@ -101,6 +102,26 @@ pub fn route_label(path: &str) -> &'static str {
         p if p.starts_with("/problems/") => "/problems/{slug}",
         _ => "unmatched",
     }
+}
+
+/// A bounded set of method labels for metrics: the standard methods, else `other`, so
+/// that no client can create new series (SPEC §9 "Bounded metrics").
+pub fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
 }
 
 /// An incoming `X-Request-Id` worth echoing: 1–128 visible ASCII characters.
@@ -156,4 +177,26 @@ fn problem_for(response: Response, route: &'static str) -> Response {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_are_their_own_label_and_any_other_is_other() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
+        for odd in ["FOO", "get", "PROPFIND", "X-12345678"] {
+            let method = Method::from_bytes(odd.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{odd}");
+        }
+    }
+
+    #[test]
+    fn unknown_paths_are_unmatched_and_ids_share_one_route() {
+        assert_eq!(route_label("/requests/0190-abc"), "/requests/{id}");
+        assert_eq!(route_label("/wp-admin/x.php"), "unmatched");
+        assert_eq!(route_label("/sync/"), "unmatched");
+    }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -342,8 +343,10 @@ fn param<T>(
 pub async fn get_request(
     caller: Caller,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RequestDetail>, ApiError> {
+    // An id that does not even decode (`%FF`) is no UUID either: simply unknown (SPEC §2).
+    let id = id.map_or_else(|_| "(undecodable)".to_owned(), |Path(id)| id);
     let unknown = || ApiError::NotFound(format!("no request with id {id:?}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| unknown())?;
     let record = state

@@ -53,6 +53,9 @@ enum SubmitRefusals {
     /// The first request with this Idempotency-Key is still running (async: not committed yet)
     #[response(status = 409, content_type = "application/problem+json")]
     Conflict(Problem),
+    /// The body did not arrive within --http-body-timeout-ms of the headers; the connection is closed
+    #[response(status = 408, content_type = "application/problem+json")]
+    Timeout(Problem),
     /// Body over the limit
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(Problem),
@@ -120,6 +123,8 @@ pub async fn post_sync(
     responses(
         (status = 202, description = "Stored durably with its job; the callback follows", body = AsyncAccepted,
             headers(("Location" = String, description = "/requests/{request_id}"), ("X-Request-Id" = String, description = "Equal to request_id"))),
+        (status = 200, description = "As 202, from a service started with --async-ack-status 200 (a migration aid)", body = AsyncAccepted,
+            headers(("Location" = String, description = "/requests/{request_id}"), ("X-Request-Id" = String, description = "Equal to request_id"))),
         SubmitRefusals,
     )
 )]
@@ -162,11 +167,12 @@ fn respond(
             (response, true)
         }
     };
-    Ok(stored_response(response, replayed))
+    Ok(stored_response(response, replayed, route))
 }
 
-/// Builds the HTTP response for a (possibly replayed) stored response.
-fn stored_response(stored: StoredResponse, replayed: bool) -> Response {
+/// Builds the HTTP response for a (possibly replayed) stored response; every
+/// acknowledgement of /async (202, or 200 with `--async-ack-status 200`) has a `Location`.
+fn stored_response(stored: StoredResponse, replayed: bool, route: &'static str) -> Response {
     #[derive(Deserialize)]
     struct Id {
         request_id: String,
@@ -183,7 +189,7 @@ fn stored_response(stored: StoredResponse, replayed: bool) -> Response {
         .into_response();
     let headers = response.headers_mut();
     set_request_id(headers, &request_id);
-    if status == StatusCode::ACCEPTED
+    if route == "/async"
         && let Ok(location) = HeaderValue::from_str(&format!("/requests/{request_id}"))
     {
         headers.insert(header::LOCATION, location);

@@ -12,6 +12,7 @@ mod config;
 mod conformance;
 mod console;
 mod durability;
+mod edge;
 mod errors;
 mod faults;
 mod idempotency;

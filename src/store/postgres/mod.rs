@@ -81,13 +81,13 @@ pub struct PgStore {
 const DESTINATION_CACHE: usize = 10_000;
 
 impl PgStore {
-    /// Connects (`max_connections` in all: about a third for the engine, the rest for
-    /// the API; LISTEN takes one more), migrates, and starts listening for jobs enqueued
-    /// by other instances.
+    /// Connects (`max_connections` in all: a quarter, at least 1, for the engine, the
+    /// rest for the API; LISTEN takes one more), migrates, and starts listening for jobs
+    /// enqueued by other instances.
     pub async fn open(url: &str, max_connections: u32) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)?.application_name("consuma");
         migrate(&options).await?;
-        let engine_connections = (max_connections / 3).max(1);
+        let engine_connections = (max_connections / 4).max(1);
         let pool = pool_of(&options, max_connections - engine_connections).await?;
         let engine = pool_of(&options, engine_connections).await?;
         let jobs = Arc::new(Notify::new());
