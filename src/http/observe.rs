@@ -198,5 +198,7 @@ mod tests {
         assert_eq!(route_label("/requests/0190-abc"), "/requests/{id}");
         assert_eq!(route_label("/wp-admin/x.php"), "unmatched");
         assert_eq!(route_label("/sync/"), "unmatched");
+        assert_eq!(route_label("/ui/requests/0190-abc"), "/ui");
+        assert_eq!(route_label("/uix"), "unmatched");
     }
 }
