@@ -9,7 +9,8 @@
 //!   the [`auth::Caller`] scoped routes take (or a 401), each tenant's signing secrets.
 //! - [`listen`]: the TCP listener, with room for bursts of connections.
 //! - [`http`]: routes, extractors, the one error type; thin handlers; the HTTP/1.1 server
-//!   (header and body timeouts, the connection cap).
+//!   (header and body timeouts, the connection cap). [`http::ui`] serves the operator
+//!   console (the files in `ui/`), a browser client of those same routes.
 //! - [`intake`]: a request's way in: admit (with [`idempotency`]), work or enqueue, answer.
 //! - [`work`]: THE work, pure apart from its non-blocking delay; shared by both styles.
 //! - [`store`]: one trait, SQLite (default) and PostgreSQL implementations.

@@ -12,6 +12,8 @@ pub mod requests;
 pub mod server;
 pub mod state;
 pub mod submit;
+/// The operator console at /ui (SPEC §11): embedded files, a client of the routes above.
+pub mod ui;
 
 use axum::Router;
 use axum::routing::get;
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         get(move || async move { ([("content-type", "application/json")], openapi_json) }),
     )
     .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
+    .merge(ui::routes())
     .with_state(state.clone())
     // Before every handler and extractor: the caller, or 401 (SPEC Part two's check order).
     .layer(axum::middleware::from_fn_with_state(

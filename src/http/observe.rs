@@ -96,6 +96,7 @@ pub fn route_label(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
         p if p == "/docs" || p.starts_with("/docs/") => "/docs",
+        p if p == "/ui" || p.starts_with("/ui/") => "/ui",
         p if p.starts_with("/requests/") && p.ends_with("/redeliver") => "/requests/{id}/redeliver",
         p if p.starts_with("/requests/") => "/requests/{id}",
         p if p.starts_with("/problems/") => "/problems/{slug}",
@@ -197,5 +198,7 @@ mod tests {
         assert_eq!(route_label("/requests/0190-abc"), "/requests/{id}");
         assert_eq!(route_label("/wp-admin/x.php"), "unmatched");
         assert_eq!(route_label("/sync/"), "unmatched");
+        assert_eq!(route_label("/ui/requests/0190-abc"), "/ui");
+        assert_eq!(route_label("/uix"), "unmatched");
     }
 }

@@ -11,6 +11,7 @@ mod backlog;
 mod callbacks;
 mod config;
 mod conformance;
+mod console;
 mod durability;
 mod edge;
 mod errors;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // Each test module uses a different part of the harness.
 
+pub mod browser;
 pub mod dns;
 pub mod hostile;
 pub mod receiver;
