@@ -14,7 +14,6 @@ pub mod state;
 pub mod submit;
 
 use axum::Router;
-use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -22,7 +21,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use state::AppState;
 
-/// The OpenAPI document and the router it describes, built from the same annotations.
+/// The OpenAPI document and the router it describes, built from the same annotations:
+/// every route is documented by construction, except the Swagger UI under `/docs`.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(submit::post_sync))
@@ -37,6 +37,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(docs::problem_type))
+        .routes(routes!(docs::openapi_json))
         .split_for_parts()
 }
 
@@ -50,19 +51,16 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
     let openapi_json =
         serde_json::to_string_pretty(&openapi).expect("the OpenAPI document serialises");
-    api.route(
-        "/openapi.json",
-        get(move || async move { ([("content-type", "application/json")], openapi_json) }),
-    )
-    .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
-    .with_state(state)
-    // Open mode: every caller is the tenant `default` (SPEC §10).
-    .layer(axum::middleware::from_fn(
-        |mut req: axum::extract::Request, next: axum::middleware::Next| {
-            req.extensions_mut().insert(crate::auth::Caller::open());
-            next.run(req)
-        },
-    ))
-    // Outermost: request id, trace, span, metrics, problem bodies for router errors.
-    .layer(axum::middleware::from_fn(observe::observe))
+    api.layer(axum::Extension(docs::OpenApiJson(openapi_json.into())))
+        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
+        .with_state(state)
+        // Open mode: every caller is the tenant `default` (SPEC §10).
+        .layer(axum::middleware::from_fn(
+            |mut req: axum::extract::Request, next: axum::middleware::Next| {
+                req.extensions_mut().insert(crate::auth::Caller::open());
+                next.run(req)
+            },
+        ))
+        // Outermost: request id, trace, span, metrics, problem bodies for router errors.
+        .layer(axum::middleware::from_fn(observe::observe))
 }

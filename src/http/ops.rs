@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Serialize;
 
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, ServiceUnavailable};
 use super::state::AppState;
 use crate::telemetry::metrics as m;
 
@@ -39,7 +39,7 @@ pub async fn healthz() -> Json<Health> {
 /// 503 otherwise, and from the first moment of a shutdown.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, body = Readiness),
-    (status = 503, description = "Database unavailable or shutting down", body = Problem, content_type = "application/problem+json"),
+    ServiceUnavailable,
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     state.refuse_when_draining()?;
