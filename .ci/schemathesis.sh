@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# schemathesis against a live instance (SPEC §9): every operation of /openapi.json is
-# exercised with generated requests, and any 5xx or any response that contradicts the
-# document fails the run. The checks, and the few justified exclusions, are in
+# schemathesis against a live instance (SPEC §9): /openapi.json must be valid OpenAPI 3.1,
+# every operation in it is exercised with generated requests, and any 5xx or any response
+# that contradicts the document fails the run. The checks, and the few justified exclusions, are in
 # .ci/schemathesis.toml. A fixed seed and a bounded number of examples keep it
 # reproducible and to about a minute; `timeout` bounds it if something hangs.
 #
@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SCHEMATHESIS_VERSION=4.32.5
+# The Python tools, pinned: the document's validator (OpenAPI 3.1) and schemathesis.
+TOOLS="openapi-spec-validator==0.9.0 schemathesis==4.32.5"
 SEED=20261130
 MAX_EXAMPLES=500
 TIME_LIMIT_SECS=600
@@ -19,10 +20,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/consuma-target}"
 venv="${CONSUMA_VENV:-/var/tmp/consuma-venv}"
 config="$PWD/.ci/schemathesis.toml"
 
-# A virtual environment outside the clone, reused while it holds the pinned version.
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qx "schemathesis, version $SCHEMATHESIS_VERSION"; then
+# A virtual environment outside the clone, reused while it holds the pinned versions.
+if [ "$(cat "$venv/.consuma-tools" 2>/dev/null)" != "$TOOLS" ]; then
   python3 -m venv --clear "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  # shellcheck disable=SC2086 # one argument per requirement
+  "$venv/bin/pip" install --quiet --disable-pip-version-check $TOOLS
+  echo "$TOOLS" >"$venv/.consuma-tools"
 fi
 
 # The binary as shipped (without the test suite's fault-injection feature).
@@ -52,6 +55,10 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 curl -fsS "http://$addr/readyz" >/dev/null || { cat "$work/server.log"; exit 1; }
+
+# The document itself must be valid OpenAPI 3.1.
+curl -fsS "http://$addr/openapi.json" -o "$work/openapi.json"
+"$venv/bin/openapi-spec-validator" "$work/openapi.json"
 
 # Run from the scratch folder: schemathesis may leave files in its working directory.
 cd "$work"

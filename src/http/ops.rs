@@ -30,7 +30,7 @@ pub struct Readiness {
 }
 
 /// Liveness: 200 while the process runs.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process runs", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "healthy" })
 }
@@ -38,7 +38,7 @@ pub async fn healthz() -> Json<Health> {
 /// Readiness: 200 when the database answers reads and writes and migrations are applied;
 /// 503 otherwise, and from the first moment of a shutdown.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
-    (status = 200, body = Readiness),
+    (status = 200, description = "Ready to accept requests", body = Readiness),
     ServiceUnavailable,
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {

@@ -56,7 +56,14 @@ async fn every_route_served_is_documented_and_every_documented_one_is_served() {
     assert_eq!(documented, SERVED.into_iter().collect());
     let id = uuid::Uuid::nil().to_string();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
+        for (method, operation) in item.as_object().unwrap() {
+            // OpenAPI 3.1 requires a description on every response.
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                assert!(
+                    response["description"].is_string(),
+                    "{method} {path} {status} has no description"
+                );
+            }
             let concrete = path.replace("{id}", &id).replace("{slug}", "not-found");
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = app
