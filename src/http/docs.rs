@@ -3,12 +3,16 @@
 //! compiled into the binary: nothing is fetched from a CDN), and `/problems/{slug}` (the
 //! documented meaning of each problem `type`).
 
+use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
 use axum::http::header;
 use axum::response::IntoResponse;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
-use super::error::{ApiError, problem_description};
+use super::error::{ApiError, PROBLEMS, problem_description};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -24,9 +28,36 @@ use super::error::{ApiError, problem_description};
 )]
 pub struct ApiDoc;
 
+/// The serialised OpenAPI document, handed to [`openapi_json`] as a request extension
+/// (the document describes the router, so it exists only once the router is built).
+#[derive(Clone)]
+pub struct OpenApiJson(pub Bytes);
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses(
+    (status = 200, description = "The OpenAPI 3.1 document of this service", body = Object, content_type = "application/json"),
+))]
+pub async fn openapi_json(
+    Extension(OpenApiJson(json)): Extension<OpenApiJson>,
+) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], json)
+}
+
+/// The `slug` of GET /problems/{slug}: one of [`PROBLEMS`], as an enum in the document.
+pub struct ProblemSlug;
+
+impl utoipa::PartialSchema for ProblemSlug {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(PROBLEMS.iter().map(|(slug, _)| *slug)))
+            .into()
+    }
+}
+
 /// What a problem `type` means.
 #[utoipa::path(get, path = "/problems/{slug}", tag = "operations",
-    params(("slug" = String, Path, description = "The last segment of a problem's `type`")),
+    params(("slug" = inline(ProblemSlug), Path, description = "The last segment of a problem's `type`")),
     responses(
         (status = 200, description = "A short description", body = String, content_type = "text/plain"),
         (status = 404, description = "Unknown problem type", body = super::error::Problem, content_type = "application/problem+json"),

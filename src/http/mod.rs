@@ -16,7 +16,6 @@ pub mod submit;
 pub mod ui;
 
 use axum::Router;
-use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,7 +23,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use state::AppState;
 
-/// The OpenAPI document and the router it describes, built from the same annotations.
+/// The OpenAPI document and the router it describes, built from the same annotations:
+/// every route is documented by construction, except the Swagger UI under `/docs`.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(submit::post_sync))
@@ -39,6 +39,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(docs::problem_type))
+        .routes(routes!(docs::openapi_json))
         .split_for_parts();
     docs::declare_auth(&mut doc);
     (router, doc)
@@ -54,18 +55,15 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
     let openapi_json =
         serde_json::to_string_pretty(&openapi).expect("the OpenAPI document serialises");
-    api.route(
-        "/openapi.json",
-        get(move || async move { ([("content-type", "application/json")], openapi_json) }),
-    )
-    .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
-    .merge(ui::routes())
-    .with_state(state.clone())
-    // Before every handler and extractor: the caller, or 401 (SPEC Part two's check order).
-    .layer(axum::middleware::from_fn_with_state(
-        state.keys.clone(),
-        crate::auth::authenticate,
-    ))
-    // Outermost: request id, trace, span, metrics, problem bodies for router errors.
-    .layer(axum::middleware::from_fn(observe::observe))
+    api.layer(axum::Extension(docs::OpenApiJson(openapi_json.into())))
+        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
+        .merge(ui::routes())
+        .with_state(state.clone())
+        // Before every handler and extractor: the caller, or 401 (SPEC Part two's check order).
+        .layer(axum::middleware::from_fn_with_state(
+            state.keys.clone(),
+            crate::auth::authenticate,
+        ))
+        // Outermost: request id, trace, span, metrics, problem bodies for router errors.
+        .layer(axum::middleware::from_fn(observe::observe))
 }

@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Serialize;
 
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, ServiceUnavailable};
 use super::state::AppState;
 use crate::telemetry::metrics as m;
 
@@ -30,7 +30,7 @@ pub struct Readiness {
 }
 
 /// Liveness: 200 while the process runs.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process runs", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "healthy" })
 }
@@ -38,8 +38,8 @@ pub async fn healthz() -> Json<Health> {
 /// Readiness: 200 when the database answers reads and writes and migrations are applied;
 /// 503 otherwise, and from the first moment of a shutdown.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
-    (status = 200, body = Readiness),
-    (status = 503, description = "Database unavailable or shutting down", body = Problem, content_type = "application/problem+json"),
+    (status = 200, description = "Ready to accept requests", body = Readiness),
+    ServiceUnavailable,
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     state.refuse_when_draining()?;

@@ -2,6 +2,7 @@
 //! time; the chart data of delivered and failed callbacks; and who the caller is.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -9,7 +10,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, Problem, ServiceUnavailable};
 use super::extract::{Fields, JsonObject};
 use super::state::AppState;
 use crate::auth::Caller;
@@ -32,21 +33,24 @@ pub struct RedeliveryQueued {
 /// its attempts continue the numbering, the first marked `trigger: manual`.
 #[utoipa::path(
     post, path = "/requests/{id}/redeliver", tag = "requests",
-    params(("id" = String, Path, description = "The request_id")),
+    params(("id" = String, Path, format = Uuid, description = "The request_id (anything else is simply unknown: 404)")),
     responses(
         (status = 202, description = "A new delivery is queued", body = RedeliveryQueued,
             headers(("Location" = String, description = "/requests/{id}"))),
         (status = 404, description = "No such request (or another tenant's)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A delivery of this request is pending or running", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A sync request has no callback", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        ServiceUnavailable,
     )
 )]
 pub async fn redeliver_one(
     caller: Caller,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    // An id that does not even decode (`%FF`) is no UUID either: simply unknown (SPEC §2),
+    // not the framework's 400.
+    let id = id.map_or_else(|_| "(undecodable)".to_owned(), |Path(id)| id);
     let unknown = || ApiError::NotFound(format!("no request with id {id:?}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| unknown())?;
     let expire = state.config.callback_expire_after;
@@ -73,14 +77,22 @@ pub async fn redeliver_one(
 #[allow(dead_code)] // Documents the body; the handler reads it field by field.
 pub struct BulkRedeliveryRequest {
     /// Only `failed` callbacks are redelivered in bulk.
-    #[schema(example = "failed")]
-    callback_status: String,
+    callback_status: OnlyFailed,
     /// Requests created at or after this time (RFC 3339).
-    #[schema(example = "2026-11-30T12:00:00Z")]
+    #[schema(example = "2026-11-30T12:00:00Z", format = DateTime)]
     since: String,
     /// An admin key: only this tenant's (default: every tenant's). Another key: its own
     /// tenant only (another name matches nothing).
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     tenant: Option<String>,
+}
+
+/// The one `callback_status` that bulk redelivery takes.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // Documents the body; the handler reads it field by field.
+enum OnlyFailed {
+    Failed,
 }
 
 /// The body of a 202 from POST /requests/redeliver.
@@ -97,9 +109,11 @@ pub struct BulkRedeliveryQueued {
     responses(
         (status = 202, description = "The matching callbacks will be redelivered", body = BulkRedeliveryQueued),
         (status = 400, description = "The body is not a JSON object", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within --http-body-timeout-ms of the headers; the connection is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "callback_status or since missing or invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "callback_status, since or tenant missing or invalid", body = Problem, content_type = "application/problem+json"),
+        ServiceUnavailable,
     )
 )]
 pub async fn redeliver_failed(
@@ -183,7 +197,7 @@ pub struct CallbackStats {
     params(("tenant" = Option<String>, Query, description = "An admin key: only this tenant's")),
     responses(
         (status = 200, description = "Per-minute counts", body = CallbackStats),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        ServiceUnavailable,
     )
 )]
 pub async fn callback_stats(

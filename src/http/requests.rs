@@ -13,7 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::cursor::{self, Filters};
-use super::error::{ApiError, FieldError, Problem};
+use super::error::{ApiError, FieldError, Problem, ServiceUnavailable};
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::store::{
@@ -164,7 +164,7 @@ impl TryFrom<RequestRecord> for RequestDetail {
         ("mode" = Option<Mode>, Query, description = "sync or async"),
         ("status" = Option<RequestStatus>, Query, description = "pending, processing, completed or failed"),
         ("callback_status" = Option<CallbackStatus>, Query, description = "pending, sent or failed"),
-        ("tenant" = Option<String>, Query, description = "An admin key: only this tenant's records. Another key: narrows its own scope (another tenant's name gives an empty list)"),
+        ("tenant" = Option<String>, Query, description = "An admin key: only this tenant's records. Another key: narrows its own scope (another tenant's name gives an empty list)", pattern = "^[a-z0-9_-]{1,64}$"),
         ("limit" = Option<u32>, Query, description = "1 to 100, default 50", minimum = 1, maximum = 100),
         ("offset" = Option<u64>, Query, description = "Rows to skip, default 0, at most 10,000 (use cursor beyond)", minimum = 0, maximum = 10000),
         ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page, with the same filters; not with offset"),
@@ -172,7 +172,7 @@ impl TryFrom<RequestRecord> for RequestDetail {
     responses(
         (status = 200, description = "A page of requests", body = RequestList),
         (status = 422, description = "A query parameter is not acceptable", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        ServiceUnavailable,
     )
 )]
 pub async fn list_requests(
@@ -333,11 +333,13 @@ fn param<T>(
 /// One request, with its delivery attempts.
 #[utoipa::path(
     get, path = "/requests/{id}", tag = "requests",
-    params(("id" = String, Path, description = "The request_id (a UUID; anything else is simply unknown)")),
+    params(("id" = String, Path, format = Uuid, description = "The request_id (anything else is simply unknown: 404)")),
     responses(
         (status = 200, description = "The record", body = RequestDetail),
         (status = 404, description = "No such request (or another tenant's)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 405, description = "`redeliver` is no id: /requests/redeliver is the bulk redelivery route, POST only", body = Problem, content_type = "application/problem+json",
+            headers(("Allow" = String, description = "POST"))),
+        ServiceUnavailable,
     )
 )]
 pub async fn get_request(

@@ -24,8 +24,8 @@ pub struct SyncRequest {
     /// 1 to 10,000 Unicode scalar values.
     #[schema(example = "Hello world", min_length = 1, max_length = 10000)]
     text: String,
-    /// A JSON integer from 1 to 100 (`"3"`, `3.0` and `true` are refused).
-    #[schema(example = 3, minimum = 1, maximum = 100, default = 1)]
+    /// A JSON integer from 1 to 100 (`"3"`, `3.0`, `true` and `null` are refused).
+    #[schema(example = 3, minimum = 1, maximum = 100, default = 1, nullable = false)]
     count: Option<i64>,
 }
 
@@ -35,11 +35,15 @@ pub struct SyncRequest {
 pub struct AsyncRequest {
     #[schema(example = "Hello world", min_length = 1, max_length = 10000)]
     text: String,
-    #[schema(example = 3, minimum = 1, maximum = 100, default = 1)]
+    #[schema(example = 3, minimum = 1, maximum = 100, default = 1, nullable = false)]
     count: Option<i64>,
     /// An http(s) URL the callback policy accepts (no loopback, private, link-local or
     /// metadata destinations unless opened with --allow-callback-cidr).
-    #[schema(example = "https://example.com/hook", max_length = 2048)]
+    #[schema(
+        example = "https://example.com/hook",
+        max_length = 2048,
+        format = "uri"
+    )]
     callback_url: String,
 }
 
@@ -51,7 +55,8 @@ enum SubmitRefusals {
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(Problem),
     /// The first request with this Idempotency-Key is still running (async: not committed yet)
-    #[response(status = 409, content_type = "application/problem+json")]
+    #[response(status = 409, content_type = "application/problem+json",
+        headers(("Retry-After" = String, description = "Seconds to wait before trying again")))]
     Conflict(Problem),
     /// The body did not arrive within --http-body-timeout-ms of the headers; the connection is closed
     #[response(status = 408, content_type = "application/problem+json")]
@@ -66,11 +71,32 @@ enum SubmitRefusals {
     #[response(status = 422, content_type = "application/problem+json")]
     Unprocessable(Problem),
     /// POST /async: the tenant's backlog is at --max-pending-jobs-per-tenant; nothing was stored
-    #[response(status = 429, content_type = "application/problem+json")]
+    #[response(status = 429, content_type = "application/problem+json",
+        headers(("Retry-After" = String, description = "Seconds to wait before trying again")))]
     QuotaExceeded(Problem),
     /// Database unavailable, the backlog at --max-pending-jobs (POST /async, `/problems/overloaded`), or shutting down; nothing was acknowledged
-    #[response(status = 503, content_type = "application/problem+json")]
+    #[response(status = 503, content_type = "application/problem+json",
+        headers(("Retry-After" = String, description = "Seconds to wait before trying again")))]
     Unavailable(Problem),
+}
+
+/// The optional `Idempotency-Key` header of POST /sync and /async, for the OpenAPI
+/// document: 1–255 printable ASCII (what [`IdempotencyKey`] accepts). The pattern leaves
+/// out leading and trailing spaces, which HTTP strips from every header value.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Only its derived description is used.
+struct IdempotencyKeyHeader {
+    /// 1–255 printable ASCII; a repeat with the same key and input replays the first
+    /// response.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[!-~]([ -~]*[!-~])?$",
+        nullable = false
+    )]
+    key: Option<String>,
 }
 
 /// Reads `text` and `count` into a [`WorkInput`], reporting every wrong field.
@@ -86,7 +112,7 @@ fn work_input(fields: &mut Fields<'_>) -> Option<WorkInput> {
 #[utoipa::path(
     post, path = "/sync", tag = "work",
     request_body(content = SyncRequest, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII; a repeat with the same input replays the first response")),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 200, description = "The work is done and recorded", body = SyncResponse,
             headers(("X-Request-Id" = String, description = "Equal to request_id"))),
@@ -119,7 +145,7 @@ pub async fn post_sync(
 #[utoipa::path(
     post, path = "/async", tag = "work",
     request_body(content = AsyncRequest, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII; a repeat with the same input replays the first response")),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 202, description = "Stored durably with its job; the callback follows", body = AsyncAccepted,
             headers(("Location" = String, description = "/requests/{request_id}"), ("X-Request-Id" = String, description = "Equal to request_id"))),

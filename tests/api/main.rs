@@ -25,5 +25,6 @@ mod postgres;
 mod redelivery;
 mod requests;
 mod scale_out;
+mod schema;
 mod ssrf;
 mod sync;
