@@ -28,3 +28,4 @@ mod scale_out;
 mod schema;
 mod ssrf;
 mod sync;
+mod tenants;
