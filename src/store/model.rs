@@ -262,6 +262,26 @@ pub struct Page {
     pub next: Option<Keyset>,
 }
 
+impl Page {
+    /// A page from up to `limit + 1` rows read in order: the extra row, if any, only says
+    /// that there is a next page, which starts after the page's last record.
+    pub fn of(mut requests: Vec<RequestSummary>, limit: u32, total: u64) -> Self {
+        let next = (requests.len() > limit as usize).then(|| {
+            requests.truncate(limit as usize);
+            let last = requests.last().expect("a full page");
+            Keyset {
+                created_at: last.created_at,
+                id: last.id,
+            }
+        });
+        Self {
+            requests,
+            total,
+            next,
+        }
+    }
+}
+
 /// One delivery attempt of a callback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptRecord {

@@ -119,23 +119,11 @@ pub(super) async fn list(c: &mut PgConnection, f: ListFilter) -> StoreResult<Pag
     let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args.args)
         .fetch_all(&mut *c)
         .await?;
-    let mut requests = rows
+    let requests = rows
         .iter()
         .map(summary_from_row)
         .collect::<StoreResult<Vec<_>>>()?;
-    let next = (requests.len() > f.limit as usize).then(|| {
-        requests.truncate(f.limit as usize);
-        let last = requests.last().expect("a full page");
-        Keyset {
-            created_at: last.created_at,
-            id: last.id,
-        }
-    });
-    Ok(Page {
-        requests,
-        total,
-        next,
-    })
+    Ok(Page::of(requests, f.limit, total))
 }
 
 /// One ordered index range: the scope's records in one state, after the cursor.

@@ -174,20 +174,8 @@ pub(super) fn list_requests(c: &Connection, f: &ListFilter) -> StoreResult<Page>
         arms.join(" UNION ALL ")
     );
     let mut stmt = tx.prepare_cached(&sql)?;
-    let mut requests = collect(stmt.query(params_from_iter(args.0.iter()))?, summary)?;
-    let next = (requests.len() > f.limit as usize).then(|| {
-        requests.truncate(f.limit as usize);
-        let last = requests.last().expect("a full page");
-        Keyset {
-            created_at: last.created_at,
-            id: last.id,
-        }
-    });
-    Ok(Page {
-        requests,
-        total,
-        next,
-    })
+    let requests = collect(stmt.query(params_from_iter(args.0.iter()))?, summary)?;
+    Ok(Page::of(requests, f.limit, total))
 }
 
 /// One index range: the scope's records in one state, after the cursor.
