@@ -48,17 +48,24 @@ impl Engine {
             })
             .await;
         let now = Utc::now();
-        let circuit = {
+        let (circuit, was_full) = {
             let mut book = self.destinations();
             slot.release();
-            book.finish(
+            let was_full = book.in_flight(job.destination.id) >= book.cap();
+            let change = book.finish(
                 &job.destination,
                 job.probe,
                 health_of(&outcome),
                 outcome.error.as_deref(),
                 now,
-            )
+            );
+            (change, was_full)
         };
+        if was_full {
+            // Deliveries waiting for this destination's cap are not in the dispatcher's
+            // next due time: tell it a slot is free.
+            self.wake.notify_one();
+        }
         let next = self.next_step(job, &outcome, attempt, expires_at, now);
         let record = AttemptRecord {
             attempt,

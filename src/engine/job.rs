@@ -54,7 +54,12 @@ impl<'a> Slot<'a> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if self.held {
-            self.engine.destinations().abandon(self.destination);
+            let mut book = self.engine.destinations();
+            let was_full = book.in_flight(self.destination) >= book.cap();
+            book.abandon(self.destination);
+            if was_full {
+                self.engine.wake.notify_one();
+            }
         }
     }
 }
