@@ -73,6 +73,11 @@ start
 flood
 healthy
 echo "  circuits open: $(metric consuma_callback_circuits_open)  deferred: $(metric consuma_callback_deferred_total)  pending callbacks: $(pending)"
+t0=$(date +%s.%N)
+while [ "$(metric consuma_callback_circuits_open)" != "1" ]; do sleep 0.2; done
+echo "  the black hole's circuit opened $(echo "$(date +%s.%N) - $t0" | bc) s later; 200 healthy ones again:"
+healthy
+echo "  circuits open: $(metric consuma_callback_circuits_open)  deferred: $(metric consuma_callback_deferred_total)  pending callbacks: $(pending)"
 echo
 echo "== 2. the black hole starts answering"
 t0=$(date +%s.%N)

@@ -52,6 +52,10 @@ pub fn install() -> PrometheusHandle {
             // Fails only when another recorder was installed first; then keep ours unused.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            // Series an operator alerts on exist from the start, at zero.
+            metrics::counter!(CALLBACK_DEFERRED).increment(0);
+            metrics::counter!(PRUNED).increment(0);
+            metrics::gauge!(CIRCUITS_OPEN).set(0.0);
             handle
         })
         .clone()
