@@ -21,7 +21,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// A /sync record still `processing` this long after its start lost its process.
 const ABANDONED_SYNC: Duration = Duration::from_secs(600);
 /// Records one pruning batch deletes: a few milliseconds of the writer at most.
-pub const PRUNE_BATCH: usize = 250;
+pub const PRUNE_BATCH: usize = 128;
+/// The pause between two pruning batches: admissions (and the WAL checkpoints that keep
+/// SQLite's log short) get the writer for most of the time, and a pass still deletes
+/// several thousand records a second (BENCHMARKS.md).
+const PRUNE_PAUSE: Duration = Duration::from_millis(12);
 /// How often bulk redeliveries (SPEC §11) are moved on, and how many callbacks a batch
 /// queues.
 const REDELIVER_EVERY: Duration = Duration::from_millis(500);
@@ -125,8 +129,10 @@ pub async fn prune_pass(store: &dyn Store, keep: Duration, shutdown: &Cancellati
                 if n < PRUNE_BATCH as u64 {
                     break;
                 }
-                // Let whatever queued behind this batch go first.
-                tokio::task::yield_now().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(PRUNE_PAUSE) => {}
+                    _ = shutdown.cancelled() => break,
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pruning failed; trying again at the next pass");

@@ -3,7 +3,7 @@
 //!
 //! A page is one statement per filter set: each state the filters match (all 16 without
 //! a filter) is a range of `requests_by_tenant_state` (or `requests_by_state` across
-//! tenants), written as a
+//! tenants), limited to the page's depth and written as a
 //! parenthesised `SELECT … ORDER BY` arm so that the planner merges the ranges in order
 //! (Merge Append) and stops after the page; only the page's rows are then read from the
 //! table. The total comes from the kept counts in the same snapshot (REPEATABLE READ).
@@ -101,13 +101,19 @@ pub(super) async fn list(c: &mut PgConnection, f: ListFilter) -> StoreResult<Pag
             next: None,
         });
     }
-    let mut args = Args::default();
-    let arms: Vec<String> = states.iter().map(|s| arm(&mut args, &f, *s)).collect();
-    let limit = args.push(i64::from(f.limit) + 1);
-    let offset = args.push(match f.start {
-        PageStart::Offset(n) => n.min(i64::MAX as u64) as i64,
+    // The numbers are written into the statement (they are ours, not the caller's text):
+    // with a parameter, PostgreSQL's generic plan could not see how few rows each arm
+    // needs and would sort whole ranges instead of reading the index in order.
+    let limit = u64::from(f.limit) + 1;
+    let offset = match f.start {
+        PageStart::Offset(n) => n,
         PageStart::After(_) => 0,
-    });
+    };
+    let mut args = Args::default();
+    let arms: Vec<String> = states
+        .iter()
+        .map(|s| arm(&mut args, &f, *s, limit + offset))
+        .collect();
     let sql = format!(
         "SELECT r.id, r.tenant, r.mode, r.status, r.created_at, r.completed_at, r.callback_status
          FROM (SELECT id, created_at FROM ({}) u
@@ -126,8 +132,9 @@ pub(super) async fn list(c: &mut PgConnection, f: ListFilter) -> StoreResult<Pag
     Ok(Page::of(requests, f.limit, total))
 }
 
-/// One ordered index range: the scope's records in one state, after the cursor.
-fn arm(args: &mut Args, f: &ListFilter, state: i64) -> String {
+/// One ordered index range: the scope's records in one state, after the cursor, at most
+/// `depth` of them (a page never needs more from one state).
+fn arm(args: &mut Args, f: &ListFilter, state: i64, depth: u64) -> String {
     let mut conds = Vec::new();
     if let Scope::Tenant(t) = &f.scope {
         conds.push(format!("tenant = {}", args.push(t.clone())));
@@ -139,7 +146,7 @@ fn arm(args: &mut Args, f: &ListFilter, state: i64) -> String {
         conds.push(format!("(created_at, id) < ({at}, {id})"));
     }
     format!(
-        "(SELECT id, created_at FROM requests WHERE {} ORDER BY created_at DESC, id DESC)",
+        "(SELECT id, created_at FROM requests WHERE {} ORDER BY created_at DESC, id DESC LIMIT {depth})",
         conds.join(" AND ")
     )
 }
