@@ -5,7 +5,8 @@
 # --api-key` against each in turn, the order alternating round by round, callbacks not
 # awaited (--callback-timeout 0: only the 202s are counted). Prints each run's rate, ack
 # latency and the server's CPU time per request (from /proc/<pid>/stat: less disturbed by
-# other work on the machine than the rate), then the medians and their ratios. The load
+# other work on the machine than the rate), then the medians and their ratios. The backlog
+# limit is off (--max-pending-jobs 0): accept-only instances never work their backlog off. The load
 # generator and both servers share the machine.
 #
 # Usage: bench/auth.sh [rounds=6] [requests per run=100000]
@@ -24,7 +25,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$dir"' EXIT
 key=$("$bin" keys create --tenant default --database-url "sqlite://$dir/keyed.db" 2>/dev/null)
 serve() { # port name
   RUST_LOG=warn "$bin" serve --bind "127.0.0.1:$1" --database-url "sqlite://$dir/$2.db" \
-    --workers 0 --allow-callback-cidr 127.0.0.0/8 2>>"$dir/$2.log" &
+    --workers 0 --max-pending-jobs 0 --allow-callback-cidr 127.0.0.0/8 2>>"$dir/$2.log" &
   pids+=($!)
 }
 serve 18301 open

@@ -7,12 +7,14 @@
         BASE_PORT+1  HTTP: 200 chunked, a 1 KiB chunk every 5 ms, forever
         BASE_PORT+2  HTTP: a status line, then a header line every 20 ms, forever
         BASE_PORT+3  TCP that never sends a byte (used with https://: TLS never starts)
-        BASE_PORT+4  UDP DNS server that never answers (for --callback-dns-server)
+        BASE_PORT+4  UDP DNS server (for --callback-dns-server): never answers for names
+                     under silent.dns.test, answers 127.0.0.1 for every other name
       Prints "ready" once listening.
 
   hostile-receivers.py drive TARGET BASE_PORT ROUNDS PER_ROUND PID
       Each round: POST /async PER_ROUND requests spread evenly over the five hostile
-      destinations, wait until no callback is pending, then print the round's outcomes
+      receivers, each request under a host name of its own (a destination of its own, so
+      the per-destination circuit breaker never holds an attempt back), wait until no callback is pending, then print the round's outcomes
       and the server's RSS (VmRSS of PID). Only loopback addresses are ever used.
 """
 
@@ -83,9 +85,27 @@ def guarded(handler):
     return run
 
 
-class SilentDns(asyncio.DatagramProtocol):
+class Dns(asyncio.DatagramProtocol):
+    """Never answers for names under silent.dns.test; answers 127.0.0.1 (A) or nothing
+    (AAAA) for every other name, so that each request can have a destination of its own."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+
     def datagram_received(self, data, addr):
-        pass
+        labels, i = [], 12
+        while data[i]:
+            labels.append(data[i + 1:i + 1 + data[i]].decode(errors="replace"))
+            i += 1 + data[i]
+        question_end = i + 5
+        qtype = int.from_bytes(data[i + 1:i + 3], "big")
+        if ".".join(labels).lower().endswith("silent.dns.test"):
+            return
+        answers = b""
+        if qtype == 1:
+            answers = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x7f\x00\x00\x01"
+        header = data[:2] + b"\x81\x80\x00\x01" + (1 if answers else 0).to_bytes(2, "big") + b"\x00\x00\x00\x00"
+        self.transport.sendto(header + data[12:question_end] + answers, addr)
 
 
 async def receivers(base):
@@ -94,20 +114,24 @@ async def receivers(base):
     for offset, handler in enumerate([huge_body, endless_body, endless_headers, silent]):
         servers.append(await asyncio.start_server(
             guarded(handler), "127.0.0.1", base + offset, backlog=1024))
-    await loop.create_datagram_endpoint(SilentDns, local_addr=("127.0.0.1", base + 4))
+    await loop.create_datagram_endpoint(Dns, local_addr=("127.0.0.1", base + 4))
     print("ready", flush=True)
     await asyncio.Event().wait()
 
 
 # ---------------------------------------------------------------- driver
 
-def destinations(base):
+def destinations(base, tag):
+    """The five hostile receivers, each under a host name of its own for `tag` (resolved
+    to 127.0.0.1 by the bench's DNS server): every request is a destination of its own,
+    so no circuit breaker holds the attempts back, and each one really is made."""
+    host = f"{tag}.hostile.test"
     return [
-        ("huge body", f"http://127.0.0.1:{base}/hook"),
-        ("endless body", f"http://127.0.0.1:{base + 1}/hook"),
-        ("endless headers", f"http://127.0.0.1:{base + 2}/hook"),
-        ("TLS never starts", f"https://127.0.0.1:{base + 3}/hook"),
-        ("DNS never answers", f"http://silent.dns.test:{base}/hook"),
+        ("huge body", f"http://{host}:{base}/hook"),
+        ("endless body", f"http://{host}:{base + 1}/hook"),
+        ("endless headers", f"http://{host}:{base + 2}/hook"),
+        ("TLS never starts", f"https://{host}:{base + 3}/hook"),
+        ("DNS never answers", f"http://{tag}.silent.dns.test:{base}/hook"),
     ]
 
 
@@ -138,7 +162,7 @@ def total(host, port, query):
 def drive(target, base, rounds, per_round, pid):
     host, port = target.split(":")
     port = int(port)
-    dests = destinations(base)
+    kinds = [kind for kind, _ in destinations(base, "x")]
     errors = collections.Counter()
     print(f"rss before: {rss_kib(pid)} KiB")
     with ThreadPoolExecutor(16) as pool:
@@ -146,7 +170,7 @@ def drive(target, base, rounds, per_round, pid):
             started = time.monotonic()
 
             def submit(i):
-                kind, url = dests[i % len(dests)]
+                kind, url = destinations(base, f"r{r}-{i}")[i % len(kinds)]
                 body = json.dumps({"text": f"{kind} {r}/{i}", "callback_url": url})
                 status, reply = call(host, port, "POST", "/async", body)
                 assert status == 202, (status, reply)
@@ -168,7 +192,7 @@ def drive(target, base, rounds, per_round, pid):
                     errors[f"{kind}: {what}"] += 1
                     slowest[kind] = max(slowest[kind], a["duration_ms"])
             print(f"round {r}: {per_round} attempts in {took:.1f} s, rss {rss_kib(pid)} KiB")
-            for kind, _ in dests:
+            for kind in kinds:
                 outcomes = ", ".join(f"{n} × {what}" for what, n in per_kind[kind].items())
                 print(f"    {kind:18} {outcomes}; slowest {slowest[kind]:.0f} ms")
     print("all attempts:")
