@@ -21,11 +21,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// A /sync record still `processing` this long after its start lost its process.
 const ABANDONED_SYNC: Duration = Duration::from_secs(600);
 /// Records one pruning batch deletes: a few milliseconds of the writer at most.
-pub const PRUNE_BATCH: usize = 48;
+pub const PRUNE_BATCH: usize = 128;
 /// The pause between two pruning batches: admissions (and the WAL checkpoints that keep
 /// SQLite's log short) get the writer for most of the time, and a pass still deletes
 /// several thousand records a second (BENCHMARKS.md).
-const PRUNE_PAUSE: Duration = Duration::from_millis(4);
+const PRUNE_PAUSE: Duration = Duration::from_millis(12);
 /// How often bulk redeliveries (SPEC §11) are moved on, and how many callbacks a batch
 /// queues.
 const REDELIVER_EVERY: Duration = Duration::from_millis(500);
