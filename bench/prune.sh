@@ -42,6 +42,7 @@ echo "== 2. with $n finished records older than 90 days, pruned while the load r
 t0=$(date +%s)
 bench/fill.sh "sqlite://$dir/consuma.db" "$n" 100 200 >/dev/null
 echo "  filled in $(( $(date +%s) - t0 )) s: $(du -cb "$dir"/consuma.db* | tail -n 1 | cut -f1) bytes"
+sync  # the fill's own write-back is done before the load starts, not during it
 start
 t0=$(date +%s.%N)
 load
