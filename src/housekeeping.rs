@@ -20,12 +20,12 @@ use crate::telemetry::metrics as m;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// A /sync record still `processing` this long after its start lost its process.
 const ABANDONED_SYNC: Duration = Duration::from_secs(600);
-/// Records one pruning batch deletes: a few milliseconds of the writer at most.
-pub const PRUNE_BATCH: usize = 128;
-/// The pause between two pruning batches: admissions (and the WAL checkpoints that keep
-/// SQLite's log short) get the writer for most of the time, and a pass still deletes
-/// several thousand records a second (BENCHMARKS.md).
-const PRUNE_PAUSE: Duration = Duration::from_millis(12);
+/// Most records one pruning batch deletes (SQLite's batches also stop after a
+/// millisecond of the writer's time).
+pub const PRUNE_BATCH: usize = 256;
+/// The pause between two pruning batches: admissions get the writer for most of the
+/// time, and a pass still deletes several thousand records a second (BENCHMARKS.md).
+const PRUNE_PAUSE: Duration = Duration::from_millis(3);
 /// How often bulk redeliveries (SPEC §11) are moved on, and how many callbacks a batch
 /// queues.
 const REDELIVER_EVERY: Duration = Duration::from_millis(500);
@@ -126,7 +126,7 @@ pub async fn prune_pass(store: &dyn Store, keep: Duration, shutdown: &Cancellati
             Ok(n) => {
                 pruned += n;
                 metrics::counter!(m::PRUNED).increment(n);
-                if n < PRUNE_BATCH as u64 {
+                if n == 0 {
                     break;
                 }
                 tokio::select! {

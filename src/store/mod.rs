@@ -209,7 +209,8 @@ pub trait Store: Send + Sync + 'static {
     async fn sweep(&self, keep_keys: Duration, abandon_sync: Duration) -> StoreResult<SweepStats>;
 
     /// Deletes up to `limit` terminal records created before `cutoff`, with their
-    /// attempts and idempotency keys; returns how many.
+    /// attempts and idempotency keys; returns how many (a backend may stop earlier to
+    /// keep the batch short: only 0 means that none is left).
     async fn prune(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
 
     // API keys and signing secrets (SPEC §10); see [`auth`] for the rows.

@@ -2,7 +2,7 @@
 //! removes a bounded number of rows, so the writer is never held for long and admissions
 //! queued behind it are not held up.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 
@@ -77,13 +77,19 @@ fn close_abandoned_sync(b: &mut Batch<'_>, started_before: i64) -> StoreResult<u
     Ok(ids.len() as u64)
 }
 
+/// Writer time one pruning batch may spend: it stops after the record that uses it up
+/// (or at `limit`), so an admission that queues meanwhile waits about this long at most.
+const PRUNE_BUDGET: Duration = Duration::from_millis(1);
+
 /// Deletes up to `limit` terminal records created before `cutoff` (oldest first within
-/// each terminal state), with their attempts and idempotency keys.
+/// each terminal state), with their attempts and idempotency keys, until
+/// [`PRUNE_BUDGET`] is spent.
 pub(super) fn prune(b: &mut Batch<'_>, cutoff: i64, limit: usize) -> StoreResult<u64> {
+    let started = Instant::now();
     let mut pruned = 0;
-    for state in terminal_states() {
-        let left = limit as i64 - pruned;
-        if left <= 0 {
+    'states: for state in terminal_states() {
+        let left = limit - pruned;
+        if left == 0 {
             break;
         }
         let victims: Vec<(String, String)> = b
@@ -92,13 +98,18 @@ pub(super) fn prune(b: &mut Batch<'_>, cutoff: i64, limit: usize) -> StoreResult
                 "SELECT id, tenant FROM requests WHERE state = ?1 AND created_at < ?2
                  ORDER BY created_at LIMIT ?3",
             )?
-            .query_map(params![state, cutoff, left], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![state, cutoff, left as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<Result<_, _>>()?;
         for (id, tenant) in &victims {
             delete_record(b.conn, id)?;
             b.deltas.removed(tenant, state);
+            pruned += 1;
+            if started.elapsed() >= PRUNE_BUDGET {
+                break 'states;
+            }
         }
-        pruned += victims.len() as i64;
     }
     Ok(pruned as u64)
 }

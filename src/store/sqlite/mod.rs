@@ -102,7 +102,7 @@ async fn migrate(path: &Path) -> StoreResult<()> {
 
 fn open_writer(path: &Path, sync: SqliteSynchronous) -> StoreResult<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_handler(Some(checkpoint::writer_busy_handler))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", sync.as_str())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -113,7 +113,7 @@ fn open_writer(path: &Path, sync: SqliteSynchronous) -> StoreResult<Connection> 
         "wal_autocheckpoint",
         checkpoint::WRITER_BACKSTOP_PAGES,
     )?;
-    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    conn.pragma_update(None, "journal_size_limit", checkpoint::WAL_FILE_LIMIT)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -346,13 +346,13 @@ impl Store for SqliteStore {
 
     async fn sweep(&self, keep_keys: Duration, abandon_sync: Duration) -> StoreResult<SweepStats> {
         self.writer
-            .write(move |b| housekeeping::sweep(b, keep_keys, abandon_sync))
+            .write_background(move |b| housekeeping::sweep(b, keep_keys, abandon_sync))
             .await
     }
 
     async fn prune(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         self.writer
-            .write(move |b| housekeeping::prune(b, cutoff.timestamp_millis(), limit))
+            .write_background(move |b| housekeeping::prune(b, cutoff.timestamp_millis(), limit))
             .await
     }
 
