@@ -33,8 +33,8 @@ summary() { grep -E "Requests/s|Requests |Ack latency|Callback lat|Callbacks|Fai
 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  cores: $(nproc)  store: SQLite WAL synchronous=NORMAL  run: ${secs} s"
 echo
-echo "== 1. accept rate, accept-only instance (--workers 0), wrk -t2 -c64"
-start --workers 0
+echo "== 1. accept rate, accept-only instance (--workers 0, no backlog limit: every answer must be a 202), wrk -t2 -c64"
+start --workers 0 --max-pending-jobs 0
 wrk -t2 -c64 -d"${secs}s" --latency -s bench/wrk-async.lua "http://127.0.0.1:$port/async" \
   | grep -E "Requests/sec|Non-2xx|Socket errors|^ +(50|99)%" | sed 's/^/  POST \/async  /'
 wrk -t2 -c64 -d"${secs}s" --latency "http://127.0.0.1:$port/healthz" \
