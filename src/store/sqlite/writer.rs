@@ -91,18 +91,23 @@ struct Lanes {
 }
 
 impl Lanes {
+    /// Whether no engine or API write waits.
+    fn foreground_is_empty(&self) -> bool {
+        self.engine.is_empty() && self.api.is_empty()
+    }
+
     fn is_empty(&self) -> bool {
-        self.engine.is_empty() && self.api.is_empty() && self.background.is_empty()
+        self.foreground_is_empty() && self.background.is_empty()
     }
 
     /// The next background operation, if nothing else is queued or it has waited long
     /// enough.
     fn background_due(&mut self) -> Option<Op> {
         let (queued, _) = self.background.front()?;
-        let idle = self.engine.is_empty() && self.api.is_empty();
-        (idle || queued.elapsed() >= BACKGROUND_WAIT)
-            .then(|| self.background.pop_front().map(|(_, op)| op))
-            .flatten()
+        if !self.foreground_is_empty() && queued.elapsed() < BACKGROUND_WAIT {
+            return None;
+        }
+        self.background.pop_front().map(|(_, op)| op)
     }
 
     /// Moves queued operations into `batch`, the engine's first, up to [`MAX_BATCH`].
