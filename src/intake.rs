@@ -22,6 +22,9 @@ use crate::store::{
 use crate::telemetry::metrics as m;
 use crate::work::{self, WorkInput, WorkResult};
 
+/// A callback URL's origin, kept with the store's model (the destination's key).
+pub use crate::store::{origin_of, origin_of_str};
+
 /// The body of a 200 from POST /sync.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SyncResponse {
@@ -100,18 +103,6 @@ pub struct Intake {
     /// 202, or 200 with `--async-ack-status 200`; kept with an idempotency key, so a
     /// replay answers what was sent.
     pub async_ack_status: u16,
-}
-
-/// A callback URL's origin, `scheme://host:port`, always with the port (SPEC §8).
-pub fn origin_of(url: &url::Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    let port = url.port_or_known_default().unwrap_or_default();
-    format!("{}://{host}:{port}", url.scheme())
-}
-
-/// [`origin_of`] for a stored URL; `None` when it does not parse.
-pub fn origin_of_str(url: &str) -> Option<String> {
-    url::Url::parse(url).ok().map(|u| origin_of(&u))
 }
 
 impl Intake {

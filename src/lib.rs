@@ -3,13 +3,15 @@
 //!
 //! # Layout, in request order
 //!
-//! - [`cli`], [`config`]: flags and `CONSUMA_*` variables, checked into a [`config::Config`].
+//! - [`cli`]: the subcommands; [`config`]: `serve`'s flags and `CONSUMA_*` variables,
+//!   checked into a [`config::Config`]; [`commands`]: `consuma keys …`, `consuma secret …`.
 //! - [`app`]: builds the application and runs it until [`shutdown`] says stop.
-//! - [`auth`]: API keys and tenants: the key ring and the layer that turns a request into
-//!   the [`auth::Caller`] scoped routes take (or a 401), each tenant's signing secrets.
+//! - [`auth`]: API keys and tenants: the key ring, the [`auth::Caller`] scoped routes
+//!   take, each tenant's signing secrets.
 //! - [`listen`]: the TCP listener, with room for bursts of connections.
-//! - [`http`]: routes, extractors, the one error type; thin handlers; the HTTP/1.1 server
-//!   (header and body timeouts, the connection cap). [`http::ui`] serves the operator
+//! - [`http`]: routes, extractors (the authentication layer turns a request into its
+//!   caller, or a 401), the one error type; thin handlers; the HTTP/1.1 server (header and
+//!   body timeouts, the connection cap). [`http::ui`] serves the operator
 //!   console (the files in `ui/`), a browser client of those same routes.
 //! - [`intake`]: a request's way in: admit (with [`idempotency`]), work or enqueue, answer.
 //! - [`work`]: THE work, pure apart from its non-blocking delay; shared by both styles.
@@ -20,6 +22,10 @@
 //! - [`housekeeping`]: retention and bounded clean-up.
 //! - [`telemetry`]: logs, trace context, metrics.
 //! - [`load`]: `consuma load`, the load generator.
+//!
+//! Module imports form a DAG (tests/api/structure.rs fails on any cycle): `cli` sits above
+//! `config`, the store's model knows origins, `http` knows callers, and the small shared
+//! pieces (`http::request_id`, `store::sqlite::current`) are leaves.
 
 /// Build and run the service.
 pub mod app;
@@ -27,6 +33,8 @@ pub mod app;
 pub mod auth;
 /// Flags of every subcommand.
 pub mod cli;
+/// `consuma keys …` and `consuma secret …`.
+pub mod commands;
 /// Checked configuration.
 pub mod config;
 /// Callback delivery.

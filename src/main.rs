@@ -21,8 +21,8 @@ async fn main() -> ExitCode {
             Err(e) => return bad_config(e),
         },
         Command::Load(args) => consuma::load::run(args).await.map(|code| code as u8),
-        Command::Secret(args) => consuma::auth::commands::secret(args).await,
-        Command::Keys(args) => consuma::auth::commands::keys(args).await,
+        Command::Secret(args) => consuma::commands::secret(args).await,
+        Command::Keys(args) => consuma::commands::keys(args).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),

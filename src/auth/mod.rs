@@ -1,6 +1,6 @@
 //! Who is calling (SPEC §10): API keys, tenants, and each tenant's signing secrets.
 //!
-//! The caller is resolved once, by the authentication [`layer`] in front of every route
+//! The caller is resolved once, by the authentication layer ([`crate::http::authenticate`]) in front of every route
 //! but the public ones, and handed to handlers as a request extension; a handler that
 //! needs scoping takes a [`Caller`] argument, so a route without it cannot read scoped
 //! data by accident. With no API key in the database the service is open (SPEC §10 "When
@@ -9,8 +9,6 @@
 //! - [`keys`]: a key as a value (generate, recognise, hash) and tenant names.
 //! - [`ring`]: [`KeyRing`], every stored key in memory, by hash: one lookup per request.
 //! - [`secrets`]: [`SecretBook`], each tenant's valid signing secrets, newest first.
-//! - [`layer`]: the middleware that turns a request into a [`Caller`] or a 401.
-//! - [`commands`]: `consuma keys …` and `consuma secret …`.
 //!
 //! [`Auth`] loads the ring and the book at start and refreshes both from the store every
 //! [`REFRESH_EVERY`], so keys, revocations, the switch to auth and secret rotations made
@@ -19,9 +17,7 @@
 //! Nothing here logs or returns a key or a secret: keys show as their display prefix,
 //! secrets not at all.
 
-pub mod commands;
 pub mod keys;
-pub mod layer;
 pub mod ring;
 pub mod secrets;
 
@@ -35,14 +31,8 @@ use crate::delivery::signing::SigningSecret;
 use crate::store::{Store, StoreResult};
 
 pub use keys::{ApiKey, TenantName};
-pub use layer::{authenticate, is_public};
 pub use ring::{KeyRing, Refusal};
 pub use secrets::SecretBook;
-
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-
-use crate::http::error::ApiError;
 
 /// The tenant every record belongs to while the service is open (no key exists).
 pub const DEFAULT_TENANT: &str = "default";
@@ -83,18 +73,6 @@ impl Caller {
 /// A tenant name (SPEC §10): 1–64 characters of `[a-z0-9_-]`.
 pub fn valid_tenant(name: &str) -> bool {
     TenantName::parse(name).is_ok()
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!(
-                "no caller: the route is not behind the authentication layer"
-            ))
-        })
-    }
 }
 
 /// How often the key ring and the secret book are reloaded (and key uses written).

@@ -105,7 +105,7 @@ pub fn declare_auth(doc: &mut utoipa::openapi::OpenApi) {
         )
         .build();
     for (path, item) in doc.paths.paths.iter_mut() {
-        let public = crate::auth::is_public(path);
+        let public = super::authenticate::is_public(path);
         let operations = [
             &mut item.get,
             &mut item.put,

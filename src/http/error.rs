@@ -265,7 +265,7 @@ impl IntoResponse for ApiError {
                 }
             }
             ApiError::WorkFailed { request_id, .. } => {
-                crate::http::observe::set_request_id(headers, &request_id.to_string());
+                super::request_id::set_request_id(headers, &request_id.to_string());
             }
             _ => {}
         }

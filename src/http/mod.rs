@@ -1,5 +1,7 @@
 //! The HTTP API (SPEC §2): routes, the layer stack, and the one error type.
 
+/// The authentication layer: a request's [`Caller`](crate::auth::Caller), or a 401.
+pub mod authenticate;
 pub mod capacity;
 pub mod cursor;
 pub mod docs;
@@ -8,6 +10,7 @@ pub mod extract;
 pub mod observe;
 pub mod ops;
 pub mod redeliver;
+pub mod request_id;
 pub mod requests;
 pub mod server;
 pub mod state;
@@ -62,7 +65,7 @@ pub fn router(state: AppState) -> Router {
         // Before every handler and extractor: the caller, or 401 (SPEC Part two's check order).
         .layer(axum::middleware::from_fn_with_state(
             state.keys.clone(),
-            crate::auth::authenticate,
+            authenticate::authenticate,
         ))
         // Outermost: request id, trace, span, metrics, problem bodies for router errors.
         .layer(axum::middleware::from_fn(observe::observe))

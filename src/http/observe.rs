@@ -6,17 +6,16 @@
 use std::time::Instant;
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::error::{ApiError, PROBLEM_JSON};
+use super::request_id::{X_REQUEST_ID, incoming_request_id, set_request_id};
 use crate::telemetry::metrics as m;
 use crate::telemetry::trace_context::{self, TraceParent};
-
-pub const X_REQUEST_ID: &str = "x-request-id";
 
 /// What the handlers learn about the request from this middleware.
 #[derive(Debug, Clone)]
@@ -122,19 +121,6 @@ pub fn method_label(method: &Method) -> &'static str {
         .iter()
         .find(|known| *known == method)
         .map_or("other", Method::as_str)
-}
-
-/// An incoming `X-Request-Id` worth echoing: 1–128 visible ASCII characters.
-fn incoming_request_id(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(X_REQUEST_ID)?.to_str().ok()?;
-    let ok = !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());
-    ok.then(|| v.to_owned())
-}
-
-pub fn set_request_id(headers: &mut HeaderMap, id: &str) {
-    if let Ok(v) = HeaderValue::from_str(id) {
-        headers.insert(X_REQUEST_ID, v);
-    }
 }
 
 /// An error the router produced itself, with a plain or empty body.

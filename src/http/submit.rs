@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::error::{ApiError, Problem};
 use super::extract::{Fields, IdempotencyKey, JsonObject};
-use super::observe::{RequestContext, set_request_id};
+use super::observe::RequestContext;
+use super::request_id::set_request_id;
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::intake::{AsyncAccepted, IntakeError, Submitted, SyncResponse};

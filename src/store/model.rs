@@ -655,3 +655,15 @@ mod state_tests {
         assert_eq!(AdmissionLimits::default().refusal(u64::MAX, u64::MAX), None);
     }
 }
+
+/// A callback URL's origin, `scheme://host:port`, always with the port (SPEC §8).
+pub fn origin_of(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or_default();
+    format!("{}://{host}:{port}", url.scheme())
+}
+
+/// [`origin_of`] for a stored URL; `None` when it does not parse.
+pub fn origin_of_str(url: &str) -> Option<String> {
+    url::Url::parse(url).ok().map(|u| origin_of(&u))
+}

@@ -15,8 +15,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::cli::LogFormat;
-
 /// Keeps the span exporter alive; flushes it on drop.
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
@@ -32,6 +30,16 @@ impl Drop for TelemetryGuard {
 
 /// The filter when `RUST_LOG` is not set: our own events, and warnings from libraries.
 const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,h2=warn,reqwest=warn,tower_http=warn";
+
+/// `--log-format`: how log lines are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Installs the process-wide subscriber. Call once, from `main`.
 pub fn init(format: LogFormat) -> TelemetryGuard {

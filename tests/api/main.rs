@@ -27,5 +27,6 @@ mod requests;
 mod scale_out;
 mod schema;
 mod ssrf;
+mod structure;
 mod sync;
 mod tenants;

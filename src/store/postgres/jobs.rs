@@ -308,7 +308,7 @@ pub(super) async fn adopt_legacy(
         let url: Option<String> = row.try_get("callback_url")?;
         let origin = url
             .as_deref()
-            .and_then(crate::intake::origin_of_str)
+            .and_then(crate::store::origin_of_str)
             .unwrap_or_else(|| "unknown://invalid:0".to_owned());
         let destination = super::requests::destination_id(c, &tenant, &origin).await?;
         share_destination(c, destination).await?;

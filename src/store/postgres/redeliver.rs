@@ -61,7 +61,7 @@ async fn queue_again(
     let origin = row
         .try_get::<Option<String>, _>("callback_url")?
         .as_deref()
-        .and_then(crate::intake::origin_of_str)
+        .and_then(crate::store::origin_of_str)
         .unwrap_or_else(|| "unknown://invalid:0".to_owned());
     let destination = destination_id(c, &tenant, &origin).await?;
     sqlx::query("SELECT 1 FROM destinations WHERE id = $1 FOR KEY SHARE")

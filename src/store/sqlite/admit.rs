@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::ops::{Current, ms, now_ms};
+use super::current::{Current, ms, now_ms};
 use super::writer::Batch;
 use crate::store::*;
 

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::ops::{Current, now_ms};
+use super::current::{Current, now_ms};
 use super::writer::Batch;
 use crate::store::claim_plan::{Queue, SharePlan};
 use crate::store::*;

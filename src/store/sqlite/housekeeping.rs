@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 
-use super::ops::{Current, now_ms};
+use super::current::{Current, now_ms};
 use super::writer::Batch;
 use crate::store::*;
 

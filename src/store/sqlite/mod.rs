@@ -21,6 +21,7 @@ mod auth;
 mod checkpoint;
 mod claim;
 mod counts;
+mod current;
 mod housekeeping;
 mod ops;
 mod queries;
@@ -137,7 +138,7 @@ impl Store for SqliteStore {
     }
 
     async fn probe_write(&self) -> StoreResult<()> {
-        let now = ops::now_ms().to_string();
+        let now = current::now_ms().to_string();
         self.writer
             .write_engine(move |b| housekeeping::heartbeat(b.conn, &now))
             .await
@@ -177,7 +178,7 @@ impl Store for SqliteStore {
 
     async fn get_request(&self, id: Uuid, scope: &Scope) -> StoreResult<Option<RequestRecord>> {
         let scope = scope.clone();
-        let now = ops::now_ms();
+        let now = current::now_ms();
         self.readers
             .read(move |c| queries::get_request(c, id, &scope, now))
             .await
@@ -274,7 +275,7 @@ impl Store for SqliteStore {
     }
 
     async fn job_counts(&self) -> StoreResult<JobCounts> {
-        let now = ops::now_ms();
+        let now = current::now_ms();
         let circuits_open = self
             .readers
             .read(move |c| queries::circuits_open(c, now))

@@ -15,72 +15,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::admit::{destination_id, store_work};
+use super::current::{Current, after, ms, now_ms};
 use super::writer::Batch;
 use crate::store::*;
-
-pub(super) fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-pub(super) fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-pub(super) fn after(d: Duration) -> i64 {
-    now_ms() + d.as_millis().min(i64::MAX as u128) as i64
-}
-
-/// A request's tenant and state before a change, to note the change in the counts.
-pub(super) struct Current {
-    pub tenant: String,
-    pub mode: Mode,
-    pub status: RequestStatus,
-    pub callback: Option<CallbackStatus>,
-}
-
-impl Current {
-    pub fn read(c: &Connection, id: &str) -> StoreResult<Option<Self>> {
-        let row = c
-            .prepare_cached(
-                "SELECT tenant, mode, status, callback_status FROM requests WHERE id = ?1",
-            )?
-            .query_row(params![id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                ))
-            })
-            .optional()?;
-        let Some((tenant, mode, status, callback)) = row else {
-            return Ok(None);
-        };
-        Ok(Some(Self {
-            tenant,
-            mode: parse_enum(&mode, Mode::parse)?,
-            status: parse_enum(&status, RequestStatus::parse)?,
-            callback: callback
-                .map(|s| parse_enum(&s, CallbackStatus::parse))
-                .transpose()?,
-        }))
-    }
-
-    pub fn state(&self) -> i64 {
-        state_code(self.mode, self.status, self.callback)
-    }
-
-    /// Notes the move to `status` and `callback` in the batch's counts.
-    pub fn moved_to(
-        &self,
-        b: &mut Batch<'_>,
-        status: RequestStatus,
-        callback: Option<CallbackStatus>,
-    ) {
-        let to = state_code(self.mode, status, callback);
-        b.deltas.moved(&self.tenant, self.state(), to);
-    }
-}
 
 /// `Some(destination_id, phase)` when `lease` still holds its job: same token, not expired.
 fn held_job(c: &Connection, lease: Lease) -> StoreResult<Option<(Option<i64>, Phase)>> {
@@ -363,7 +300,7 @@ pub(super) fn adopt_legacy(
     for (id, tenant, url, phase, completed_at, run_at) in &rows {
         let origin = url
             .as_deref()
-            .and_then(crate::intake::origin_of_str)
+            .and_then(crate::store::origin_of_str)
             .unwrap_or_else(|| "unknown://invalid:0".to_owned());
         let destination = destination_id(c, tenant, &origin)?;
         let expires_at = (*phase == 1).then(|| completed_at.unwrap_or_else(now_ms) + expire_ms);

@@ -6,7 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::admit::destination_id;
-use super::ops::{Current, lower_deliver_due, now_ms};
+use super::current::{Current, now_ms};
+use super::ops::lower_deliver_due;
 use super::writer::Batch;
 use crate::store::*;
 
@@ -49,7 +50,7 @@ fn queue_again(
     before.moved_to(b, before.status, Some(CallbackStatus::Pending));
     let origin = url
         .as_deref()
-        .and_then(crate::intake::origin_of_str)
+        .and_then(crate::store::origin_of_str)
         .unwrap_or_else(|| "unknown://invalid:0".to_owned());
     let c = b.conn;
     let destination = destination_id(c, &before.tenant, &origin)?;

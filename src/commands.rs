@@ -13,9 +13,9 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::keys::{ApiKey, DISPLAY_PREFIX_CHARS, TenantName, is_well_formed};
-use super::secrets::overlap_end;
-use super::{DEFAULT_TENANT, ensure_secret};
+use crate::auth::keys::{ApiKey, DISPLAY_PREFIX_CHARS, TenantName, is_well_formed};
+use crate::auth::secrets::overlap_end;
+use crate::auth::{DEFAULT_TENANT, ensure_secret};
 use crate::cli::{KeysAction, KeysArgs, RotateArgs, SecretAction, SecretArgs};
 use crate::config::DatabaseUrl;
 use crate::delivery::signing::SigningSecret;

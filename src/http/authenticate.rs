@@ -4,9 +4,9 @@
 //! It sits just inside the observing middleware (so a 401 still gets its request id,
 //! span and metrics) and before every handler and extractor, so on the submit routes the
 //! 401 comes before 415, 413, 400 and 422. A public route passes untouched; any other
-//! request gets the [`Caller`](super::Caller) of its key as a request extension, or a 401
+//! request gets the [`Caller`] of its key as a request extension, or a 401
 //! `/problems/unauthorized` with `WWW-Authenticate: Bearer`. While no key exists every
-//! request passes as [`Caller::open`](super::Caller::open).
+//! request passes as [`Caller::open`]. Handlers take the [`Caller`] as an extractor.
 //!
 //! A refused request's body is read and dropped when it is small and arrives at once
 //! (`DRAIN_LIMIT`, `DRAIN_TIME`), so that the client can send its next request on the
@@ -24,8 +24,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 
-use super::ring::KeyRing;
-use crate::http::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use crate::auth::{Caller, KeyRing};
 
 /// The most of a refused request's body read to keep its connection.
 const DRAIN_LIMIT: usize = 64 * 1024;
@@ -86,6 +89,19 @@ async fn drained(req: Request) -> bool {
     let body: Body = req.into_body();
     let read = Limited::new(body, DRAIN_LIMIT).collect();
     matches!(tokio::time::timeout(DRAIN_TIME, read).await, Ok(Ok(_)))
+}
+
+/// A handler's caller, as the layer above resolved it.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "no caller: the route is not behind the authentication layer"
+            ))
+        })
+    }
 }
 
 #[cfg(test)]
