@@ -4,16 +4,32 @@
 //! bad option is a clap error (exit 2) before any request is sent; `--requests` and
 //! `--duration` conflict in clap for the same reason.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
 use super::client::Kind;
-use super::schedule::{Pace, Stop};
+use super::schedule::{Pace, Ramp, Stage, Stop};
+use super::threshold::{Threshold, parse_threshold};
 use crate::delivery::signing::SigningSecret;
+
+/// The exit codes, in `--help` (SPEC §15, §17).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    the run completed and every threshold was met
+  1    the run could not be made (target unreachable, callback port taken, every
+       request refused with 401)
+  2    usage error (a bad option, threshold or baseline)
+  3    a threshold was breached
+  4    a regression against --baseline beyond --max-regression
+  130  interrupted (SIGINT or SIGTERM); the report of what was measured is printed
+When several apply, the first in this order wins: 2, 1, 130, 3, 4.";
 
 /// Options of `consuma load`.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct LoadArgs {
     /// Base URL of the service under test (http or https); /sync, /async and /healthz
     /// are appended to it.
@@ -22,12 +38,12 @@ pub struct LoadArgs {
 
     /// Requests to send in all (with --mode both, alternating sync and async).
     /// [default: 100]
-    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, conflicts_with_all = ["duration", "stages"], value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
 
     /// Send for this long instead of a number of requests: 30s, 500ms or plain seconds
     /// (2.5). Requests still in flight at the end are awaited and counted.
-    #[arg(long, value_parser = parse_positive_duration)]
+    #[arg(long, conflicts_with = "stages", value_parser = parse_positive_duration)]
     pub duration: Option<Duration>,
 
     /// Closed loop (no --rate): this many workers, each sending its next request as soon
@@ -38,8 +54,14 @@ pub struct LoadArgs {
     /// Open loop: send this many requests per second at fixed intervals, whether or not
     /// earlier ones were answered. Latency is measured from each request's intended send
     /// time, so a server that falls behind shows its queueing delay.
-    #[arg(long, value_parser = parse_rate)]
+    #[arg(long, conflicts_with = "stages", value_parser = parse_rate)]
     pub rate: Option<f64>,
+
+    /// Open loop with a ramped rate: `10s:100,30s:2000,10s:0` goes linearly from 0 to
+    /// 100 requests/s over 10 s, then to 2000/s over 30 s, then down to 0 over 10 s.
+    /// Excludes --rate, --requests and --duration.
+    #[arg(long, value_parser = parse_stages)]
+    pub stages: Option<Arc<Ramp>>,
 
     /// Open loop only: the most requests in flight at once (a guard against exhausting
     /// sockets). A request that must wait for a slot is sent late, and its latency
@@ -73,13 +95,13 @@ pub struct LoadArgs {
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 
-    /// The `text` of every request.
-    #[arg(long, default_value = "Hello world")]
-    pub text: String,
+    /// The `text` of every request. [default: Hello world]
+    #[arg(long)]
+    pub text: Option<String>,
 
-    /// The `count` of every request.
-    #[arg(long, default_value_t = 3)]
-    pub count: i64,
+    /// The `count` of every request. [default: 3]
+    #[arg(long)]
+    pub count: Option<i64>,
 
     /// The service's callback signing secret (whsec_…, as printed by `consuma secret`):
     /// every callback's Standard Webhooks signature is verified and bad ones counted.
@@ -94,6 +116,42 @@ pub struct LoadArgs {
     /// Print one JSON document on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+
+    /// A pass/fail condition on the final figures, `METRIC OP VALUE` (repeatable):
+    /// METRIC is sync_p50|p95|p99|max, ack_…, callback_…, rps, error_rate,
+    /// callback_missing, duplicates or bad_signatures; OP is <, <=, > or >=; latencies
+    /// take ms (default) or s, error_rate a fraction or %: `callback_p99<250ms`,
+    /// `error_rate<=0.1%`, `rps>=900`. A breached one exits 3.
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = parse_threshold)]
+    pub thresholds: Vec<Threshold>,
+
+    /// An earlier `--json` output of this tool, same mode: every figure is shown beside
+    /// it with the change in per cent.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// With --baseline: a p50/p95/p99 latency higher, or requests_per_s lower, than the
+    /// baseline's by more than PCT per cent exits 4.
+    #[arg(long, value_name = "PCT", requires = "baseline", value_parser = parse_percent)]
+    pub max_regression: Option<f64>,
+
+    /// Also write the report as one self-contained HTML file (charts inline, nothing
+    /// loaded from elsewhere).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// No progress line on stderr (it is only shown when stderr is a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Load the work NAME: requests go to /sync/NAME and /async/NAME.
+    #[arg(long, value_name = "NAME")]
+    pub work: Option<String>,
+
+    /// With --work: FILE holds the JSON object sent as every request's input (async
+    /// requests get a `callback_url` member added). Excludes --text and --count.
+    #[arg(long, value_name = "FILE", requires = "work", conflicts_with_all = ["text", "count"])]
+    pub body_file: Option<PathBuf>,
 }
 
 /// The `--api-key` value; `Debug` does not show it.
@@ -123,25 +181,81 @@ fn parse_api_key(raw: &str) -> Result<ApiKeyArg, String> {
 }
 
 impl LoadArgs {
-    /// Closed loop unless --rate asks for an open one.
+    /// Closed loop unless --rate or --stages asks for an open one.
     pub fn pace(&self) -> Pace {
-        match self.rate {
-            Some(rate) => Pace::Open {
-                rate,
-                max_in_flight: self.max_in_flight,
+        let max_in_flight = self.max_in_flight;
+        match (self.rate, &self.stages) {
+            (_, Some(ramp)) => Pace::Ramp {
+                ramp: ramp.clone(),
+                max_in_flight,
             },
-            None => Pace::Closed {
+            (Some(rate), None) => Pace::Open {
+                rate,
+                max_in_flight,
+            },
+            (None, None) => Pace::Closed {
                 workers: self.concurrency,
             },
         }
     }
 
-    /// --duration, else --requests (default 100).
+    /// The stages' length, else --duration, else --requests (default 100).
     pub fn stop(&self) -> Stop {
-        match self.duration {
-            Some(d) => Stop::Elapsed(d),
-            None => Stop::Count(self.requests.unwrap_or(DEFAULT_REQUESTS)),
+        match (&self.stages, self.duration) {
+            (Some(ramp), _) => Stop::Elapsed(ramp.duration()),
+            (None, Some(d)) => Stop::Elapsed(d),
+            (None, None) => Stop::Count(self.requests.unwrap_or(DEFAULT_REQUESTS)),
         }
+    }
+
+    /// The `text` of each request (`--text`, default "Hello world").
+    pub fn text(&self) -> &str {
+        self.text.as_deref().unwrap_or("Hello world")
+    }
+
+    /// The `count` of each request (`--count`, default 3).
+    pub fn count(&self) -> i64 {
+        self.count.unwrap_or(3)
+    }
+
+    /// The checks clap cannot make: a threshold on a figure this mode does not produce,
+    /// `bad_signatures` without `--signing-secret`, a work name outside the grammar.
+    /// `Err` is the one-line usage error.
+    pub fn check(&self) -> Result<(), String> {
+        for t in &self.thresholds {
+            if !t.metric.produced_by(self.mode) {
+                return Err(format!(
+                    "threshold `{}`: --mode {} does not produce that figure",
+                    t.expression,
+                    self.mode.as_str()
+                ));
+            }
+            if t.metric == super::threshold::Metric::BadSignatures
+                && self.signing_secret.is_none()
+            {
+                return Err(format!(
+                    "threshold `{}` needs --signing-secret (signatures are not checked \
+                     without it)",
+                    t.expression
+                ));
+            }
+        }
+        if let Some(work) = &self.work {
+            // SPEC §13: ^[a-z][a-z0-9-]{0,62}$ (and `text`).
+            let bytes = work.as_bytes();
+            let valid = bytes.first().is_some_and(u8::is_ascii_lowercase)
+                && bytes.len() <= 63
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+            if !valid {
+                return Err(format!(
+                    "--work `{work}` is not a work name (a lowercase letter, then up to 62 \
+                     lowercase letters, digits or -)"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -223,6 +337,36 @@ fn parse_rate(raw: &str) -> Result<f64, String> {
     }
 }
 
+/// `--stages`: `DURATION:RATE` pairs separated by commas, each longer than zero.
+fn parse_stages(raw: &str) -> Result<Arc<Ramp>, String> {
+    let bad = |why: String| format!("`{raw}` is not a list of stages like 10s:100,30s:2000 ({why})");
+    let mut stages = Vec::new();
+    for part in raw.split(',') {
+        let (duration, target) = part
+            .split_once(':')
+            .ok_or_else(|| bad(format!("`{part}` has no `:`")))?;
+        let duration = parse_positive_duration(duration).map_err(bad)?;
+        let target = match target.trim().parse::<f64>() {
+            Ok(r) if r.is_finite() && r >= 0.0 => r,
+            _ => return Err(bad(format!("`{target}` is not a rate of zero or more"))),
+        };
+        stages.push(Stage { duration, target });
+    }
+    if stages.iter().all(|s| s.target == 0.0) {
+        return Err(bad("every rate is zero".to_owned()));
+    }
+    Ok(Arc::new(Ramp::new(stages)))
+}
+
+/// `--max-regression`: a per cent of zero or more.
+fn parse_percent(raw: &str) -> Result<f64, String> {
+    let number = raw.trim().trim_end_matches('%');
+    match number.parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        _ => Err(format!("`{raw}` is not a per cent of zero or more")),
+    }
+}
+
 /// An http(s) base URL.
 fn parse_target(raw: &str) -> Result<String, String> {
     let url = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
@@ -283,6 +427,49 @@ mod tests {
         assert_eq!(a.callback_port, 8888);
         assert_eq!(a.callback_timeout, Duration::from_secs(30));
         assert!(a.rate.is_none() && a.duration.is_none() && !a.json);
+        assert_eq!((a.text(), a.count()), ("Hello world", 3));
+    }
+
+    #[test]
+    fn stages_exclude_rate_requests_and_duration() {
+        let a = parse(&["--stages", "10s:100,30s:2000,10s:0"]).unwrap();
+        assert_eq!(a.stop(), Stop::Elapsed(Duration::from_secs(50)));
+        assert!(matches!(a.pace(), Pace::Ramp { .. }));
+        for other in [["--rate", "5"], ["--requests", "5"], ["--duration", "5s"]] {
+            let mut argv = vec!["--stages", "1s:5"];
+            argv.extend(other);
+            let e = parse(&argv).err().expect("a conflict");
+            assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        }
+        for bad in ["", "10s", "10s:", "0s:5", "1s:-1", "1s:0,2s:0", "x:5", "1s:5,"] {
+            assert!(parse(&["--stages", bad]).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn thresholds_are_checked_against_the_mode_and_the_secret() {
+        let check = |argv: &[&str]| parse(argv).unwrap().check();
+        assert!(check(&["--mode", "sync", "--threshold", "sync_p99<5ms"]).is_ok());
+        let e = check(&["--mode", "sync", "--threshold", "callback_p99<5ms"]).unwrap_err();
+        assert!(e.contains("`callback_p99<5ms`"), "{e}");
+        let e = check(&["--mode", "async", "--threshold", "bad_signatures<1"]).unwrap_err();
+        assert!(e.contains("--signing-secret"), "{e}");
+        let secret = ["--signing-secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"];
+        let mut argv = vec!["--mode", "async", "--threshold", "bad_signatures<1"];
+        argv.extend(secret);
+        assert!(check(&argv).is_ok());
+        let e = parse(&["--threshold", "p99<5"]).err().expect("malformed");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("`p99<5`"), "{e}");
+    }
+
+    #[test]
+    fn body_file_needs_a_work_and_excludes_text_and_count() {
+        assert!(parse(&["--body-file", "x.json"]).is_err());
+        assert!(parse(&["--work", "pdf", "--body-file", "x.json"]).is_ok());
+        assert!(parse(&["--work", "pdf", "--body-file", "x", "--text", "t"]).is_err());
+        assert!(parse(&["--work", "Bad Name"]).unwrap().check().is_err());
+        assert!(parse(&["--max-regression", "5"]).is_err(), "needs --baseline");
     }
 
     #[test]

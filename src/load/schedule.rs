@@ -29,13 +29,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How requests are paced.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Pace {
     /// `workers` tasks, each sending its next request when the previous one is done.
     Closed { workers: u32 },
     /// `rate` requests per second at fixed intervals, at most `max_in_flight` at once.
     Open { rate: f64, max_in_flight: u32 },
+    /// The open loop at a rate ramped linearly through `stages` (`--stages`).
+    Ramp {
+        ramp: Arc<Ramp>,
+        max_in_flight: u32,
+    },
 }
+
 
 /// When the run stops issuing requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,11 +88,6 @@ impl Schedule {
         Self { halt, ..self }
     }
 
-    /// The instant the schedule started.
-    pub fn start(&self) -> Instant {
-        self.start
-    }
-
     /// The next ticket, or `None` once the stop condition is met or the schedule is
     /// halted. `now` is only read in the closed loop, where it is the ticket's due time.
     pub fn next(&self, now: Instant) -> Option<Ticket> {
@@ -94,9 +95,10 @@ impl Schedule {
             return None;
         }
         let index = self.issued.fetch_add(1, Ordering::Relaxed);
-        let due = match self.pace {
+        let due = match &self.pace {
             Pace::Closed { .. } => now,
-            Pace::Open { rate, .. } => self.start + intended_offset(index, rate),
+            Pace::Open { rate, .. } => self.start + intended_offset(index, *rate),
+            Pace::Ramp { ramp, .. } => self.start + ramp.offset(index)?,
         };
         let done = match self.stop {
             Stop::Count(n) => index >= n,
@@ -128,6 +130,62 @@ impl Schedule {
     }
 }
 
+/// One stage of `--stages`: the rate goes linearly to `target` over `duration`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stage {
+    pub duration: Duration,
+    pub target: f64,
+}
+
+/// Stages of a ramped open loop, starting from rate 0 (SPEC §17), like k6's ramping
+/// arrival rate: request `i` is due when the integral of the rate reaches `i`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ramp {
+    stages: Vec<Stage>,
+}
+
+impl Ramp {
+    /// A ramp through `stages` (each longer than zero, rates finite and ≥ 0).
+    pub fn new(stages: Vec<Stage>) -> Self {
+        Self { stages }
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// The whole ramp's length.
+    pub fn duration(&self) -> Duration {
+        self.stages.iter().map(|s| s.duration).sum()
+    }
+
+    /// When request `index` is due, from the start; `None` past the ramp's end.
+    pub fn offset(&self, index: u64) -> Option<Duration> {
+        let mut remaining = index as f64;
+        let (mut from, mut elapsed) = (0.0_f64, 0.0_f64);
+        for stage in &self.stages {
+            let d = stage.duration.as_secs_f64();
+            let area = (from + stage.target) / 2.0 * d;
+            if remaining < area {
+                // rate(t) = from + slope·t; solve from·t + slope·t²/2 = remaining,
+                // in the form that needs no division by the slope.
+                let half_slope = (stage.target - from) / (2.0 * d);
+                let root = (from * from + 4.0 * half_slope * remaining).max(0.0).sqrt();
+                let denominator = from + root;
+                let t = match denominator > 0.0 {
+                    true => 2.0 * remaining / denominator,
+                    false => 0.0,
+                };
+                return Some(Duration::from_secs_f64(elapsed + t.min(d)));
+            }
+            remaining -= area;
+            from = stage.target;
+            elapsed += d;
+        }
+        None
+    }
+}
+
 /// Offset of request `index` from the start in the open loop: `index / rate` seconds,
 /// computed from the index (not by adding intervals) so rounding never accumulates.
 pub fn intended_offset(index: u64, rate: f64) -> Duration {
@@ -141,9 +199,15 @@ where
     F: Fn(Ticket) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    match schedule.pace {
-        Pace::Closed { workers } => closed_loop(schedule, workers, fire).await,
-        Pace::Open { max_in_flight, .. } => open_loop(schedule, max_in_flight, fire).await,
+    match &schedule.pace {
+        Pace::Closed { workers } => {
+            let workers = *workers;
+            closed_loop(schedule, workers, fire).await
+        }
+        Pace::Open { max_in_flight, .. } | Pace::Ramp { max_in_flight, .. } => {
+            let max_in_flight = *max_in_flight;
+            open_loop(schedule, max_in_flight, fire).await
+        }
     }
 }
 
@@ -217,6 +281,50 @@ mod tests {
             assert_eq!(t.index, i as u64);
             assert_eq!(t.due - start, Duration::from_millis(250) * i as u32);
         }
+    }
+
+    #[test]
+    fn a_ramp_from_zero_sends_its_area_with_the_rate_rising_then_falling() {
+        let secs = Duration::from_secs;
+        // 0 → 10/s over 10 s (50 requests), 10/s for 10 s (100), 10 → 0 over 10 s (50).
+        let stages = [(10, 10.0), (10, 10.0), (10, 0.0)].map(|(d, target)| Stage {
+            duration: secs(d),
+            target,
+        });
+        let ramp = Ramp::new(stages.to_vec());
+        assert_eq!(ramp.duration(), secs(30));
+        let offsets: Vec<Duration> = (0..).map_while(|i| ramp.offset(i)).collect();
+        assert_eq!(offsets.len(), 200);
+        assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "not monotonic");
+        let near = |d: Duration, want: f64| (d.as_secs_f64() - want).abs() < 1e-6;
+        // Request i of the first stage is due when t²/2 = i, i.e. t = sqrt(2i).
+        assert!(near(offsets[0], 0.0) && near(offsets[8], 4.0), "{offsets:?}");
+        assert!(near(offsets[50], 10.0) && near(offsets[60], 11.0));
+        // In the last stage the gaps widen as the rate falls.
+        assert!(offsets[199] - offsets[198] > offsets[151] - offsets[150]);
+        assert!(offsets[199] < secs(30));
+        let counted = |from: u64, to: u64| {
+            offsets
+                .iter()
+                .filter(|o| **o >= secs(from) && **o < secs(to))
+                .count()
+        };
+        assert_eq!((counted(0, 10), counted(10, 20), counted(20, 30)), (50, 100, 50));
+    }
+
+    #[test]
+    fn a_ramped_schedule_stops_at_the_end_of_its_stages() {
+        let start = Instant::now();
+        let stage = Stage {
+            duration: Duration::from_secs(2),
+            target: 4.0,
+        };
+        let pace = Pace::Ramp {
+            ramp: Arc::new(Ramp::new(vec![stage])),
+            max_in_flight: 10,
+        };
+        let s = Schedule::new(pace, Stop::Elapsed(Duration::from_secs(2)), start);
+        assert_eq!(drain(&s, start).len(), 4);
     }
 
     #[test]
@@ -347,7 +455,7 @@ mod tests {
             },
         ] {
             let halt = CancellationToken::new();
-            let s = Schedule::new(pace, Stop::Count(100), start).halted_by(halt.clone());
+            let s = Schedule::new(pace.clone(), Stop::Count(100), start).halted_by(halt.clone());
             assert!(s.next(start).is_some());
             halt.cancel();
             assert!(s.next(start).is_none(), "{pace:?}");

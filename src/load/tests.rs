@@ -26,9 +26,15 @@ use super::{Report, measure, run};
 const SERVICE: Duration = Duration::from_millis(100);
 
 async fn measure_ok(argv: &[&str]) -> Report {
-    measure(load_args(argv), ProgressBar::hidden(), Interrupt::default())
+    measure_args(load_args(argv), Interrupt::default())
         .await
         .expect("the run starts")
+}
+
+/// [`measure`] with the body `--text` and `--count` make and no progress line.
+async fn measure_args(args: super::LoadArgs, interrupt: Interrupt) -> Result<Report, String> {
+    let input = super::client::text_input(args.text(), args.count());
+    measure(args, input, ProgressBar::hidden(), interrupt).await
 }
 
 /// /sync takes 100 ms and serves one request at a time: at most 10 requests/s.
@@ -277,10 +283,11 @@ async fn a_taken_callback_port_is_a_start_failure() {
         "--callback-port",
         &port,
     ]);
-    let err = measure(args, ProgressBar::hidden(), Interrupt::default())
+    let err = measure_args(args, Interrupt::default())
         .await
         .expect_err("port taken");
     assert!(err.contains("cannot listen for callbacks"), "{err}");
+    assert!(err.contains("--callback-port 0"), "{err}");
 }
 
 /// A stand-in that counts in `seen` every request it receives: /sync answers at once,
@@ -323,7 +330,7 @@ async fn interrupted_run(argv: &[&str], seen: Arc<AtomicU64>, after: u64, times:
             signal.escalate();
         }
     });
-    let run = measure(load_args(argv), ProgressBar::hidden(), interrupt);
+    let run = measure_args(load_args(argv), interrupt);
     tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("an interrupted run ends long before its duration")
