@@ -72,9 +72,8 @@ impl Baseline {
     /// Reads and checks `path`: `Err` is the one-line usage error.
     pub fn read(path: &Path, mode: Mode) -> Result<Self, String> {
         let file = path.display().to_string();
-        let not_ours = |why: &str| {
-            format!("--baseline {file}: not a --json output of consuma load ({why})")
-        };
+        let not_ours =
+            |why: &str| format!("--baseline {file}: not a --json output of consuma load ({why})");
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("--baseline {file}: cannot read it: {e}"))?;
         let doc: Value = serde_json::from_str(&text).map_err(|_| not_ours("not JSON"))?;
@@ -133,7 +132,11 @@ impl Baseline {
             figures,
             max_regression_pct: max_regression,
             regressions,
-            latency_curve: self.doc.get("latency_curve").cloned().unwrap_or(Value::Null),
+            latency_curve: self
+                .doc
+                .get("latency_curve")
+                .cloned()
+                .unwrap_or(Value::Null),
         }
     }
 }
@@ -215,7 +218,11 @@ mod tests {
         assert_eq!(by("requests_per_s").change_pct, Some(-11.0));
         assert_eq!(by("error_rate").value, Some(0.1));
         assert_eq!(by("ack_p99").value, None);
-        assert_eq!(c.regressions, ["requests_per_s", "sync_p99"], "max is not compared");
+        assert_eq!(
+            c.regressions,
+            ["requests_per_s", "sync_p99"],
+            "max is not compared"
+        );
         assert!(base.compare(&now, Some(30.0)).regressions.is_empty());
         assert!(base.compare(&now, None).regressions.is_empty());
     }
@@ -229,8 +236,14 @@ mod tests {
         for (name, bad) in [
             ("a.json", json!([1, 2])),
             ("b.json", json!({"mode": "sync"})),
-            ("c.json", json!({"mode": "x", "requests_per_s": 1, "total_time_s": 1})),
-            ("d.json", json!({"mode": "sync", "requests_per_s": 1, "total_time_s": 1})),
+            (
+                "c.json",
+                json!({"mode": "x", "requests_per_s": 1, "total_time_s": 1}),
+            ),
+            (
+                "d.json",
+                json!({"mode": "sync", "requests_per_s": 1, "total_time_s": 1}),
+            ),
         ] {
             let e = Baseline::read(&write(&dir, name, &bad), Mode::Sync).unwrap_err();
             assert!(e.contains("not a --json output"), "{name}: {e}");

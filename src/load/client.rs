@@ -173,12 +173,14 @@ pub fn read_input(path: &std::path::Path, adds_callback: bool) -> Result<String,
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("--body-file {shown}: cannot read it: {e}"))?;
     match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Object(map)) => match adds_callback && map.contains_key("callback_url") {
-            true => Err(format!(
-                "--body-file {shown}: has a callback_url; the tool adds its receiver's"
-            )),
-            false => Ok(text.trim().to_owned()),
-        },
+        Ok(serde_json::Value::Object(map)) => {
+            match adds_callback && map.contains_key("callback_url") {
+                true => Err(format!(
+                    "--body-file {shown}: has a callback_url; the tool adds its receiver's"
+                )),
+                false => Ok(text.trim().to_owned()),
+            }
+        }
         Ok(_) => Err(format!("--body-file {shown}: is not a JSON object")),
         Err(e) => Err(format!("--body-file {shown}: is not JSON: {e}")),
     }
@@ -232,8 +234,14 @@ mod tests {
     fn the_callback_url_is_added_last_keeping_the_members_as_written() {
         let url = "http://127.0.0.1:9/callback";
         let added = with_callback_url(" {\"z\": 1.50, \"a\": [ 1 ]}\n", url);
-        assert_eq!(added, format!("{{\"z\": 1.50, \"a\": [ 1 ],\"callback_url\":\"{url}\"}}"));
-        assert_eq!(with_callback_url("{ }", url), format!("{{\"callback_url\":\"{url}\"}}"));
+        assert_eq!(
+            added,
+            format!("{{\"z\": 1.50, \"a\": [ 1 ],\"callback_url\":\"{url}\"}}")
+        );
+        assert_eq!(
+            with_callback_url("{ }", url),
+            format!("{{\"callback_url\":\"{url}\"}}")
+        );
     }
 
     #[test]
@@ -245,7 +253,10 @@ mod tests {
             path
         };
         let ok = write("ok.json", "{\"url\": \"https://example.com/a.pdf\"}\n");
-        assert_eq!(read_input(&ok, true).unwrap(), "{\"url\": \"https://example.com/a.pdf\"}");
+        assert_eq!(
+            read_input(&ok, true).unwrap(),
+            "{\"url\": \"https://example.com/a.pdf\"}"
+        );
         for (name, text) in [("a.json", "[1]"), ("b.json", "7"), ("c.json", "{nope")] {
             let e = read_input(&write(name, text), false).unwrap_err();
             assert!(e.starts_with("--body-file"), "{e}");

@@ -58,7 +58,11 @@ pub fn page(report: &Report) -> String {
         report.mode,
         report.requests_sent(),
         report.total_time_s,
-        if report.interrupted { " · interrupted" } else { "" },
+        if report.interrupted {
+            " · interrupted"
+        } else {
+            ""
+        },
     );
     body.push_str(&summary(report));
     body.push_str(&thresholds(report));
@@ -91,12 +95,19 @@ fn summary(report: &Report) -> String {
             }
         }
         Some(b) => {
+            let name = Path::new(&b.file)
+                .file_name()
+                .map_or(b.file.clone(), |n| n.to_string_lossy().into_owned());
             let _ = write!(
                 out,
                 "<tr><th>figure</th><th>this run</th><th>baseline ({})</th><th>change</th></tr>",
-                escape(&b.file)
+                escape(&name)
             );
-            for f in b.figures.iter().filter(|f| f.value.or(f.baseline).is_some()) {
+            for f in b
+                .figures
+                .iter()
+                .filter(|f| f.value.or(f.baseline).is_some())
+            {
                 let regressed = b.regressions.contains(&f.figure);
                 let change = f.change_pct.map_or("-".into(), |c| format!("{c:+.1} %"));
                 let _ = write!(
@@ -122,11 +133,20 @@ fn summary(report: &Report) -> String {
 fn counts(report: &Report) -> Vec<(&'static str, String)> {
     let mut rows = Vec::new();
     if let Some(s) = &report.sync {
-        rows.push(("sync requests", format!("{} ({} ok)", s.counts.total, s.counts.successful)));
+        rows.push((
+            "sync requests",
+            format!("{} ({} ok)", s.counts.total, s.counts.successful),
+        ));
     }
     if let Some(a) = &report.r#async {
-        rows.push(("async requests", format!("{} ({} acknowledged)", a.counts.total, a.counts.successful)));
-        rows.push(("callbacks", format!("{}/{} received", a.callbacks_received, a.callbacks_expected)));
+        rows.push((
+            "async requests",
+            format!("{} ({} acknowledged)", a.counts.total, a.counts.successful),
+        ));
+        rows.push((
+            "callbacks",
+            format!("{}/{} received", a.callbacks_received, a.callbacks_expected),
+        ));
         rows.push(("duplicates", a.duplicates.to_string()));
         let signatures = match a.signatures_verified {
             true => a.bad_signatures.to_string(),
@@ -145,7 +165,11 @@ fn thresholds(report: &Report) -> String {
     }
     out.push_str("<table><tr><th>threshold</th><th>value</th><th>verdict</th></tr>");
     for t in &report.thresholds {
-        let (class, word) = if t.met { ("met", "met") } else { ("breached", "breached") };
+        let (class, word) = if t.met {
+            ("met", "met")
+        } else {
+            ("breached", "breached")
+        };
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td></tr>",
@@ -160,7 +184,10 @@ fn thresholds(report: &Report) -> String {
 /// Ticks every few seconds along a time axis of `seconds` buckets.
 fn time_ticks(seconds: usize) -> Vec<(f64, String)> {
     let step = (seconds / 8).max(1);
-    (0..=seconds).step_by(step).map(|t| (t as f64, format!("{t}s"))).collect()
+    (0..=seconds)
+        .step_by(step)
+        .map(|t| (t as f64, format!("{t}s")))
+        .collect()
 }
 
 fn latency_over_time(report: &Report) -> String {
@@ -180,7 +207,12 @@ fn latency_over_time(report: &Report) -> String {
                 s.iter().map(|x| (x.t as f64 + 0.5, pick(x, p99))).collect();
             if points.iter().any(|p| p.1.is_some()) {
                 let name = format!("{kind} {}", if p99 { "p99" } else { "p50" });
-                lines.push(Line { name, color, dashed: p99, points });
+                lines.push(Line {
+                    name,
+                    color,
+                    dashed: p99,
+                    points,
+                });
             }
         }
     }
@@ -199,8 +231,12 @@ fn throughput(report: &Report) -> String {
     let line = |name: &str, color, get: fn(&super::timeseries::Second) -> u64| Line {
         name: name.to_string(),
         color,
-        dashed: false,
-        points: s.iter().map(|x| (x.t as f64 + 0.5, Some(get(x) as f64))).collect(),
+        // Drawn dashed so that `ok`, on top of it when nothing fails, leaves it visible.
+        dashed: name == "sent",
+        points: s
+            .iter()
+            .map(|x| (x.t as f64 + 0.5, Some(get(x) as f64)))
+            .collect(),
     };
     LineChart {
         title: "requests per second",
@@ -222,7 +258,11 @@ fn log_x(percentile: f64) -> f64 {
 }
 
 fn curve_lines(curves: &Curves, dashed: bool, suffix: &str) -> Vec<Line> {
-    let kinds = [("sync", &curves.sync), ("ack", &curves.ack), ("callback", &curves.callback)];
+    let kinds = [
+        ("sync", &curves.sync),
+        ("ack", &curves.ack),
+        ("callback", &curves.callback),
+    ];
     kinds
         .into_iter()
         .zip(COLORS)
@@ -233,7 +273,12 @@ fn curve_lines(curves: &Curves, dashed: bool, suffix: &str) -> Vec<Line> {
                 .map(|p| (log_x(p.percentile), Some(p.ms)))
                 .collect();
             let name = format!("{kind}{suffix}");
-            Some(Line { name, color, dashed, points })
+            Some(Line {
+                name,
+                color,
+                dashed,
+                points,
+            })
         })
         .collect()
 }
@@ -277,21 +322,38 @@ impl From<CurvesIn> for Curves {
         let points = |v: Option<Vec<PointIn>>| {
             v.map(|v| {
                 v.into_iter()
-                    .map(|p| super::report::CurvePoint { percentile: p.percentile, ms: p.ms })
+                    .map(|p| super::report::CurvePoint {
+                        percentile: p.percentile,
+                        ms: p.ms,
+                    })
                     .collect()
             })
         };
-        Curves { sync: points(c.sync), ack: points(c.ack), callback: points(c.callback) }
+        Curves {
+            sync: points(c.sync),
+            ack: points(c.ack),
+            callback: points(c.callback),
+        }
     }
 }
 
 fn failures(report: &Report) -> String {
     let mut rows: Vec<(String, u64)> = Vec::new();
     if let Some(s) = &report.sync {
-        rows.extend(s.counts.failures.iter().map(|(k, n)| (format!("sync {k}"), *n)));
+        rows.extend(
+            s.counts
+                .failures
+                .iter()
+                .map(|(k, n)| (format!("sync {k}"), *n)),
+        );
     }
     if let Some(a) = &report.r#async {
-        rows.extend(a.counts.failures.iter().map(|(k, n)| (format!("async {k}"), *n)));
+        rows.extend(
+            a.counts
+                .failures
+                .iter()
+                .map(|(k, n)| (format!("async {k}"), *n)),
+        );
     }
     bars("failed requests by reason", &rows)
 }

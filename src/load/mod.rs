@@ -9,9 +9,14 @@
 //! ([`interrupt`]) cuts a run short without losing it: the first stops sending, the
 //! second stops waiting, and the report of what was measured is printed either way.
 //!
-//! Exit codes: 0 when the run completed (failed requests included), 130 when it was
-//! interrupted by SIGINT or SIGTERM (after printing its report), 1 when it could not
-//! start (target unreachable, receiver port taken), 2 for bad options (clap).
+//! As a gate (SPEC §15, §17): `--threshold`s are checked on the final figures
+//! ([`threshold`]), the run is compared with `--baseline` ([`baseline`]), and the exit
+//! code says how it went: 0 all met (failed requests included when no threshold says
+//! otherwise), 1 the run could not be made (target unreachable, receiver port taken,
+//! every request refused with 401), 2 usage error (clap, or [`LoadArgs::check`], the
+//! body file and the baseline, all read before anything is sent), 130 interrupted by
+//! SIGINT or SIGTERM (after printing its report), 3 a threshold breached, 4 a
+//! regression beyond `--max-regression`; when several apply, first in that order.
 //!
 //! - [`args`]: the options and their parsers.
 //! - [`schedule`]: pacing × stop condition, and the coordinated-omission correction.
@@ -20,7 +25,11 @@
 //! - [`transport`]: keep-alive connections (our HTTP/1.1 pool; reqwest for https).
 //! - [`receiver`]: callback receiver, matching, signatures, duplicates.
 //! - [`stats`]: per-endpoint counts and HDR histograms.
-//! - [`report`]: table and JSON.
+//! - [`timeseries`]: per-second buckets by intended send time.
+//! - [`report`]: table and JSON; [`table`]: its gate sections.
+//! - [`threshold`], [`baseline`]: the gate.
+//! - [`html`], [`svg`]: the self-contained HTML report.
+//! - [`progress`]: the once-a-second line on a terminal.
 
 mod args;
 mod baseline;
@@ -152,13 +161,23 @@ fn publish(args: &LoadArgs, report: &Report) -> i32 {
             .is_ok(),
         None => true,
     };
-    if unauthorized || !html_written {
+    exit_code(report, unauthorized || !html_written)
+}
+
+/// The exit code of a run that reported; `not_made` when it could not be made after
+/// all (every request refused with 401, the HTML report not written).
+fn exit_code(report: &Report, not_made: bool) -> i32 {
+    if not_made {
         EXIT_NOT_RUN
     } else if report.interrupted {
         EXIT_INTERRUPTED
     } else if report.thresholds.iter().any(|t| !t.met) {
         EXIT_BREACHED
-    } else if report.baseline.as_ref().is_some_and(|b| !b.regressions.is_empty()) {
+    } else if report
+        .baseline
+        .as_ref()
+        .is_some_and(|b| !b.regressions.is_empty())
+    {
         EXIT_REGRESSED
     } else {
         0

@@ -43,7 +43,8 @@ pub async fn tick(
         return std::future::pending().await;
     }
     let mut previous = 0;
-    let mut ticks = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut ticks =
+        tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     loop {
         ticks.tick().await;
         let now = read();
@@ -83,7 +84,10 @@ mod tests {
             format_line(Duration::from_millis(12_400), c, 100),
             "12s  sent 1200  rate 100/s  in flight 3  errors 2  callbacks 1100/1150"
         );
-        let sync_only = Counters { callbacks: None, ..c };
+        let sync_only = Counters {
+            callbacks: None,
+            ..c
+        };
         assert!(!format_line(Duration::ZERO, sync_only, 0).contains("callbacks"));
     }
 

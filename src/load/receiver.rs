@@ -321,17 +321,15 @@ impl Receiver {
         port: u16,
         secret: Option<SigningSecret>,
     ) -> Result<Self, String> {
-        let listener = crate::listen::bind((host, port))
-            .await
-            .map_err(|e| {
-                let hint = match e.kind() {
-                    std::io::ErrorKind::AddrInUse => {
-                        " (another program holds that port: --callback-port 0 picks a free one)"
-                    }
-                    _ => "",
-                };
-                format!("cannot listen for callbacks on {host}:{port}: {e}{hint}")
-            })?;
+        let listener = crate::listen::bind((host, port)).await.map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (another program holds that port: --callback-port 0 picks a free one)"
+                }
+                _ => "",
+            };
+            format!("cannot listen for callbacks on {host}:{port}: {e}{hint}")
+        })?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let book = Arc::new(CallbackBook::new(secret));
         let app = Router::new()

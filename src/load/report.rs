@@ -120,11 +120,18 @@ pub enum Pacing {
         rate: f64,
         max_in_flight: u32,
     },
-    /// `--stages`: (seconds, target rate) pairs, ramped from 0.
+    /// `--stages`, ramped from rate 0.
     Stages {
-        stages: Vec<(f64, f64)>,
+        stages: Vec<StageReport>,
         max_in_flight: u32,
     },
+}
+
+/// One stage of `--stages`: the rate reaches `rate` at the end of `duration_s`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageReport {
+    pub duration_s: f64,
+    pub rate: f64,
 }
 
 impl From<Pace> for Pacing {
@@ -147,7 +154,10 @@ impl From<Pace> for Pacing {
                 stages: ramp
                     .stages()
                     .iter()
-                    .map(|s| (s.duration.as_secs_f64(), s.target))
+                    .map(|s| StageReport {
+                        duration_s: s.duration.as_secs_f64(),
+                        rate: s.target,
+                    })
                     .collect(),
                 max_in_flight,
             },
@@ -355,7 +365,10 @@ impl std::fmt::Display for Report {
                 stages,
                 max_in_flight,
             } => {
-                let each: Vec<String> = stages.iter().map(|(d, r)| format!("{d}s:{r}")).collect();
+                let each: Vec<String> = stages
+                    .iter()
+                    .map(|s| format!("{}s:{}", s.duration_s, s.rate))
+                    .collect();
                 format!(
                     "open loop, stages {} (at most {max_in_flight} in flight)",
                     each.join(",")

@@ -69,7 +69,10 @@ fn label(v: f64) -> String {
 impl LineChart<'_> {
     /// The `<figure>` with the SVG and its legend; a note instead when nothing to draw.
     pub fn render(&self) -> String {
-        let ys = self.lines.iter().flat_map(|l| l.points.iter().filter_map(|p| p.1));
+        let ys = self
+            .lines
+            .iter()
+            .flat_map(|l| l.points.iter().filter_map(|p| p.1));
         let xs: Vec<f64> = self
             .lines
             .iter()
@@ -82,7 +85,9 @@ impl LineChart<'_> {
             xs.iter().copied().reduce(f64::min),
             xs.iter().copied().reduce(f64::max),
         ) else {
-            return format!("<figure><figcaption>{title}</figcaption><p class=\"none\">no samples</p></figure>");
+            return format!(
+                "<figure><figcaption>{title}</figcaption><p class=\"none\">no samples</p></figure>"
+            );
         };
         let (y_top, y_step) = nice_bound(y_max);
         let x_span = if x_max > x_min { x_max - x_min } else { 1.0 };
@@ -90,9 +95,8 @@ impl LineChart<'_> {
         let plot_h = HEIGHT - TOP - BOTTOM;
         let px = |x: f64| LEFT + (x - x_min) / x_span * plot_w;
         let py = |y: f64| TOP + plot_h - (y / y_top) * plot_h;
-        let mut svg = format!(
-            "<svg viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{title}\">"
-        );
+        let mut svg =
+            format!("<svg viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{title}\">");
         let mut y = 0.0;
         while y <= y_top + y_step / 2.0 {
             let _ = write!(
@@ -159,10 +163,20 @@ fn path(line: &Line, px: &dyn Fn(f64) -> f64, py: &dyn Fn(f64) -> f64) -> String
                 line.color
             );
         }
-        let _ = write!(d, "{}{:.1},{:.1} ", if pen_down { "L" } else { "M" }, px(*x), py(*y));
+        let _ = write!(
+            d,
+            "{}{:.1},{:.1} ",
+            if pen_down { "L" } else { "M" },
+            px(*x),
+            py(*y)
+        );
         pen_down = true;
     }
-    let dash = if line.dashed { " stroke-dasharray=\"6 4\"" } else { "" };
+    let dash = if line.dashed {
+        " stroke-dasharray=\"6 4\""
+    } else {
+        ""
+    };
     format!(
         "<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{dash}><title>{}</title></path>{dots}",
         d.trim_end(),
@@ -190,12 +204,15 @@ fn legend(lines: &[Line]) -> String {
 pub fn bars(title: &str, rows: &[(String, u64)]) -> String {
     let title = escape(title);
     let Some(max) = rows.iter().map(|r| r.1).max().filter(|m| *m > 0) else {
-        return format!("<figure><figcaption>{title}</figcaption><p class=\"none\">none</p></figure>");
+        return format!(
+            "<figure><figcaption>{title}</figcaption><p class=\"none\">none</p></figure>"
+        );
     };
     let row_h = 26.0;
     let height = row_h * rows.len() as f64 + 8.0;
     let (label_w, bar_w) = (200.0, WIDTH - 200.0 - 90.0);
-    let mut svg = format!("<svg viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{title}\">");
+    let mut svg =
+        format!("<svg viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{title}\">");
     for (i, (name, n)) in rows.iter().enumerate() {
         let y = 4.0 + i as f64 * row_h;
         let w = (*n as f64 / max as f64 * bar_w).max(1.0);
@@ -225,17 +242,28 @@ mod tests {
         assert_eq!(nice_bound(9.3), (10.0, 2.0));
         assert_eq!(nice_bound(0.0), (1.0, 0.2));
         let (top, step) = nice_bound(1234.0);
-        assert!(top >= 1234.0 && (top / step - 5.0).abs() < 1e-9, "{top} {step}");
+        assert!(
+            top >= 1234.0 && (top / step - 5.0).abs() < 1e-9,
+            "{top} {step}"
+        );
     }
 
     #[test]
     fn text_is_escaped_and_gaps_break_the_line() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         let line = Line {
             name: "p99 <sync>".into(),
             color: "#000",
             dashed: false,
-            points: vec![(0.0, Some(1.0)), (1.0, Some(2.0)), (2.0, None), (3.0, Some(1.0))],
+            points: vec![
+                (0.0, Some(1.0)),
+                (1.0, Some(2.0)),
+                (2.0, None),
+                (3.0, Some(1.0)),
+            ],
         };
         let svg = path(&line, &|x| x, &|y| y);
         assert!(svg.contains("M0.0,1.0 L1.0,2.0 M3.0,1.0"), "{svg}");

@@ -26,7 +26,11 @@ pub fn gate_sections(f: &mut Formatter<'_>, report: &Report) -> Result {
             "  {:<16} {:>12} {:>12} {:>9}",
             "figure", "this run", "baseline", "change"
         )?;
-        for fig in b.figures.iter().filter(|f| f.value.or(f.baseline).is_some()) {
+        for fig in b
+            .figures
+            .iter()
+            .filter(|f| f.value.or(f.baseline).is_some())
+        {
             let change = fig
                 .change_pct
                 .map_or("-".to_string(), |c| format!("{c:+.1} %"));
@@ -45,11 +49,7 @@ pub fn gate_sections(f: &mut Formatter<'_>, report: &Report) -> Result {
             )?;
         }
         if let Some(pct) = b.max_regression_pct {
-            writeln!(
-                f,
-                "  {} regression(s) beyond {pct} %",
-                b.regressions.len()
-            )?;
+            writeln!(f, "  {} regression(s) beyond {pct} %", b.regressions.len())?;
         }
     }
     Ok(())

@@ -152,7 +152,13 @@ impl Metric {
             Metric::ErrorRate => report.error_rate(),
             Metric::CallbackMissing => {
                 let a = asynch?;
-                Some(a.counts.failures.get("callback_missing").copied().unwrap_or(0) as f64)
+                Some(
+                    a.counts
+                        .failures
+                        .get("callback_missing")
+                        .copied()
+                        .unwrap_or(0) as f64,
+                )
             }
             Metric::Duplicates => asynch.map(|a| a.duplicates as f64),
             Metric::BadSignatures => asynch.map(|a| a.bad_signatures as f64),

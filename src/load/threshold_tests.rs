@@ -19,7 +19,12 @@ fn well_formed_expressions_parse_into_the_metric_unit() {
         ("callback_missing<1", CallbackMissing, Op::Lt, 1.0),
         ("duplicates <= 0", Duplicates, Op::Le, 0.0),
         ("bad_signatures<1", BadSignatures, Op::Lt, 1.0),
-        (" callback_max < 2.5 s ", Latency(Callback, Max), Op::Lt, 2500.0),
+        (
+            " callback_max < 2.5 s ",
+            Latency(Callback, Max),
+            Op::Lt,
+            2500.0,
+        ),
     ];
     for (raw, metric, op, value) in table {
         let t = parse_threshold(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
@@ -52,7 +57,9 @@ fn malformed_expressions_are_refused_naming_them() {
         "<5",
     ];
     for raw in table {
-        let e = parse_threshold(raw).err().unwrap_or_else(|| panic!("{raw} accepted"));
+        let e = parse_threshold(raw)
+            .err()
+            .unwrap_or_else(|| panic!("{raw} accepted"));
         assert!(e.contains(&format!("`{raw}`")), "{raw}: {e}");
     }
 }

@@ -41,7 +41,10 @@ fn stderr(out: &Output) -> String {
 /// Sums one field of every `timeseries` entry.
 fn per_second_sum(r: &Value, field: &str) -> u64 {
     let seconds = r["timeseries"].as_array().expect("timeseries");
-    seconds.iter().map(|s| s[field].as_u64().expect(field)).sum()
+    seconds
+        .iter()
+        .map(|s| s[field].as_u64().expect(field))
+        .sum()
 }
 
 /// Sums a count over the report's sections.
@@ -54,8 +57,16 @@ fn section_sum(r: &Value, field: &str) -> u64 {
 
 fn assert_seconds_add_up(r: &Value) {
     assert_eq!(per_second_sum(r, "sent"), section_sum(r, "total"), "{r:#}");
-    assert_eq!(per_second_sum(r, "ok"), section_sum(r, "successful"), "{r:#}");
-    assert_eq!(per_second_sum(r, "errors"), section_sum(r, "failed"), "{r:#}");
+    assert_eq!(
+        per_second_sum(r, "ok"),
+        section_sum(r, "successful"),
+        "{r:#}"
+    );
+    assert_eq!(
+        per_second_sum(r, "errors"),
+        section_sum(r, "failed"),
+        "{r:#}"
+    );
 }
 
 async fn a_met_gate_exits_0_and_its_seconds_add_up_to_the_totals(backend: Backend) {
@@ -157,7 +168,10 @@ async fn a_regression_beyond_the_limit_exits_4_and_a_breach_wins_over_it(backend
     assert!(regressions.as_array().unwrap().contains(&json!("sync_p99")));
     compared.extend(["--threshold", "sync_p50<0.001ms"]);
     let (code, _) = code_and_report(&load(&app.base, &compared).await);
-    assert_eq!(code, 3, "a breached threshold (3) wins over a regression (4)");
+    assert_eq!(
+        code, 3,
+        "a breached threshold (3) wins over a regression (4)"
+    );
 }
 
 /// Every request answered 401: the run could not be made (exit 1, even with a
@@ -167,10 +181,20 @@ async fn a_run_refused_with_401_says_api_key_and_exits_1(backend: Backend) {
     app.create_key("default", false).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while app.get("/requests").await.status() != 401 {
-        assert!(tokio::time::Instant::now() < deadline, "the key never took effect");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key never took effect"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let args = ["--mode", "sync", "--requests", "5", "--threshold", "sync_p50<0.001ms"];
+    let args = [
+        "--mode",
+        "sync",
+        "--requests",
+        "5",
+        "--threshold",
+        "sync_p50<0.001ms",
+    ];
     let out = load(&app.base, &args).await;
     let (code, r) = code_and_report(&out);
     assert_eq!(code, 1, "{}", stderr(&out));
@@ -182,7 +206,14 @@ async fn a_taken_callback_port_exits_1_suggesting_port_0(backend: Backend) {
     let app = service(backend).await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().unwrap().port().to_string();
-    let args = ["--mode", "async", "--requests", "3", "--callback-port", &port];
+    let args = [
+        "--mode",
+        "async",
+        "--requests",
+        "3",
+        "--callback-port",
+        &port,
+    ];
     let out = bare_command(&app.base, &args).output().await.expect("runs");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let stderr = stderr(&out);
@@ -245,13 +276,25 @@ async fn usage_errors_exit_2_naming_the_problem() {
     let not_report = file("notes.json", r#"{"hello": "world"}"#);
     let array = file("array.json", "[1, 2]");
     let table: &[(&[&str], &str)] = &[
-        (&["--mode", "sync", "--threshold", "callback_p99<250ms"], "callback_p99<250ms"),
+        (
+            &["--mode", "sync", "--threshold", "callback_p99<250ms"],
+            "callback_p99<250ms",
+        ),
         (&["--threshold", "p99<5"], "p99<5"),
         (&["--threshold", "sync_p99<5parsecs"], "sync_p99<5parsecs"),
-        (&["--mode", "async", "--threshold", "bad_signatures<1"], "--signing-secret"),
-        (&["--mode", "async", "--baseline", &sync_report], "--mode sync"),
+        (
+            &["--mode", "async", "--threshold", "bad_signatures<1"],
+            "--signing-secret",
+        ),
+        (
+            &["--mode", "async", "--baseline", &sync_report],
+            "--mode sync",
+        ),
         (&["--baseline", &not_report], "not a --json output"),
-        (&["--work", "pdf", "--body-file", &array], "not a JSON object"),
+        (
+            &["--work", "pdf", "--body-file", &array],
+            "not a JSON object",
+        ),
         (&["--stages", "1s:5", "--rate", "3"], "--stages"),
     ];
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -269,9 +312,17 @@ async fn usage_errors_exit_2_naming_the_problem() {
 
 #[tokio::test]
 async fn the_help_lists_the_exit_codes() {
-    let out = Command::new(BIN).args(["load", "--help"]).output().await.unwrap();
+    let out = Command::new(BIN)
+        .args(["load", "--help"])
+        .output()
+        .await
+        .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for line in ["Exit codes:", "  3    a threshold was breached", "2, 1, 130, 3, 4"] {
+    for line in [
+        "Exit codes:",
+        "  3    a threshold was breached",
+        "2, 1, 130, 3, 4",
+    ] {
         assert!(help.contains(line), "{line}: {help}");
     }
 }
