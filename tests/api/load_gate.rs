@@ -326,3 +326,40 @@ async fn the_help_lists_the_exit_codes() {
         assert!(help.contains(line), "{line}: {help}");
     }
 }
+
+/// stderr of `consuma load <args>` run on a terminal (util-linux `script` gives it a
+/// pseudo-terminal), or `None` (skipped) without `script`.
+async fn on_a_terminal(target: &str, args: &str) -> Option<String> {
+    let script = "/usr/bin/script";
+    if !Path::new(script).exists() {
+        eprintln!("skipped: {script} not installed (util-linux)");
+        return None;
+    }
+    let command = format!("{BIN} load --target {target} --callback-port 0 {args} 2>&1 >/dev/null");
+    let run = Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("finishes")
+        .expect("script runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// On a terminal the progress line is drawn once a second with every figure; `--quiet`
+/// turns it off (a pipe gets none: every other test reads a clean stderr).
+#[tokio::test]
+async fn the_progress_line_shows_on_a_terminal_unless_quiet() {
+    let app = service(Backend::Sqlite).await;
+    let args = "--mode async --rate 20 --duration 2500ms --callback-timeout 60s";
+    let Some(shown) = on_a_terminal(&app.base, args).await else {
+        return;
+    };
+    for part in ["1s  sent ", "rate ", "in flight ", "errors 0", "callbacks "] {
+        assert!(shown.contains(part), "{part:?} not in {shown:?}");
+    }
+    let quiet = on_a_terminal(&app.base, &format!("{args} --quiet")).await;
+    assert_eq!(quiet.as_deref(), Some(""));
+}
