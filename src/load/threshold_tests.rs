@@ -86,3 +86,53 @@ fn operators_compare_as_written() {
     assert_eq!(at(Op::Gt), [false, false, true]);
     assert_eq!(at(Op::Ge), [false, true, true]);
 }
+
+/// A report of a sync run with these successful latencies and `failed` 503s.
+fn sync_report(ok_ms: &[u64], failed: u64) -> Report {
+    use crate::load::client::Outcome;
+    use crate::load::report::{Pacing, RunFacts};
+    use crate::load::stats::Section;
+    use std::time::Duration;
+    let mut s = Section::default();
+    for ms in ok_ms {
+        s.record(
+            &Outcome::Ok { request_id: None },
+            Duration::from_millis(*ms),
+        );
+    }
+    for _ in 0..failed {
+        s.record(
+            &Outcome::Status(reqwest::StatusCode::SERVICE_UNAVAILABLE),
+            Duration::ZERO,
+        );
+    }
+    let facts = RunFacts {
+        target: "http://x".into(),
+        mode: "sync",
+        pacing: Pacing::Closed { concurrency: 1 },
+        sending: Duration::from_secs(1),
+        total: Duration::from_secs(1),
+        answers: ok_ms.len() as u64 + failed,
+        interrupted: false,
+    };
+    Report::build(facts, Some(s), None)
+}
+
+#[test]
+fn verdicts_carry_the_value_and_a_figure_without_samples_is_breached() {
+    let check = |raw: &str, r: &Report| parse_threshold(raw).unwrap().check(r);
+    let r = sync_report(&[10, 20, 30, 40], 1);
+    // 40 ms as the histogram holds it (3 significant digits): 40.031.
+    let v = check("sync_max<=41ms", &r);
+    assert!(v.met && (v.value.unwrap() - 40.0).abs() < 0.1, "{v:?}");
+    assert!(!check("sync_max<39ms", &r).met);
+    assert!(check("sync_p50>=0.019s", &r).met);
+    assert_eq!(check("error_rate<=20%", &r).value, Some(0.2));
+    assert!(check("error_rate<=20%", &r).met);
+    assert!(!check("error_rate<0.2", &r).met);
+    assert_eq!(check("rps>=5", &r).value, Some(5.0));
+    let no_successes = sync_report(&[], 3);
+    let v = check("sync_p99<1s", &no_successes);
+    assert_eq!((v.value, v.met), (None, false), "no samples: breached");
+    assert!(!check("sync_p99>=0ms", &no_successes).met);
+}
