@@ -17,14 +17,7 @@ async fn the_html_report_of_a_real_run_renders_offline_in_chromium() {
         dir.path().join("baseline.json"),
         dir.path().join("report.html"),
     );
-    let run = [
-        "--rate",
-        "40",
-        "--duration",
-        "3s",
-        "--callback-timeout",
-        "60s",
-    ];
+    let run = ["--stages", "2s:80,2s:80,1s:0", "--callback-timeout", "60s"];
     let first = load(&app.base, &run).await;
     assert_eq!(
         first.status.code(),
