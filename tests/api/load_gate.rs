@@ -363,3 +363,28 @@ async fn the_progress_line_shows_on_a_terminal_unless_quiet() {
     let quiet = on_a_terminal(&app.base, &format!("{args} --quiet")).await;
     assert_eq!(quiet.as_deref(), Some(""));
 }
+
+/// An `--html` file that cannot be written: the report is still printed, the run exits 1.
+#[tokio::test]
+async fn an_html_file_that_cannot_be_written_exits_1_after_the_report() {
+    let app = service(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("no-such-dir").join("report.html");
+    let args = [
+        "--mode",
+        "sync",
+        "--requests",
+        "3",
+        "--html",
+        html.to_str().unwrap(),
+    ];
+    let out = load(&app.base, &args).await;
+    let (code, r) = code_and_report(&out);
+    assert_eq!(code, 1);
+    assert_eq!(r["sync"]["successful"], 3);
+    assert!(
+        stderr(&out).contains("cannot write --html"),
+        "{}",
+        stderr(&out)
+    );
+}
