@@ -115,6 +115,8 @@ async fn a_duration_run_sends_for_at_least_that_long_and_counts_everything() {
 
 /// A fake /async: acknowledges with ids `req-0`, `req-1`, …; request n gets no callback
 /// when n % 5 == 4, two deliveries when n % 3 == 0, one otherwise. /sync answers 200.
+/// Runs against it wait their whole `--callback-timeout` (some callbacks never come), so
+/// that is the time every delivery has to arrive: 3 s, room for a busy shared machine.
 async fn fake_async_service() -> String {
     let next = Arc::new(AtomicU64::new(0));
     let app = Router::new()
@@ -180,7 +182,7 @@ async fn async_runs_match_callbacks_and_count_missing_and_duplicate_ones() {
         "--concurrency",
         "3",
         "--callback-timeout",
-        "1s",
+        "3s",
         "--signing-secret",
         &secret,
     ];
@@ -207,7 +209,7 @@ async fn a_wrong_secret_makes_every_delivery_a_bad_signature() {
         "--requests",
         "10",
         "--callback-timeout",
-        "1s",
+        "3s",
         "--signing-secret",
         &wrong,
     ];
@@ -229,7 +231,7 @@ async fn both_alternates_and_reports_both_sections() {
         "--requests",
         "7",
         "--callback-timeout",
-        "1s",
+        "3s",
     ])
     .await;
     assert_eq!(r.mode, "both");
