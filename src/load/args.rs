@@ -4,16 +4,32 @@
 //! bad option is a clap error (exit 2) before any request is sent; `--requests` and
 //! `--duration` conflict in clap for the same reason.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
 use super::client::Kind;
-use super::schedule::{Pace, Stop};
+use super::schedule::{Pace, Ramp, Stage, Stop};
+use super::threshold::{Threshold, parse_threshold};
 use crate::delivery::signing::SigningSecret;
+
+/// The exit codes, in `--help` (SPEC §15, §17).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    the run completed and every threshold was met
+  1    the run could not be made (target unreachable, callback port taken, every
+       request refused with 401)
+  2    usage error (a bad option, threshold or baseline)
+  3    a threshold was breached
+  4    a regression against --baseline beyond --max-regression
+  130  interrupted (SIGINT or SIGTERM); the report of what was measured is printed
+When several apply, the first in this order wins: 2, 1, 130, 3, 4.";
 
 /// Options of `consuma load`.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct LoadArgs {
     /// Base URL of the service under test (http or https); /sync, /async and /healthz
     /// are appended to it.
@@ -22,12 +38,12 @@ pub struct LoadArgs {
 
     /// Requests to send in all (with --mode both, alternating sync and async).
     /// [default: 100]
-    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, conflicts_with_all = ["duration", "stages"], value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
 
     /// Send for this long instead of a number of requests: 30s, 500ms or plain seconds
     /// (2.5). Requests still in flight at the end are awaited and counted.
-    #[arg(long, value_parser = parse_positive_duration)]
+    #[arg(long, conflicts_with = "stages", value_parser = parse_positive_duration)]
     pub duration: Option<Duration>,
 
     /// Closed loop (no --rate): this many workers, each sending its next request as soon
@@ -38,8 +54,14 @@ pub struct LoadArgs {
     /// Open loop: send this many requests per second at fixed intervals, whether or not
     /// earlier ones were answered. Latency is measured from each request's intended send
     /// time, so a server that falls behind shows its queueing delay.
-    #[arg(long, value_parser = parse_rate)]
+    #[arg(long, conflicts_with = "stages", value_parser = parse_rate)]
     pub rate: Option<f64>,
+
+    /// Open loop with a ramped rate: `10s:100,30s:2000,10s:0` goes linearly from 0 to
+    /// 100 requests/s over 10 s, then to 2000/s over 30 s, then down to 0 over 10 s.
+    /// Excludes --rate, --requests and --duration.
+    #[arg(long, value_parser = parse_stages)]
+    pub stages: Option<Arc<Ramp>>,
 
     /// Open loop only: the most requests in flight at once (a guard against exhausting
     /// sockets). A request that must wait for a slot is sent late, and its latency
@@ -73,13 +95,13 @@ pub struct LoadArgs {
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 
-    /// The `text` of every request.
-    #[arg(long, default_value = "Hello world")]
-    pub text: String,
+    /// The `text` of every request. [default: Hello world]
+    #[arg(long)]
+    pub text: Option<String>,
 
-    /// The `count` of every request.
-    #[arg(long, default_value_t = 3)]
-    pub count: i64,
+    /// The `count` of every request. [default: 3]
+    #[arg(long)]
+    pub count: Option<i64>,
 
     /// The service's callback signing secret (whsec_…, as printed by `consuma secret`):
     /// every callback's Standard Webhooks signature is verified and bad ones counted.
@@ -94,6 +116,42 @@ pub struct LoadArgs {
     /// Print one JSON document on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+
+    /// A pass/fail condition on the final figures, `METRIC OP VALUE` (repeatable):
+    /// METRIC is sync_p50|p95|p99|max, ack_…, callback_…, rps, error_rate,
+    /// callback_missing, duplicates or bad_signatures; OP is <, <=, > or >=; latencies
+    /// take ms (default) or s, error_rate a fraction or %: `callback_p99<250ms`,
+    /// `error_rate<=0.1%`, `rps>=900`. A breached one exits 3.
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = parse_threshold)]
+    pub thresholds: Vec<Threshold>,
+
+    /// An earlier `--json` output of this tool, same mode: every figure is shown beside
+    /// it with the change in per cent.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// With --baseline: a p50/p95/p99 latency higher, or requests_per_s lower, than the
+    /// baseline's by more than PCT per cent exits 4.
+    #[arg(long, value_name = "PCT", requires = "baseline", value_parser = parse_percent)]
+    pub max_regression: Option<f64>,
+
+    /// Also write the report as one self-contained HTML file (charts inline, nothing
+    /// loaded from elsewhere).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// No progress line on stderr (it is only shown when stderr is a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Load the work NAME: requests go to /sync/NAME and /async/NAME.
+    #[arg(long, value_name = "NAME")]
+    pub work: Option<String>,
+
+    /// With --work: FILE holds the JSON object sent as every request's input (async
+    /// requests get a `callback_url` member added). Excludes --text and --count.
+    #[arg(long, value_name = "FILE", requires = "work", conflicts_with_all = ["text", "count"])]
+    pub body_file: Option<PathBuf>,
 }
 
 /// The `--api-key` value; `Debug` does not show it.
@@ -123,25 +181,80 @@ fn parse_api_key(raw: &str) -> Result<ApiKeyArg, String> {
 }
 
 impl LoadArgs {
-    /// Closed loop unless --rate asks for an open one.
+    /// Closed loop unless --rate or --stages asks for an open one.
     pub fn pace(&self) -> Pace {
-        match self.rate {
-            Some(rate) => Pace::Open {
-                rate,
-                max_in_flight: self.max_in_flight,
+        let max_in_flight = self.max_in_flight;
+        match (self.rate, &self.stages) {
+            (_, Some(ramp)) => Pace::Ramp {
+                ramp: ramp.clone(),
+                max_in_flight,
             },
-            None => Pace::Closed {
+            (Some(rate), None) => Pace::Open {
+                rate,
+                max_in_flight,
+            },
+            (None, None) => Pace::Closed {
                 workers: self.concurrency,
             },
         }
     }
 
-    /// --duration, else --requests (default 100).
+    /// The stages' length, else --duration, else --requests (default 100).
     pub fn stop(&self) -> Stop {
-        match self.duration {
-            Some(d) => Stop::Elapsed(d),
-            None => Stop::Count(self.requests.unwrap_or(DEFAULT_REQUESTS)),
+        match (&self.stages, self.duration) {
+            (Some(ramp), _) => Stop::Elapsed(ramp.duration()),
+            (None, Some(d)) => Stop::Elapsed(d),
+            (None, None) => Stop::Count(self.requests.unwrap_or(DEFAULT_REQUESTS)),
         }
+    }
+
+    /// The `text` of each request (`--text`, default "Hello world").
+    pub fn text(&self) -> &str {
+        self.text.as_deref().unwrap_or("Hello world")
+    }
+
+    /// The `count` of each request (`--count`, default 3).
+    pub fn count(&self) -> i64 {
+        self.count.unwrap_or(3)
+    }
+
+    /// The checks clap cannot make: a threshold on a figure this mode does not produce,
+    /// `bad_signatures` without `--signing-secret`, a work name outside the grammar.
+    /// `Err` is the one-line usage error.
+    pub fn check(&self) -> Result<(), String> {
+        for t in &self.thresholds {
+            if !t.metric.produced_by(self.mode) {
+                return Err(format!(
+                    "threshold `{}`: --mode {} does not produce that figure",
+                    t.expression,
+                    self.mode.as_str()
+                ));
+            }
+            if t.metric == super::threshold::Metric::BadSignatures && self.signing_secret.is_none()
+            {
+                return Err(format!(
+                    "threshold `{}` needs --signing-secret (signatures are not checked \
+                     without it)",
+                    t.expression
+                ));
+            }
+        }
+        if let Some(work) = &self.work {
+            // SPEC §13: ^[a-z][a-z0-9-]{0,62}$ (and `text`).
+            let bytes = work.as_bytes();
+            let valid = bytes.first().is_some_and(u8::is_ascii_lowercase)
+                && bytes.len() <= 63
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+            if !valid {
+                return Err(format!(
+                    "--work `{work}` is not a work name (a lowercase letter, then up to 62 \
+                     lowercase letters, digits or -)"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -223,6 +336,37 @@ fn parse_rate(raw: &str) -> Result<f64, String> {
     }
 }
 
+/// `--stages`: `DURATION:RATE` pairs separated by commas, each longer than zero.
+fn parse_stages(raw: &str) -> Result<Arc<Ramp>, String> {
+    let bad =
+        |why: String| format!("`{raw}` is not a list of stages like 10s:100,30s:2000 ({why})");
+    let mut stages = Vec::new();
+    for part in raw.split(',') {
+        let (duration, target) = part
+            .split_once(':')
+            .ok_or_else(|| bad(format!("`{part}` has no `:`")))?;
+        let duration = parse_positive_duration(duration).map_err(bad)?;
+        let target = match target.trim().parse::<f64>() {
+            Ok(r) if r.is_finite() && r >= 0.0 => r,
+            _ => return Err(bad(format!("`{target}` is not a rate of zero or more"))),
+        };
+        stages.push(Stage { duration, target });
+    }
+    if stages.iter().all(|s| s.target == 0.0) {
+        return Err(bad("every rate is zero".to_owned()));
+    }
+    Ok(Arc::new(Ramp::new(stages)))
+}
+
+/// `--max-regression`: a per cent of zero or more.
+fn parse_percent(raw: &str) -> Result<f64, String> {
+    let number = raw.trim().trim_end_matches('%');
+    match number.parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        _ => Err(format!("`{raw}` is not a per cent of zero or more")),
+    }
+}
+
 /// An http(s) base URL.
 fn parse_target(raw: &str) -> Result<String, String> {
     let url = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
@@ -237,120 +381,5 @@ fn parse_secret(raw: &str) -> Result<SigningSecret, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: LoadArgs,
-    }
-
-    fn parse(argv: &[&str]) -> Result<LoadArgs, clap::Error> {
-        let argv = std::iter::once("load").chain(argv.iter().copied());
-        Cli::try_parse_from(argv).map(|c| c.args)
-    }
-
-    #[test]
-    fn durations_take_seconds_milliseconds_and_plain_numbers() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-    }
-
-    #[test]
-    fn durations_refuse_garbage_negative_and_unknown_units() {
-        for bad in [
-            "", "s", "ms", "abc", "-1", "-5s", "10m", "1h", "NaN", "inf", "1e400",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad} was accepted");
-        }
-        assert!(parse_positive_duration("0s").is_err());
-    }
-
-    #[test]
-    fn defaults_follow_the_spec() {
-        let a = parse(&[]).unwrap();
-        assert_eq!(a.target, "http://localhost:8000");
-        assert_eq!(a.requests, None);
-        assert_eq!(a.concurrency, 10);
-        assert_eq!(a.mode, Mode::Both);
-        assert_eq!(a.callback_host, "127.0.0.1");
-        assert_eq!(a.callback_port, 8888);
-        assert_eq!(a.callback_timeout, Duration::from_secs(30));
-        assert!(a.rate.is_none() && a.duration.is_none() && !a.json);
-    }
-
-    #[test]
-    fn requests_and_duration_conflict() {
-        let e = parse(&["--requests", "5", "--duration", "1s"])
-            .err()
-            .unwrap();
-        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
-        assert_eq!(e.exit_code(), 2);
-        assert!(parse(&["--duration", "1s"]).is_ok());
-    }
-
-    #[test]
-    fn bad_values_are_usage_errors() {
-        let bad: &[&[&str]] = &[
-            &["--requests", "0"],
-            &["--concurrency", "0"],
-            &["--rate", "0"],
-            &["--rate", "-3"],
-            &["--duration", "0s"],
-            &["--target", "ftp://example.com"],
-            &["--target", "not a url"],
-            &["--mode", "sideways"],
-            &["--signing-secret", "nope"],
-            &["--api-key", ""],
-            &["--api-key", "csk_with space"],
-        ];
-        for argv in bad {
-            let e = parse(argv)
-                .err()
-                .unwrap_or_else(|| panic!("{argv:?} accepted"));
-            assert_eq!(e.exit_code(), 2, "{argv:?}");
-        }
-    }
-
-    #[test]
-    fn both_alternates_starting_with_sync() {
-        let kinds: Vec<Kind> = (0..4).map(|i| Mode::Both.kind_of(i)).collect();
-        assert_eq!(kinds, [Kind::Sync, Kind::Async, Kind::Sync, Kind::Async]);
-        assert_eq!(Mode::Async.kind_of(0), Kind::Async);
-    }
-
-    #[test]
-    fn rate_selects_the_open_loop_and_duration_the_elapsed_stop() {
-        let a = parse(&["--rate", "50", "--duration", "500ms"]).unwrap();
-        assert_eq!(
-            a.pace(),
-            Pace::Open {
-                rate: 50.0,
-                max_in_flight: 1000
-            }
-        );
-        assert_eq!(a.stop(), Stop::Elapsed(Duration::from_millis(500)));
-        let b = parse(&["--concurrency", "3"]).unwrap();
-        assert_eq!(b.pace(), Pace::Closed { workers: 3 });
-        assert_eq!(b.stop(), Stop::Count(100));
-    }
-
-    #[test]
-    fn the_api_key_is_read_and_never_shown_in_debug() {
-        let a = parse(&["--api-key", "csk_abc"]).unwrap();
-        assert_eq!(a.api_key.as_ref().map(ApiKeyArg::reveal), Some("csk_abc"));
-        assert!(!format!("{a:?}").contains("csk_abc"));
-    }
-
-    #[test]
-    fn a_trailing_slash_on_the_target_is_dropped() {
-        let a = parse(&["--target", "http://127.0.0.1:9/base/"]).unwrap();
-        assert_eq!(a.target, "http://127.0.0.1:9/base");
-    }
-}
+#[path = "args_tests.rs"]
+mod tests;

@@ -68,26 +68,29 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `base` (no trailing slash). `callback_url` is put in /async bodies;
-    /// `timeout` bounds each request from sending to the end of the response body.
+    /// A client for `base` (no trailing slash) loading `work` (`None`: the plain /sync
+    /// and /async routes) with `input` as every request's body, a JSON object's text;
+    /// /async bodies get `callback_url` added. `timeout` bounds each request from
+    /// sending to the end of the response body.
     pub fn new(
         base: &str,
-        text: &str,
-        count: i64,
+        work: Option<&str>,
+        input: &str,
         callback_url: &str,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let sync_body = serde_json::json!({ "text": text, "count": count });
-        let async_body =
-            serde_json::json!({ "text": text, "count": count, "callback_url": callback_url });
         let health = Endpoint::new(base, "/healthz")?;
+        let route = |mode: &str| match work {
+            Some(work) => format!("/{mode}/{work}"),
+            None => format!("/{mode}"),
+        };
         Ok(Self {
             transport: Transport::for_target(&health)?,
             health,
-            sync: Endpoint::new(base, "/sync")?,
-            r#async: Endpoint::new(base, "/async")?,
-            sync_body: Bytes::from(sync_body.to_string()),
-            async_body: Bytes::from(async_body.to_string()),
+            sync: Endpoint::new(base, &route("sync"))?,
+            r#async: Endpoint::new(base, &route("async"))?,
+            sync_body: Bytes::from(input.trim().to_owned()),
+            async_body: Bytes::from(with_callback_url(input, callback_url)),
             timeout,
         })
     }
@@ -147,6 +150,42 @@ fn outcome_of(kind: Kind, answer: Answer) -> Outcome {
     }
 }
 
+/// The text of the JSON object `input` with a last member `callback_url` added; the
+/// other members keep their order and exact text (SPEC §17).
+fn with_callback_url(input: &str, callback_url: &str) -> String {
+    let inner = input.trim().trim_end_matches('}').trim_end();
+    let member = format!("\"callback_url\":{}", serde_json::Value::from(callback_url));
+    match inner.ends_with('{') {
+        true => format!("{inner}{member}}}"),
+        false => format!("{inner},{member}}}"),
+    }
+}
+
+/// The body of the `text` work: `{"text": …, "count": …}`.
+pub fn text_input(text: &str, count: i64) -> String {
+    serde_json::json!({ "text": text, "count": count }).to_string()
+}
+
+/// Reads `--body-file`: `Err` with a one-line reason unless it holds a JSON object
+/// (without `callback_url` when `adds_callback` is set: the tool adds its own).
+pub fn read_input(path: &std::path::Path, adds_callback: bool) -> Result<String, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--body-file {shown}: cannot read it: {e}"))?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(map)) => {
+            match adds_callback && map.contains_key("callback_url") {
+                true => Err(format!(
+                    "--body-file {shown}: has a callback_url; the tool adds its receiver's"
+                )),
+                false => Ok(text.trim().to_owned()),
+            }
+        }
+        Ok(_) => Err(format!("--body-file {shown}: is not a JSON object")),
+        Err(e) => Err(format!("--body-file {shown}: is not JSON: {e}")),
+    }
+}
+
 /// `http_503` and the like.
 pub fn status_reason(status: StatusCode) -> String {
     format!("http_{}", status.as_u16())
@@ -179,8 +218,8 @@ mod tests {
     fn bodies_are_the_documented_json() {
         let c = Client::new(
             "http://h:1",
-            "hi \"x\"",
-            3,
+            None,
+            &text_input("hi \"x\"", 3),
             "http://127.0.0.1:9/callback",
             Duration::from_secs(1),
         )
@@ -191,6 +230,43 @@ mod tests {
         assert_eq!(asynch["callback_url"], "http://127.0.0.1:9/callback");
     }
 
+    #[test]
+    fn the_callback_url_is_added_last_keeping_the_members_as_written() {
+        let url = "http://127.0.0.1:9/callback";
+        let added = with_callback_url(" {\"z\": 1.50, \"a\": [ 1 ]}\n", url);
+        assert_eq!(
+            added,
+            format!("{{\"z\": 1.50, \"a\": [ 1 ],\"callback_url\":\"{url}\"}}")
+        );
+        assert_eq!(
+            with_callback_url("{ }", url),
+            format!("{{\"callback_url\":\"{url}\"}}")
+        );
+    }
+
+    #[test]
+    fn a_body_file_must_hold_a_json_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let ok = write("ok.json", "{\"url\": \"https://example.com/a.pdf\"}\n");
+        assert_eq!(
+            read_input(&ok, true).unwrap(),
+            "{\"url\": \"https://example.com/a.pdf\"}"
+        );
+        for (name, text) in [("a.json", "[1]"), ("b.json", "7"), ("c.json", "{nope")] {
+            let e = read_input(&write(name, text), false).unwrap_err();
+            assert!(e.starts_with("--body-file"), "{e}");
+        }
+        let own = write("d.json", "{\"callback_url\": \"http://x/\"}");
+        assert!(read_input(&own, true).is_err());
+        assert!(read_input(&own, false).is_ok());
+        assert!(read_input(&dir.path().join("missing.json"), false).is_err());
+    }
+
     #[tokio::test]
     async fn an_unreachable_target_is_a_connect_failure() {
         // A port that was just free: nothing listens there.
@@ -199,8 +275,8 @@ mod tests {
         drop(listener);
         let c = Client::new(
             &format!("http://127.0.0.1:{port}"),
-            "x",
-            1,
+            None,
+            &text_input("x", 1),
             "",
             Duration::from_secs(2),
         )

@@ -9,9 +9,14 @@
 //! ([`interrupt`]) cuts a run short without losing it: the first stops sending, the
 //! second stops waiting, and the report of what was measured is printed either way.
 //!
-//! Exit codes: 0 when the run completed (failed requests included), 130 when it was
-//! interrupted by SIGINT or SIGTERM (after printing its report), 1 when it could not
-//! start (target unreachable, receiver port taken), 2 for bad options (clap).
+//! As a gate (SPEC §15, §17): `--threshold`s are checked on the final figures
+//! ([`threshold`]), the run is compared with `--baseline` ([`baseline`]), and the exit
+//! code says how it went: 0 all met (failed requests included when no threshold says
+//! otherwise), 1 the run could not be made (target unreachable, receiver port taken,
+//! every request refused with 401), 2 usage error (clap, or [`LoadArgs::check`], the
+//! body file and the baseline, all read before anything is sent), 130 interrupted by
+//! SIGINT or SIGTERM (after printing its report), 3 a threshold breached, 4 a
+//! regression beyond `--max-regression`; when several apply, first in that order.
 //!
 //! - [`args`]: the options and their parsers.
 //! - [`schedule`]: pacing × stop condition, and the coordinated-omission correction.
@@ -20,68 +25,163 @@
 //! - [`transport`]: keep-alive connections (our HTTP/1.1 pool; reqwest for https).
 //! - [`receiver`]: callback receiver, matching, signatures, duplicates.
 //! - [`stats`]: per-endpoint counts and HDR histograms.
-//! - [`report`]: table and JSON.
+//! - [`timeseries`]: per-second buckets by intended send time.
+//! - [`report`]: table and JSON; [`table`]: its gate sections.
+//! - [`threshold`], [`baseline`]: the gate.
+//! - [`html`], [`svg`]: the self-contained HTML report.
+//! - [`progress`]: the once-a-second line on a terminal.
 
 mod args;
+mod baseline;
 mod client;
+mod html;
 mod interrupt;
+mod progress;
 mod receiver;
 mod report;
 mod schedule;
 mod stats;
+mod svg;
+mod table;
+mod threshold;
+mod timeseries;
 mod transport;
 
-use std::io::IsTerminal;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use args::{ApiKeyArg, LoadArgs, Mode, parse_duration};
+pub use args::{ApiKeyArg, EXIT_CODES, LoadArgs, Mode, parse_duration};
 pub use report::Report;
 
+use baseline::Baseline;
 use client::{Client, Outcome};
 use interrupt::{ABANDONED, EXIT_INTERRUPTED, Interrupt};
 use receiver::{CallbackBook, CallbackCounts, Receiver};
 use report::{AsyncInputs, RunFacts};
-use schedule::{Schedule, Stop, Ticket};
+use schedule::{Schedule, Ticket};
 use stats::Tally;
 
 /// Printed when the service refused every async request with 400 (SPEC §7).
 const CIDR_HINT: &str = "consuma load: hint: every async request was refused with 400; a server on \
 defaults refuses loopback callbacks, start it with --allow-callback-cidr 127.0.0.0/8";
 
+/// Printed when every request was answered 401 (the run could not be made: exit 1).
+const API_KEY_HINT: &str = "consuma load: every request was refused with 401: the service \
+holds API keys, pass one with --api-key (or CONSUMA_API_KEY)";
+
+/// Exit codes (SPEC §15; 130 is [`EXIT_INTERRUPTED`]).
+pub const EXIT_NOT_RUN: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_BREACHED: i32 = 3;
+pub const EXIT_REGRESSED: i32 = 4;
+
+/// What is read and checked before the run: a problem here is a usage error.
+struct Prepared {
+    input: String,
+    baseline: Option<Baseline>,
+}
+
+fn prepare(args: &LoadArgs) -> Result<Prepared, String> {
+    args.check()?;
+    let input = match &args.body_file {
+        Some(path) => client::read_input(path, args.mode.has_async())?,
+        None => client::text_input(args.text(), args.count()),
+    };
+    let baseline = match &args.baseline {
+        Some(path) => Some(Baseline::read(path, args.mode)?),
+        None => None,
+    };
+    Ok(Prepared { input, baseline })
+}
+
 /// Runs the load generator; returns the process exit code.
 pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
-    let json = args.json;
-    let progress = progress_bar(args.stop());
+    let prepared = match prepare(&args) {
+        Ok(prepared) => prepared,
+        Err(usage) => {
+            eprintln!("consuma load: {usage}");
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let progress = progress::line(args.quiet);
     let interrupt = Interrupt::default();
     let signals = interrupt.on_signals();
-    let measured = on_own_thread(measure(args, progress, interrupt)).await;
+    let measured = on_own_thread(measure(
+        args.clone(),
+        prepared.input.clone(),
+        progress,
+        interrupt,
+    ))
+    .await;
     signals.abort();
-    let report = match measured? {
+    let mut report = match measured? {
         Ok(report) => report,
         Err(reason) => {
             eprintln!("consuma load: {reason}");
-            return Ok(1);
+            return Ok(EXIT_NOT_RUN);
         }
     };
+    judge(&args, prepared.baseline.as_ref(), &mut report);
+    Ok(publish(&args, &report))
+}
+
+/// Adds the thresholds' verdicts and the baseline comparison to `report`.
+fn judge(args: &LoadArgs, baseline: Option<&Baseline>, report: &mut Report) {
+    report.thresholds = args.thresholds.iter().map(|t| t.check(report)).collect();
+    if let Some(baseline) = baseline {
+        let current = serde_json::to_value(&*report).expect("a report always serialises");
+        report.baseline = Some(baseline.compare(&current, args.max_regression));
+    }
+}
+
+/// Prints the report (and writes `--html`) and returns the exit code, by SPEC §17's
+/// precedence: 1 (could not be made) > 130 (interrupted) > 3 (breached) > 4 (regressed).
+fn publish(args: &LoadArgs, report: &Report) -> i32 {
     if report.callbacks_refused_by_policy() {
         eprintln!("{CIDR_HINT}");
     }
-    if json {
+    let unauthorized = report.all_unauthorized();
+    if unauthorized {
+        eprintln!("{API_KEY_HINT}");
+    }
+    if args.json {
         println!("{}", report.to_json());
     } else {
         print!("{report}");
     }
-    Ok(if report.interrupted {
+    let html_written = match &args.html {
+        Some(path) => html::write(path, report)
+            .map_err(|e| eprintln!("consuma load: cannot write --html {}: {e}", path.display()))
+            .is_ok(),
+        None => true,
+    };
+    exit_code(report, unauthorized || !html_written)
+}
+
+/// The exit code of a run that reported; `not_made` when it could not be made after
+/// all (every request refused with 401, the HTML report not written).
+fn exit_code(report: &Report, not_made: bool) -> i32 {
+    if not_made {
+        EXIT_NOT_RUN
+    } else if report.interrupted {
         EXIT_INTERRUPTED
+    } else if report.thresholds.iter().any(|t| !t.met) {
+        EXIT_BREACHED
+    } else if report
+        .baseline
+        .as_ref()
+        .is_some_and(|b| !b.regressions.is_empty())
+    {
+        EXIT_REGRESSED
     } else {
         0
-    })
+    }
 }
 
 /// Runs `work` on a single-threaded runtime of its own thread.
@@ -110,7 +210,8 @@ struct Run {
     client: Client,
     tally: Tally,
     book: Option<Arc<CallbackBook>>,
-    progress: ProgressBar,
+    /// Requests sent so far, for the progress line.
+    sent: AtomicU64,
     /// The second Ctrl-C: requests still in flight are abandoned.
     stop_waiting: CancellationToken,
 }
@@ -119,6 +220,7 @@ impl Run {
     /// Sends the request of `ticket` and counts its outcome.
     async fn fire(&self, ticket: Ticket) {
         let kind = self.mode.kind_of(ticket.index);
+        self.sent.fetch_add(1, Ordering::Relaxed);
         // An abandoned request was sent, so it is still counted, as `interrupted`.
         let outcome = tokio::select! {
             outcome = self.client.send(kind) => outcome,
@@ -134,8 +236,18 @@ impl Run {
         {
             book.expect(id.clone(), ticket.due);
         }
-        self.tally.record(kind, &outcome, latency);
-        self.progress.inc(1);
+        self.tally.record(kind, &outcome, latency, ticket.due);
+    }
+
+    /// The progress line's figures.
+    fn counters(&self) -> progress::Counters {
+        let (finished, errors) = self.tally.progress();
+        progress::Counters {
+            sent: self.sent.load(Ordering::Relaxed),
+            finished,
+            errors,
+            callbacks: self.book.as_ref().map(|b| b.progress()),
+        }
     }
 }
 
@@ -143,6 +255,7 @@ impl Run {
 /// cannot start. A run interrupted through `interrupt` still reports.
 pub async fn measure(
     args: LoadArgs,
+    input: String,
     progress: ProgressBar,
     interrupt: Interrupt,
 ) -> Result<Report, String> {
@@ -160,8 +273,8 @@ pub async fn measure(
     let callback_url = receiver.as_ref().map(|r| r.url.clone()).unwrap_or_default();
     let client = Client::new(
         &args.target,
-        &args.text,
-        args.count,
+        args.work.as_deref(),
+        &input,
         &callback_url,
         args.timeout,
     )
@@ -171,26 +284,41 @@ pub async fn measure(
         .check_health()
         .await
         .map_err(|e| format!("cannot reach {}: {e}", args.target))?;
+    let start = Instant::now();
     let run = Arc::new(Run {
         mode: args.mode,
         client,
-        tally: Tally::default(),
+        tally: Tally::starting_at(start),
         book: receiver.as_ref().map(|r| r.book().clone()),
-        progress,
+        sent: AtomicU64::new(0),
         stop_waiting: interrupt.stop_waiting().clone(),
     });
-    let times = execute(&args, run.clone(), &interrupt).await;
-    run.progress.finish_and_clear();
+    if let Some(book) = &run.book {
+        book.set_origin(start);
+    }
+    let ticker = progress::tick(progress.clone(), start, {
+        let run = run.clone();
+        move || run.counters()
+    });
+    let times = tokio::select! {
+        times = execute(&args, start, run.clone(), &interrupt, &progress) => times,
+        never = ticker => match never {},
+    };
+    progress.finish_and_clear();
+    let mut series = run.tally.take_series();
     let callbacks = match receiver {
         Some(receiver) => {
             let counts = receiver.book().counts();
+            series.merge(receiver.book().take_series());
             receiver.stop().await;
             Some((counts, callback_url))
         }
         None => None,
     };
     let facts = run_facts(&args, &run.tally, times, interrupt.interrupted());
-    Ok(build_report(&args, facts, &run.tally, callbacks))
+    let mut report = build_report(&args, facts, &run.tally, callbacks);
+    report.timeseries = series.seconds();
+    Ok(report)
 }
 
 /// The figures of the run as a whole; `times` is (sending phase, total time).
@@ -230,11 +358,16 @@ fn build_report(
 
 /// Sends every request, then waits for callbacks; returns (sending phase, total time).
 /// The first Ctrl-C halts the schedule; the second also ends the wait for callbacks.
-async fn execute(args: &LoadArgs, run: Arc<Run>, interrupt: &Interrupt) -> (Duration, Duration) {
-    let schedule = Schedule::new(args.pace(), args.stop(), Instant::now())
-        .halted_by(interrupt.stop_sending().clone());
+async fn execute(
+    args: &LoadArgs,
+    start: Instant,
+    run: Arc<Run>,
+    interrupt: &Interrupt,
+    progress: &ProgressBar,
+) -> (Duration, Duration) {
+    let schedule =
+        Schedule::new(args.pace(), args.stop(), start).halted_by(interrupt.stop_sending().clone());
     let schedule = Arc::new(schedule);
-    let start = schedule.start();
     let fire_run = run.clone();
     schedule::drive(schedule, move |ticket| {
         let run = fire_run.clone();
@@ -244,33 +377,25 @@ async fn execute(args: &LoadArgs, run: Arc<Run>, interrupt: &Interrupt) -> (Dura
     let sending = start.elapsed();
     if let Some(book) = &run.book {
         let deadline = Instant::now() + args.callback_timeout;
-        wait_for_callbacks(book, deadline, &run.progress, interrupt).await;
+        wait_for_callbacks(book, deadline, progress, interrupt).await;
     }
     (sending, start.elapsed())
 }
 
-/// Waits for the outstanding callbacks, showing how many came so far, until all are
-/// here, `deadline` passes or the second Ctrl-C.
+/// Waits for the outstanding callbacks until all are here, `deadline` passes or the
+/// second Ctrl-C.
 async fn wait_for_callbacks(
     book: &CallbackBook,
     deadline: Instant,
     progress: &ProgressBar,
     interrupt: &Interrupt,
 ) {
-    let show = async {
-        loop {
-            let (received, expected) = book.progress();
-            progress.set_message(format!("waiting for callbacks: {received}/{expected}"));
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
     tokio::select! {
         // First, so a run with nothing outstanding ends without announcing a wait.
         biased;
         _ = book.wait_for_all(deadline) => {}
         _ = interrupt.stop_waiting().cancelled() => {}
         _ = announce_interrupted_wait(book, progress, interrupt) => {}
-        _ = show => {}
     }
 }
 
@@ -292,32 +417,6 @@ async fn announce_interrupted_wait(
         )
     });
     std::future::pending::<()>().await
-}
-
-/// A progress bar on stderr when it is a terminal; hidden otherwise (pipes, CI, --json
-/// into a file keep a clean stderr).
-fn progress_bar(stop: Stop) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let (bar, template) = match stop {
-        Stop::Count(n) => (
-            ProgressBar::new(n),
-            "{bar:40} {pos}/{len} requests  {elapsed}  {msg}".to_string(),
-        ),
-        Stop::Elapsed(d) => (
-            ProgressBar::new_spinner(),
-            format!(
-                "{{spinner}} {{pos}} requests  {{elapsed}} of {}s  {{msg}}",
-                d.as_secs_f64()
-            ),
-        ),
-    };
-    if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::stats::{latency_histogram, record_latency};
+use super::timeseries::{Sample, Series};
 use crate::delivery::signing::SigningSecret;
 
 /// The path the receiver listens on; the callback_url is `http://host:port/callback`.
@@ -82,6 +83,21 @@ enum Entry {
 struct Book {
     entries: HashMap<String, Entry>,
     counts: CallbackCounts,
+    /// Callback latencies and failures by the second their request was due.
+    series: Series,
+}
+
+impl Book {
+    /// Counts the first callback of a request due at `sent`, received at `at`.
+    fn matched(&mut self, sent: Instant, at: Instant, completed: bool) {
+        let latency = at.saturating_duration_since(sent);
+        self.counts.matched(latency, completed);
+        let bucket = self.series.at(sent);
+        bucket.sample(Sample::Callback, latency);
+        if !completed {
+            bucket.errors += 1;
+        }
+    }
 }
 
 /// Matches callbacks to acknowledged requests; shared by the senders and the receiver.
@@ -109,6 +125,7 @@ impl CallbackBook {
             book: Mutex::new(Book {
                 entries: HashMap::new(),
                 counts,
+                series: Series::new(Instant::now()),
             }),
             all_in: Notify::new(),
             secret,
@@ -130,7 +147,7 @@ impl CallbackBook {
             MapEntry::Occupied(mut o) => {
                 if let Entry::Early { at, completed } = *o.get() {
                     o.insert(Entry::Received);
-                    book.counts.matched(at - sent, completed);
+                    book.matched(sent, at, completed);
                 }
                 // An id acknowledged twice would be a server bug; it stays one entry.
             }
@@ -148,8 +165,7 @@ impl CallbackBook {
             MapEntry::Occupied(mut o) => match *o.get() {
                 Entry::Awaiting { sent } => {
                     o.insert(Entry::Received);
-                    book.counts
-                        .matched(at.saturating_duration_since(sent), completed);
+                    book.matched(sent, at, completed);
                 }
                 Entry::Early { .. } | Entry::Received => book.counts.duplicates += 1,
             },
@@ -187,6 +203,26 @@ impl CallbackBook {
                 return false;
             }
         }
+    }
+
+    /// Counts the time series' seconds from `origin` (the schedule's start); call before
+    /// the first request.
+    pub fn set_origin(&self, origin: Instant) {
+        self.lock().series = Series::new(origin);
+    }
+
+    /// The callbacks' time series: latencies and `callback_failed` by their request's
+    /// second, and each callback still missing as an error in its request's second.
+    pub fn take_series(&self) -> Series {
+        let mut book = self.lock();
+        let origin = book.series.origin();
+        let mut series = std::mem::replace(&mut book.series, Series::new(origin));
+        for entry in book.entries.values() {
+            if let Entry::Awaiting { sent } = entry {
+                series.at(*sent).errors += 1;
+            }
+        }
+        series
     }
 
     /// (received, expected) so far.
@@ -285,9 +321,15 @@ impl Receiver {
         port: u16,
         secret: Option<SigningSecret>,
     ) -> Result<Self, String> {
-        let listener = crate::listen::bind((host, port))
-            .await
-            .map_err(|e| format!("cannot listen for callbacks on {host}:{port}: {e}"))?;
+        let listener = crate::listen::bind((host, port)).await.map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (another program holds that port: --callback-port 0 picks a free one)"
+                }
+                _ => "",
+            };
+            format!("cannot listen for callbacks on {host}:{port}: {e}{hint}")
+        })?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let book = Arc::new(CallbackBook::new(secret));
         let app = Router::new()

@@ -18,9 +18,12 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::baseline::Comparison;
 use super::receiver::CallbackCounts;
 use super::schedule::Pace;
 use super::stats::Section;
+use super::threshold::Verdict;
+use super::timeseries::Second;
 
 /// Percentiles of one latency histogram, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -110,8 +113,25 @@ pub struct AsyncReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "loop", rename_all = "snake_case")]
 pub enum Pacing {
-    Closed { concurrency: u32 },
-    Open { rate: f64, max_in_flight: u32 },
+    Closed {
+        concurrency: u32,
+    },
+    Open {
+        rate: f64,
+        max_in_flight: u32,
+    },
+    /// `--stages`, ramped from rate 0.
+    Stages {
+        stages: Vec<StageReport>,
+        max_in_flight: u32,
+    },
+}
+
+/// One stage of `--stages`: the rate reaches `rate` at the end of `duration_s`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageReport {
+    pub duration_s: f64,
+    pub rate: f64,
 }
 
 impl From<Pace> for Pacing {
@@ -127,8 +147,55 @@ impl From<Pace> for Pacing {
                 rate,
                 max_in_flight,
             },
+            Pace::Ramp {
+                ramp,
+                max_in_flight,
+            } => Pacing::Stages {
+                stages: ramp
+                    .stages()
+                    .iter()
+                    .map(|s| StageReport {
+                        duration_s: s.duration.as_secs_f64(),
+                        rate: s.target,
+                    })
+                    .collect(),
+                max_in_flight,
+            },
         }
     }
+}
+
+/// The percentiles of `latency_curve` (SPEC §17), from 50 % to 99.99 %.
+pub const CURVE_PERCENTILES: [f64; 14] = [
+    50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.9, 99.95, 99.99,
+];
+
+/// One point of a percentile curve.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CurvePoint {
+    pub percentile: f64,
+    pub ms: f64,
+}
+
+/// `latency_curve`: percentile → milliseconds per kind, `null` without samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Curves {
+    pub sync: Option<Vec<CurvePoint>>,
+    pub ack: Option<Vec<CurvePoint>>,
+    pub callback: Option<Vec<CurvePoint>>,
+}
+
+/// The percentile curve of a histogram of microseconds; `None` when empty.
+fn curve(h: &Histogram<u64>) -> Option<Vec<CurvePoint>> {
+    (!h.is_empty()).then(|| {
+        CURVE_PERCENTILES
+            .iter()
+            .map(|p| CurvePoint {
+                percentile: *p,
+                ms: round(h.value_at_quantile(p / 100.0) as f64 / 1000.0, 3),
+            })
+            .collect()
+    })
 }
 
 /// The whole report; serialises to the SPEC §7 JSON document.
@@ -148,6 +215,13 @@ pub struct Report {
     pub sync: Option<SyncReport>,
     #[serde(rename = "async")]
     pub r#async: Option<AsyncReport>,
+    /// Per second of intended send time.
+    pub timeseries: Vec<Second>,
+    pub latency_curve: Curves,
+    /// Each `--threshold` with its value and whether it was met.
+    pub thresholds: Vec<Verdict>,
+    /// This run beside `--baseline`; `null` without one.
+    pub baseline: Option<Comparison>,
 }
 
 /// What the report is built from, besides the sections.
@@ -179,6 +253,11 @@ impl Report {
         } else {
             0.0
         };
+        let latency_curve = Curves {
+            sync: sync.as_ref().and_then(|s| curve(&s.latency)),
+            ack: asynch.as_ref().and_then(|a| curve(&a.section.latency)),
+            callback: asynch.as_ref().and_then(|a| curve(&a.callbacks.latency)),
+        };
         Self {
             target: facts.target,
             mode: facts.mode,
@@ -192,7 +271,34 @@ impl Report {
                 latency_ms: Latency::of(&s.latency),
             }),
             r#async: asynch.map(AsyncReport::build),
+            timeseries: Vec::new(),
+            latency_curve,
+            thresholds: Vec::new(),
+            baseline: None,
         }
+    }
+
+    /// Failed ÷ sent over both sections (SPEC §17: a fraction); `None` with nothing sent.
+    pub fn error_rate(&self) -> Option<f64> {
+        let sync = self.sync.as_ref().map(|s| &s.counts);
+        let asynch = self.r#async.as_ref().map(|a| &a.counts);
+        let (failed, total) = [sync, asynch]
+            .into_iter()
+            .flatten()
+            .fold((0, 0), |(f, t), c| (f + c.failed, t + c.total));
+        (total > 0).then(|| failed as f64 / total as f64)
+    }
+
+    /// True when every request was answered 401: the service wants `--api-key`.
+    pub fn all_unauthorized(&self) -> bool {
+        let sync = self.sync.as_ref().map(|s| &s.counts);
+        let asynch = self.r#async.as_ref().map(|a| &a.counts);
+        let unauthorized: u64 = [sync, asynch]
+            .into_iter()
+            .flatten()
+            .map(|c| c.failures.get("http_401").copied().unwrap_or(0))
+            .sum();
+        self.requests_sent() > 0 && unauthorized == self.requests_sent()
     }
 
     /// True when every async request was refused with 400, which is what a server
@@ -255,6 +361,19 @@ impl std::fmt::Display for Report {
             } => {
                 format!("open loop, {rate} req/s (at most {max_in_flight} in flight)")
             }
+            Pacing::Stages {
+                stages,
+                max_in_flight,
+            } => {
+                let each: Vec<String> = stages
+                    .iter()
+                    .map(|s| format!("{}s:{}", s.duration_s, s.rate))
+                    .collect();
+                format!(
+                    "open loop, stages {} (at most {max_in_flight} in flight)",
+                    each.join(",")
+                )
+            }
         };
         writeln!(
             f,
@@ -296,7 +415,7 @@ impl std::fmt::Display for Report {
             )?;
             writeln!(f, "  Callbacks     {}", callback_line(a))?;
         }
-        Ok(())
+        super::table::gate_sections(f, self)
     }
 }
 

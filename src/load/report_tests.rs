@@ -234,3 +234,48 @@ fn an_interrupted_run_says_so_in_json_and_in_the_table() {
         "{table}"
     );
 }
+
+#[test]
+fn exit_codes_follow_the_precedence_not_made_interrupted_breached_regressed() {
+    use crate::load::baseline::Comparison;
+    use crate::load::threshold::Verdict;
+    let mut r = Report::build(facts(1000, 10), Some(section(&[5], &[])), None);
+    assert_eq!(super::super::exit_code(&r, false), 0);
+    r.baseline = Some(Comparison {
+        file: "b.json".into(),
+        figures: Vec::new(),
+        max_regression_pct: Some(10.0),
+        regressions: vec!["sync_p99"],
+        latency_curve: serde_json::Value::Null,
+    });
+    assert_eq!(super::super::exit_code(&r, false), 4);
+    r.thresholds = vec![Verdict {
+        expression: "sync_p99<1ms".into(),
+        value: Some(5.0),
+        met: false,
+    }];
+    assert_eq!(super::super::exit_code(&r, false), 3);
+    r.interrupted = true;
+    assert_eq!(super::super::exit_code(&r, false), 130);
+    assert_eq!(super::super::exit_code(&r, true), 1);
+}
+
+#[test]
+fn error_rate_is_failed_over_sent_and_all_401_is_noticed() {
+    let unauthorized = Outcome::Status(StatusCode::UNAUTHORIZED);
+    let r = Report::build(
+        facts(1000, 4),
+        Some(section(&[1, 2, 3], std::slice::from_ref(&unauthorized))),
+        None,
+    );
+    assert_eq!(r.error_rate(), Some(0.25));
+    assert!(!r.all_unauthorized());
+    let all = Report::build(
+        facts(1000, 2),
+        Some(section(&[], &[unauthorized.clone(), unauthorized])),
+        None,
+    );
+    assert!(all.all_unauthorized());
+    let none = Report::build(facts(1000, 0), Some(section(&[], &[])), None);
+    assert_eq!(none.error_rate(), None);
+}

@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use tokio::time::Instant;
 
 use super::client::{Kind, Outcome};
+use super::timeseries::{Sample, Series};
 
 /// Highest latency a histogram holds exactly: one hour. Longer ones are clamped to it.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -76,19 +78,62 @@ impl Section {
     }
 }
 
-/// The sections of a run, and the count of answers for `requests_per_s`.
-#[derive(Debug, Default)]
+/// The sections of a run, its time series, and the count of answers for
+/// `requests_per_s`.
+#[derive(Debug)]
 pub struct Tally {
     sync: Mutex<Section>,
     r#async: Mutex<Section>,
+    series: Mutex<Series>,
     answers: AtomicU64,
+    finished: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self::starting_at(Instant::now())
+    }
 }
 
 impl Tally {
-    /// Counts one finished request of `kind`.
-    pub fn record(&self, kind: Kind, outcome: &Outcome, latency: Duration) {
+    /// A tally whose time series counts seconds from `origin` (the schedule's start).
+    pub fn starting_at(origin: Instant) -> Self {
+        Self {
+            sync: Mutex::default(),
+            r#async: Mutex::default(),
+            series: Mutex::new(Series::new(origin)),
+            answers: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one finished request of `kind`, due at `due`.
+    pub fn record(&self, kind: Kind, outcome: &Outcome, latency: Duration, due: Instant) {
         if outcome.answered() {
             self.answers.fetch_add(1, Ordering::Relaxed);
+        }
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        let failed = outcome.failure_reason().is_some();
+        if failed {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        {
+            let mut series = self.series.lock().expect("no panics while counting");
+            let bucket = series.at(due);
+            bucket.sent += 1;
+            match failed {
+                true => bucket.errors += 1,
+                false => {
+                    bucket.ok += 1;
+                    let sample = match kind {
+                        Kind::Sync => Sample::Sync,
+                        Kind::Async => Sample::Ack,
+                    };
+                    bucket.sample(sample, latency);
+                }
+            }
         }
         let section = match kind {
             Kind::Sync => &self.sync,
@@ -98,6 +143,21 @@ impl Tally {
             .lock()
             .expect("no panics while counting")
             .record(outcome, latency);
+    }
+
+    /// (finished requests, failed requests) so far, for the progress line.
+    pub fn progress(&self) -> (u64, u64) {
+        (
+            self.finished.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The time series so far, taken once every request has finished.
+    pub fn take_series(&self) -> Series {
+        let mut series = self.series.lock().expect("no panics while counting");
+        let empty = Series::new(series.origin());
+        std::mem::replace(&mut *series, empty)
     }
 
     /// Responses received (any status), for `requests_per_s`.
@@ -122,19 +182,17 @@ mod tests {
     fn every_request_is_counted_once_as_success_or_by_reason() {
         let tally = Tally::default();
         let ms = Duration::from_millis;
-        tally.record(Kind::Sync, &Outcome::Ok { request_id: None }, ms(10));
-        tally.record(
-            Kind::Sync,
-            &Outcome::Status(StatusCode::SERVICE_UNAVAILABLE),
-            ms(1),
-        );
-        tally.record(
-            Kind::Sync,
-            &Outcome::Status(StatusCode::SERVICE_UNAVAILABLE),
-            ms(1),
-        );
-        tally.record(Kind::Sync, &Outcome::Transport("timeout"), ms(30_000));
-        tally.record(Kind::Async, &Outcome::NoRequestId, ms(5));
+        let now = Instant::now();
+        tally.record(Kind::Sync, &Outcome::Ok { request_id: None }, ms(10), now);
+        let unavailable = Outcome::Status(StatusCode::SERVICE_UNAVAILABLE);
+        tally.record(Kind::Sync, &unavailable, ms(1), now);
+        tally.record(Kind::Sync, &unavailable, ms(1), now);
+        let timeout = Outcome::Transport("timeout");
+        tally.record(Kind::Sync, &timeout, ms(30_000), now);
+        tally.record(Kind::Async, &Outcome::NoRequestId, ms(5), now);
+        assert_eq!(tally.progress(), (5, 4));
+        let second = &tally.take_series().seconds()[0];
+        assert_eq!((second.sent, second.ok, second.errors), (5, 1, 4));
         assert_eq!(tally.answers(), 4, "a timeout is not an answer");
         let (sync, asynch) = tally.take_sections();
         assert_eq!((sync.total, sync.successful, sync.failed()), (4, 1, 3));

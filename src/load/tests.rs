@@ -26,9 +26,15 @@ use super::{Report, measure, run};
 const SERVICE: Duration = Duration::from_millis(100);
 
 async fn measure_ok(argv: &[&str]) -> Report {
-    measure(load_args(argv), ProgressBar::hidden(), Interrupt::default())
+    measure_args(load_args(argv), Interrupt::default())
         .await
         .expect("the run starts")
+}
+
+/// [`measure`] with the body `--text` and `--count` make and no progress line.
+async fn measure_args(args: super::LoadArgs, interrupt: Interrupt) -> Result<Report, String> {
+    let input = super::client::text_input(args.text(), args.count());
+    measure(args, input, ProgressBar::hidden(), interrupt).await
 }
 
 /// /sync takes 100 ms and serves one request at a time: at most 10 requests/s.
@@ -109,6 +115,8 @@ async fn a_duration_run_sends_for_at_least_that_long_and_counts_everything() {
 
 /// A fake /async: acknowledges with ids `req-0`, `req-1`, …; request n gets no callback
 /// when n % 5 == 4, two deliveries when n % 3 == 0, one otherwise. /sync answers 200.
+/// Runs against it wait their whole `--callback-timeout` (some callbacks never come), so
+/// that is the time every delivery has to arrive: 3 s, room for a busy shared machine.
 async fn fake_async_service() -> String {
     let next = Arc::new(AtomicU64::new(0));
     let app = Router::new()
@@ -174,7 +182,7 @@ async fn async_runs_match_callbacks_and_count_missing_and_duplicate_ones() {
         "--concurrency",
         "3",
         "--callback-timeout",
-        "1s",
+        "3s",
         "--signing-secret",
         &secret,
     ];
@@ -201,7 +209,7 @@ async fn a_wrong_secret_makes_every_delivery_a_bad_signature() {
         "--requests",
         "10",
         "--callback-timeout",
-        "1s",
+        "3s",
         "--signing-secret",
         &wrong,
     ];
@@ -223,7 +231,7 @@ async fn both_alternates_and_reports_both_sections() {
         "--requests",
         "7",
         "--callback-timeout",
-        "1s",
+        "3s",
     ])
     .await;
     assert_eq!(r.mode, "both");
@@ -277,10 +285,11 @@ async fn a_taken_callback_port_is_a_start_failure() {
         "--callback-port",
         &port,
     ]);
-    let err = measure(args, ProgressBar::hidden(), Interrupt::default())
+    let err = measure_args(args, Interrupt::default())
         .await
         .expect_err("port taken");
     assert!(err.contains("cannot listen for callbacks"), "{err}");
+    assert!(err.contains("--callback-port 0"), "{err}");
 }
 
 /// A stand-in that counts in `seen` every request it receives: /sync answers at once,
@@ -323,7 +332,7 @@ async fn interrupted_run(argv: &[&str], seen: Arc<AtomicU64>, after: u64, times:
             signal.escalate();
         }
     });
-    let run = measure(load_args(argv), ProgressBar::hidden(), interrupt);
+    let run = measure_args(load_args(argv), interrupt);
     tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("an interrupted run ends long before its duration")

@@ -12,7 +12,7 @@ use crate::both_backends;
 use crate::helpers::{BIN, Backend, TestApp};
 
 /// `consuma load --target <target> --json --callback-port 0 <args>`, not yet started.
-fn load_command(target: &str, args: &[&str]) -> Command {
+pub(crate) fn load_command(target: &str, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(["load", "--target", target, "--json", "--callback-port", "0"])
@@ -24,7 +24,7 @@ fn load_command(target: &str, args: &[&str]) -> Command {
 }
 
 /// Runs `consuma load --target <target> --json --callback-port 0 <args>`.
-async fn load(target: &str, args: &[&str]) -> Output {
+pub(crate) async fn load(target: &str, args: &[&str]) -> Output {
     let run = load_command(target, args).output();
     tokio::time::timeout(Duration::from_secs(120), run)
         .await
@@ -46,7 +46,7 @@ async fn report(target: &str, args: &[&str]) -> Value {
 }
 
 /// A service with a small work delay and loopback callbacks allowed.
-async fn service(backend: Backend) -> TestApp {
+pub(crate) async fn service(backend: Backend) -> TestApp {
     TestApp::builder(backend)
         .allow_loopback()
         .arg("--work-delay-ms", 5)
@@ -55,7 +55,7 @@ async fn service(backend: Backend) -> TestApp {
 }
 
 /// `total` of GET /requests for one mode.
-async fn recorded(app: &TestApp, mode: &str) -> u64 {
+pub(crate) async fn recorded(app: &TestApp, mode: &str) -> u64 {
     let page = app
         .get_json(&format!("/requests?mode={mode}&limit=1"))
         .await;
@@ -205,7 +205,7 @@ async fn an_interrupted_run_reports_what_it_sent_and_exits_130(backend: Backend)
 }
 
 /// Waits (at most 30 s) until the service has recorded a request of `mode`.
-async fn until_recorded(app: &TestApp, mode: &str) {
+pub(crate) async fn until_recorded(app: &TestApp, mode: &str) {
     let some = async {
         while recorded(app, mode).await == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
