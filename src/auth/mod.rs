@@ -71,12 +71,13 @@ impl Caller {
 }
 
 impl Caller {
-    /// The records this caller may read: an admin every tenant's, any other key its own.
+    /// The records this caller may read with no `tenant=`: an admin every tenant's, any
+    /// other key its own. Routes take [`crate::http::scope::Scope`] instead (the one
+    /// rule, `tenant=` included); this is that rule without a name.
     pub fn scope(&self) -> crate::store::Scope {
-        match self.admin {
-            true => crate::store::Scope::All,
-            false => crate::store::Scope::Tenant(self.tenant.clone()),
-        }
+        crate::http::scope::Scope::of(self, None)
+            .store()
+            .unwrap_or_else(|| crate::store::Scope::Tenant(self.tenant.clone()))
     }
 }
 

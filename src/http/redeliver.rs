@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::error::{ApiError, Problem, ServiceUnavailable};
 use super::extract::{Fields, JsonObject};
 use super::state::AppState;
+use super::scope::{Scope, check_tenant};
 use crate::auth::Caller;
 use crate::store::{CallbackStatus, MinuteStats, Redelivery};
 
@@ -44,7 +45,7 @@ pub struct RedeliveryQueued {
     )
 )]
 pub async fn redeliver_one(
-    caller: Caller,
+    scope: Scope,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -54,7 +55,8 @@ pub async fn redeliver_one(
     let unknown = || ApiError::NotFound(format!("no request with id {id:?}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| unknown())?;
     let expire = state.config.callback_expire_after;
-    match state.store.redeliver(uuid, &caller.scope(), expire).await? {
+    let scope = scope.store().ok_or_else(unknown)?;
+    match state.store.redeliver(uuid, &scope, expire).await? {
         Redelivery::Queued => {}
         Redelivery::NotFound => return Err(unknown()),
         Redelivery::NotAsync => return Err(ApiError::NotAsync),
@@ -118,6 +120,7 @@ pub struct BulkRedeliveryQueued {
 )]
 pub async fn redeliver_failed(
     caller: Caller,
+    scope: Scope,
     State(state): State<AppState>,
     body: Result<JsonObject, ApiError>,
 ) -> Result<Response, ApiError> {
@@ -141,23 +144,16 @@ pub async fn redeliver_failed(
         )
     });
     let tenant = fields.optional_string("tenant").and_then(|t| {
-        fields.check(
-            "tenant",
-            crate::auth::valid_tenant(&t)
-                .then_some(t)
-                .ok_or_else(|| "must be 1 to 64 characters of a-z, 0-9, _ and -".to_owned()),
-        )
+        let checked = check_tenant("tenant", t).map_err(|e| e.message);
+        fields.check("tenant", checked)
     });
     fields.finish()?;
     let (Some(()), Some(since)) = (status, since) else {
         unreachable!("no field errors means both were read");
     };
-    let scope = match (caller.admin, tenant) {
-        (true, t) => Some(t),
-        (false, Some(t)) if t != caller.tenant => None,
-        (false, _) => Some(Some(caller.tenant.clone())),
-    };
-    let redelivered = match scope {
+    // The body's tenant narrows the request's scope by the same rule.
+    let scope = scope.and(Scope::of(&caller, tenant));
+    let redelivered = match scope.tenant() {
         Some(tenant) => state.store.bulk_redeliver(tenant, since).await?,
         None => 0,
     };
@@ -194,27 +190,23 @@ pub struct CallbackStats {
 /// GET /requests; kept apart from the records, so retention does not change it.
 #[utoipa::path(
     get, path = "/stats/callbacks", tag = "requests",
-    params(("tenant" = Option<String>, Query, description = "An admin key: only this tenant's")),
+    params(("tenant" = Option<String>, Query, description = "An admin key: only this tenant's. Another key: its own tenant (another tenant's name gives all zeros)", pattern = "^[a-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "Per-minute counts", body = CallbackStats),
+        (status = 422, description = "tenant is not a tenant name", body = Problem, content_type = "application/problem+json"),
         ServiceUnavailable,
     )
 )]
 pub async fn callback_stats(
-    caller: Caller,
+    scope: Scope,
     State(state): State<AppState>,
-    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Json<CallbackStats>, ApiError> {
-    let tenant = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "tenant")
-        .map(|(_, v)| v.into_owned());
-    let scope = match (caller.admin, tenant) {
-        (true, Some(t)) => crate::store::Scope::Tenant(t),
-        _ => caller.scope(),
-    };
     let now_minute = Utc::now().timestamp().div_euclid(60);
     let first = now_minute - 59;
-    let stored = state.store.callback_stats(&scope, first).await?;
+    let stored = match scope.store() {
+        Some(scope) => state.store.callback_stats(&scope, first).await?,
+        None => Vec::new(),
+    };
     Ok(Json(CallbackStats {
         minutes: last_hour(first, &stored),
     }))

@@ -61,7 +61,7 @@ async fn a_name_pinned_to_a_denied_address_is_refused() {
     let (r, dns) = resolver(policy(&["127.0.0.2/32"], &["hooks.test=127.0.0.1"])).await;
     let why = refused(&r, "hooks.test").await;
     assert!(
-        why.contains("\"hooks.test\" resolves to address 127.0.0.1 is in loopback"),
+        why.contains("\"hooks.test\" resolves to an address in loopback") && !why.contains("127.0.0.1"),
         "{why}"
     );
     assert_eq!(dns.questions(), 0, "a pinned name never reaches DNS");

@@ -19,6 +19,7 @@
 mod admit;
 mod auth;
 mod checkpoint;
+mod files;
 mod claim;
 mod counts;
 mod housekeeping;
@@ -70,11 +71,7 @@ impl SqliteStore {
     /// Opens the database file (creating it and its folder), migrates it, and starts the
     /// writer thread.
     pub async fn open(path: &Path, sync: SqliteSynchronous) -> StoreResult<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
+        files::prepare(path)?;
         migrate(path).await?;
         let conn = open_writer(path, sync)?;
         Ok(Self {
