@@ -370,10 +370,7 @@ pub const PROBLEMS: &[(&str, &str)] = &[
         "misdirected-request",
         "421: the instance is open (no API key exists) and the request's Host is a DNS name it does not answer: only IP addresses, localhost, *.localhost and the names of --allowed-host pass, so that a web page cannot reach it through a rebound DNS name. Start it with --allowed-host NAME, use an IP address, or create an API key.",
     ),
-    (
-        "missing-host",
-        "400: the request has no Host header.",
-    ),
+    ("missing-host", "400: the request has no Host header."),
     (
         "method-not-allowed",
         "405: the route does not accept this method; see the Allow header.",

@@ -8,7 +8,8 @@
 //!   `/metrics` are exempt; a request without Host is 400. Once keys exist, Host is not
 //!   checked: a page cannot read a key it does not have.
 //! - [`edge_headers`]: `X-Content-Type-Options: nosniff` on every response, and on /docs a
-//!   Content-Security-Policy of its own (its assets only, never framed).
+//!   Content-Security-Policy of its own (its assets only, never framed); the redirect
+//!   from `/docs` to `/docs/` gets a body that says where to go.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -46,7 +47,8 @@ impl AllowedHost {
         let label_ok = |l: &str| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         if rest.is_empty() || rest.len() > 253 || !rest.split('.').all(label_ok) {
             return Err(format!(
@@ -128,11 +130,19 @@ pub async fn host_rule(State(rule): State<HostRule>, req: Request, next: Next) -
 
 /// The middleware: `axum::middleware::from_fn(edge_headers)`, outermost.
 pub async fn edge_headers(req: Request, next: Next) -> Response {
-    let docs = {
-        let path = req.uri().path();
-        path == "/docs" || path.starts_with("/docs/")
-    };
+    let path = req.uri().path();
+    let docs = path == "/docs" || path.starts_with("/docs/");
+    let bare_docs = path == "/docs";
     let mut response = next.run(req).await;
+    if bare_docs && response.status().is_redirection() {
+        // `curl localhost:8000/docs` would otherwise print nothing at all.
+        *response.body_mut() = axum::body::Body::from("The API documentation is at /docs/\n");
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -152,7 +162,9 @@ mod tests {
     use super::*;
 
     fn allowed(list: &[&str]) -> Vec<AllowedHost> {
-        list.iter().map(|s| AllowedHost::parse(s).unwrap()).collect()
+        list.iter()
+            .map(|s| AllowedHost::parse(s).unwrap())
+            .collect()
     }
 
     #[test]

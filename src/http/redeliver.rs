@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::error::{ApiError, Problem, ServiceUnavailable};
 use super::extract::{Fields, JsonObject};
-use super::state::AppState;
 use super::scope::{Scope, check_tenant};
+use super::state::AppState;
 use crate::auth::Caller;
 use crate::store::{CallbackStatus, MinuteStats, Redelivery};
 
@@ -34,13 +34,16 @@ pub struct RedeliveryQueued {
 /// its attempts continue the numbering, the first marked `trigger: manual`.
 #[utoipa::path(
     post, path = "/requests/{id}/redeliver", tag = "requests",
-    params(("id" = String, Path, format = Uuid, description = "The request_id (anything else is simply unknown: 404)")),
+    params(
+        ("id" = String, Path, format = Uuid, description = "The request_id (anything else is simply unknown: 404)"),
+        ("tenant" = Option<String>, Query, description = "Scopes the lookup like GET /requests (another tenant's name, for a non-admin key: 404)", pattern = "^[a-z0-9_-]{1,64}$"),
+    ),
     responses(
         (status = 202, description = "A new delivery is queued", body = RedeliveryQueued,
             headers(("Location" = String, description = "/requests/{id}"))),
         (status = 404, description = "No such request (or another tenant's)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A delivery of this request is pending or running", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A sync request has no callback", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A sync request has no callback, or tenant is not a tenant name", body = Problem, content_type = "application/problem+json"),
         ServiceUnavailable,
     )
 )]
@@ -107,6 +110,7 @@ pub struct BulkRedeliveryQueued {
 /// Send every failed callback again, since a time.
 #[utoipa::path(
     post, path = "/requests/redeliver", tag = "requests",
+    params(("tenant" = Option<String>, Query, description = "Scopes like GET /requests; the body's tenant narrows it further", pattern = "^[a-z0-9_-]{1,64}$")),
     request_body(content = BulkRedeliveryRequest, content_type = "application/json"),
     responses(
         (status = 202, description = "The matching callbacks will be redelivered", body = BulkRedeliveryQueued),

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::cursor::{self, Filters};
 use super::error::{ApiError, FieldError, Problem, ServiceUnavailable};
-use super::state::AppState;
 use super::scope::Scope;
+use super::state::AppState;
 use crate::store::{
     AttemptRecord, CallbackStatus, ListFilter, Mode, PageStart, RequestRecord, RequestStatus,
     RequestSummary, Scope as StoreScope, Trigger,
@@ -326,9 +326,13 @@ fn param<T>(
 /// One request, with its delivery attempts.
 #[utoipa::path(
     get, path = "/requests/{id}", tag = "requests",
-    params(("id" = String, Path, format = Uuid, description = "The request_id (anything else is simply unknown: 404)")),
+    params(
+        ("id" = String, Path, format = Uuid, description = "The request_id (anything else is simply unknown: 404)"),
+        ("tenant" = Option<String>, Query, description = "Scopes the lookup like GET /requests (another tenant's name, for a non-admin key: 404)", pattern = "^[a-z0-9_-]{1,64}$"),
+    ),
     responses(
         (status = 200, description = "The record", body = RequestDetail),
+        (status = 422, description = "tenant is not a tenant name", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such request (or another tenant's)", body = Problem, content_type = "application/problem+json"),
         (status = 405, description = "`redeliver` is no id: /requests/redeliver is the bulk redelivery route, POST only", body = Problem, content_type = "application/problem+json",
             headers(("Allow" = String, description = "POST"))),
@@ -378,8 +382,7 @@ mod tests {
 
     #[test]
     fn offsets_beyond_ten_thousand_point_to_the_cursor() {
-        let Err(ApiError::InvalidQuery(errors)) = parse_listing("offset=10001", &Scope::All)
-        else {
+        let Err(ApiError::InvalidQuery(errors)) = parse_listing("offset=10001", &Scope::All) else {
             panic!("expected a 422");
         };
         assert_eq!(errors[0].field, "offset");
@@ -389,8 +392,7 @@ mod tests {
 
     #[test]
     fn a_cursor_must_come_alone_and_with_its_filters() {
-        let Err(ApiError::InvalidQuery(errors)) =
-            parse_listing("cursor=abc&offset=0", &Scope::All)
+        let Err(ApiError::InvalidQuery(errors)) = parse_listing("cursor=abc&offset=0", &Scope::All)
         else {
             panic!("expected a 422");
         };

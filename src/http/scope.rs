@@ -118,7 +118,10 @@ mod tests {
         assert_eq!(Scope::of(&a, Some("b".into())), Scope::Nothing);
         let admin = caller("x", true);
         assert_eq!(Scope::of(&admin, None), Scope::All);
-        assert_eq!(Scope::of(&admin, Some("b".into())), Scope::Tenant("b".into()));
+        assert_eq!(
+            Scope::of(&admin, Some("b".into())),
+            Scope::Tenant("b".into())
+        );
     }
 
     #[test]

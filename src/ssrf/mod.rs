@@ -148,7 +148,10 @@ impl CallbackPolicy {
             IpAddr::V4(v4) => in_range(v4),
             IpAddr::V6(v6) => match embedded::find(v6) {
                 Some(e) => e.candidates().find_map(|c| in_range(c.ipv4)).or_else(|| {
-                    Some(format!("{}, refused unless an opened range holds it", e.form))
+                    Some(format!(
+                        "{}, refused unless an opened range holds it",
+                        e.form
+                    ))
                 }),
                 None => ranges::special_v6(v6).map(|r| format!("an address in {r}")),
             },

@@ -29,7 +29,11 @@ pub fn prepare(path: &Path) -> StoreResult<()> {
         create_dir(dir).map_err(|e| unavailable(dir, e))?;
     }
     create_file(path).map_err(|e| unavailable(path, e))?;
-    for file in [path.to_owned(), companion(path, "-wal"), companion(path, "-shm")] {
+    for file in [
+        path.to_owned(),
+        companion(path, "-wal"),
+        companion(path, "-shm"),
+    ] {
         restrict(&file).map_err(|e| unavailable(&file, e))?;
     }
     Ok(())

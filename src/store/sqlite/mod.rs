@@ -19,9 +19,9 @@
 mod admit;
 mod auth;
 mod checkpoint;
-mod files;
 mod claim;
 mod counts;
+mod files;
 mod housekeeping;
 mod ops;
 mod queries;
