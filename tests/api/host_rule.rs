@@ -218,3 +218,16 @@ async fn every_response_says_nosniff_and_docs_has_its_own_csp() {
     );
     assert!(!page.contains("<script>"), "an inline script: {page}");
 }
+
+/// The Swagger UI still works under its CSP: a real browser renders the operations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_render_in_a_browser_under_their_csp() {
+    use crate::helpers::browser::{Browser, LAPTOP};
+    let Some(b) = Browser::start(LAPTOP).await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    b.goto(&app.url("/docs/")).await;
+    b.wait_for_text("/requests/{id}").await;
+    b.wait_for_text("/stats/callbacks").await;
+}
