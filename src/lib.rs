@@ -8,7 +8,9 @@
 //! - [`auth`]: API keys and tenants: the key ring and the layer that turns a request into
 //!   the [`auth::Caller`] scoped routes take (or a 401), each tenant's signing secrets.
 //! - [`listen`]: the TCP listener, with room for bursts of connections.
-//! - [`http`]: routes, extractors, the one error type; thin handlers; the HTTP/1.1 server
+//! - [`http`]: routes, extractors (the one [`http::scope::Scope`] every scoped route
+//!   takes), the one error type; [`http::guard`]'s Host rule and headers at the edge;
+//!   thin handlers; the HTTP/1.1 server
 //!   (header and body timeouts, the connection cap). [`http::ui`] serves the operator
 //!   console (the files in `ui/`), a browser client of those same routes.
 //! - [`intake`]: a request's way in: admit (with [`idempotency`]), work or enqueue, answer.
