@@ -26,7 +26,8 @@ const COMMAND_CONNECTIONS: u32 = 2;
 /// Fresh keys tried when a generated prefix is taken (one in 62^8 per existing key).
 const CREATE_TRIES: usize = 5;
 
-/// The database a command works on, or the exit status 2 after saying why not.
+/// The database a command works on, or the exit status after saying why not: 2 for a
+/// URL that does not parse, 1 for a SQLite file that does not exist.
 async fn open(flag: Option<&str>) -> anyhow::Result<Result<Arc<dyn Store>, u8>> {
     let url = match DatabaseUrl::from_flag_or_env(flag) {
         Ok(url) => url,
@@ -35,6 +36,18 @@ async fn open(flag: Option<&str>) -> anyhow::Result<Result<Arc<dyn Store>, u8>> 
             return Ok(Err(2));
         }
     };
+    if let DatabaseUrl::Sqlite(path) = &url
+        && !path.exists()
+    {
+        // A command never creates a database: from another folder the default relative
+        // URL would name a new, empty one, with a new `default` secret.
+        let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        eprintln!(
+            "consuma: error: no database at {}; start `consuma serve` once to create it, or point at an existing one with --database-url (or DATABASE_URL)",
+            shown.display()
+        );
+        return Ok(Err(1));
+    }
     let options = store::StoreOptions {
         pg_max_connections: COMMAND_CONNECTIONS,
         ..Default::default()

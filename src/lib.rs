@@ -10,8 +10,9 @@
 //!   take, each tenant's signing secrets.
 //! - [`listen`]: the TCP listener, with room for bursts of connections.
 //! - [`http`]: routes, extractors (the authentication layer turns a request into its
-//!   caller, or a 401), the one error type; thin handlers; the HTTP/1.1 server (header and
-//!   body timeouts, the connection cap). [`http::ui`] serves the operator
+//!   caller, or a 401; the one [`http::scope::Scope`] every scoped route takes), the one
+//!   error type; [`http::guard`]'s Host rule and headers at the edge; thin handlers; the
+//!   HTTP/1.1 server (header and body timeouts, the connection cap). [`http::ui`] serves the operator
 //!   console (the files in `ui/`), a browser client of those same routes.
 //! - [`intake`]: a request's way in: admit (with [`idempotency`]), work or enqueue, answer.
 //! - [`work`]: THE work, pure apart from its non-blocking delay; shared by both styles.

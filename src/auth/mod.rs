@@ -60,16 +60,6 @@ impl Caller {
     }
 }
 
-impl Caller {
-    /// The records this caller may read: an admin every tenant's, any other key its own.
-    pub fn scope(&self) -> crate::store::Scope {
-        match self.admin {
-            true => crate::store::Scope::All,
-            false => crate::store::Scope::Tenant(self.tenant.clone()),
-        }
-    }
-}
-
 /// A tenant name (SPEC §10): 1–64 characters of `[a-z0-9_-]`.
 pub fn valid_tenant(name: &str) -> bool {
     TenantName::parse(name).is_ok()

@@ -1,4 +1,5 @@
-//! `--database-url`: which backend, where, and how it is shown without its password.
+//! The database URL (SPEC §6, §16): which backend, where, and how it is shown — never
+//! with a password, whatever characters it holds.
 
 use std::path::PathBuf;
 
@@ -27,9 +28,13 @@ impl std::fmt::Debug for DatabaseUrl {
 const SECRET_PARAMETERS: [&str; 3] = ["password", "sslpassword", "passfile"];
 
 /// `raw` with the password of its user info and the values of its `password`,
-/// `sslpassword` and `passfile` query parameters replaced by `***`; everything else as written. Works on
-/// the text, so a URL that does not parse is redacted too (for the error saying so).
+/// `sslpassword` and `passfile` query parameters replaced by `***`; everything else as
+/// written. A URL that does not parse is shown as its scheme only (`postgres://…`): where
+/// its password ends cannot be known (SPEC §16, §17).
 pub fn redact_database_url(raw: &str) -> String {
+    if url::Url::parse(raw).is_err() {
+        return scheme_only(raw);
+    }
     let (base, query) = match raw.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (raw, None),
@@ -43,11 +48,24 @@ pub fn redact_database_url(raw: &str) -> String {
     out
 }
 
-/// `scheme://user:secret@host/…` → `scheme://user:***@host/…`.
+/// `postgres://…` for a URL that does not parse; `…` when not even a scheme shows.
+fn scheme_only(raw: &str) -> String {
+    let scheme = raw.split_once(':').map(|(s, _)| s).filter(|s| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    });
+    match scheme {
+        Some(scheme) => format!("{scheme}://…"),
+        None => "…".to_owned(),
+    }
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:***@host/…`. The user info ends at the
+/// last `@` (a password may hold `/`, `@` or `:`), whatever a parser would make of it.
 fn redact_user_info(base: &str) -> String {
     let start = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[start..].find('/').map_or(base.len(), |i| start + i);
-    let Some(at) = base[start..authority_end].rfind('@').map(|i| start + i) else {
+    let Some(at) = base[start..].rfind('@').map(|i| start + i) else {
         return base.to_owned();
     };
     match base[start..at].find(':') {
@@ -191,9 +209,34 @@ mod tests {
             "postgress://u:hunter2@h/db",
             "postgres://u:hunter2@h:99999/db?password=hunter2",
             "mysql://h/db?password=hunter2",
+            "postgres://u:hunter2/x@127.0.0.1/db",
+            "postgres://u:hun#ter2@127.0.0.1/db",
+            "postgres://u:hunter2?x@127.0.0.1/db",
         ] {
             let e = DatabaseUrl::parse(raw).unwrap_err();
             assert!(!e.to_string().contains("hunter2"), "{e}");
+            assert!(!e.to_string().contains("hun"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_password_shows_nowhere_whatever_characters_it_holds() {
+        // Parses (as host u, port 1234, path /x@h/db), yet "1234/x" was the password.
+        assert_eq!(
+            redact_database_url("postgres://u:1234/x@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            redact_database_url("postgres://u:a:b@c@h/db"),
+            "postgres://u:***@h/db"
+        );
+        // What does not parse shows its scheme only.
+        assert_eq!(
+            redact_database_url("postgres://u:hunter2/x@127.0.0.1/db"),
+            "postgres://…"
+        );
+        assert_eq!(redact_database_url("not a url at all"), "…");
+        let e = DatabaseUrl::parse("postgres://u:hunter2/x@127.0.0.1/db").unwrap_err();
+        assert!(e.to_string().contains("\"postgres://…\""), "{e}");
     }
 }

@@ -87,6 +87,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSUMA_ALLOW_CALLBACK_CIDR", value_delimiter = ',')]
     pub allow_callback_cidr: Vec<String>,
 
+    /// While no API key exists, also answer requests whose Host is NAME (repeatable; env:
+    /// comma separated; `*.example.com` for any name under it). IP addresses, localhost
+    /// and *.localhost always pass; other names get 421 (DNS rebinding, SPEC §16).
+    #[arg(long, env = "CONSUMA_ALLOWED_HOST", value_delimiter = ',')]
+    pub allowed_host: Vec<String>,
+
     /// Pin HOST to IP instead of asking DNS, like curl's --resolve (repeatable; env:
     /// comma separated). The address is still vetted by the callback policy.
     #[arg(long, env = "CONSUMA_CALLBACK_RESOLVE", value_delimiter = ',')]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::delivery::signing::SigningSecret;
 use crate::telemetry::LogFormat;
 
+pub mod allowed_host;
 mod database_url;
 mod flags;
 
@@ -32,6 +33,8 @@ pub struct Config {
     pub callback_base_delay: Duration,
     pub callback_timeout: Duration,
     pub allow_callback_cidrs: Vec<ipnet::IpNet>,
+    /// `--allowed-host`: names an open instance answers besides IPs and localhost.
+    pub allowed_hosts: Vec<allowed_host::AllowedHost>,
     pub callback_resolve: Vec<(String, IpAddr)>,
     pub callback_dns_server: crate::ssrf::DnsServers,
     /// `None`: use the secret stored in the database (generated at first start).
@@ -103,6 +106,14 @@ impl Config {
             .iter()
             .map(|s| parse_cidr(s.trim()))
             .collect::<Result<_, _>>()?;
+        let allowed_hosts = a
+            .allowed_host
+            .iter()
+            .map(|s| {
+                allowed_host::AllowedHost::parse(s)
+                    .map_err(|e| ConfigError(format!("--allowed-host: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
         let callback_resolve = a
             .callback_resolve
             .iter()
@@ -161,6 +172,7 @@ impl Config {
                 600_000,
             )?),
             allow_callback_cidrs,
+            allowed_hosts,
             callback_resolve,
             callback_dns_server,
             signing_secret,

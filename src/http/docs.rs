@@ -75,7 +75,8 @@ pub async fn problem_type(
 
 /// Declares the API keys of SPEC §10 in `doc`: a `bearer` security scheme, applied
 /// optionally (`security: [{}, {"bearer": []}]`: keys are needed only once one exists);
-/// public routes without security; every other operation with its 401.
+/// public routes without security; every other operation with its 401; every operation
+/// but the probes and /metrics with the Host rule's 421 (SPEC §16).
 pub fn declare_auth(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
     use utoipa::openapi::{Content, Header, Object, Ref, ResponseBuilder, Type};
@@ -104,8 +105,18 @@ pub fn declare_auth(doc: &mut utoipa::openapi::OpenApi) {
             Content::new(Some(Ref::from_schema_name("Problem"))),
         )
         .build();
+    let misdirected = ResponseBuilder::new()
+        .description(
+            "Open mode (no API key exists) and a Host that is a DNS name other than localhost or *.localhost, not listed by --allowed-host",
+        )
+        .content(
+            super::error::PROBLEM_JSON,
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        )
+        .build();
     for (path, item) in doc.paths.paths.iter_mut() {
         let public = super::authenticate::is_public(path);
+        let host_checked = !matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -114,6 +125,12 @@ pub fn declare_auth(doc: &mut utoipa::openapi::OpenApi) {
             &mut item.patch,
         ];
         for operation in operations.into_iter().flatten() {
+            if host_checked {
+                operation
+                    .responses
+                    .responses
+                    .insert("421".into(), misdirected.clone().into());
+            }
             if public {
                 operation.security = Some(Vec::new());
             } else {

@@ -103,6 +103,14 @@ pub enum ApiError {
     /// 404: no such request, or no such route.
     #[error("{0}")]
     NotFound(String),
+    /// 421: open mode (no API key) and a Host this instance does not answer (SPEC §16).
+    #[error(
+        "this instance has no API key and answers only IP addresses, localhost and the names --allowed-host lists; {0:?} is not one of them"
+    )]
+    Misdirected(String),
+    /// 400: no Host header (HTTP/1.1 requires one).
+    #[error("the request has no Host header")]
+    MissingHost,
     /// 405: the route exists but not for this method.
     #[error("method not allowed; allowed: {0}")]
     MethodNotAllowed(String),
@@ -140,9 +148,12 @@ impl ApiError {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            MalformedJson(_) | NotAnObject(_) | CallbackRefused(_) | InvalidIdempotencyKey(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            MalformedJson(_)
+            | NotAnObject(_)
+            | CallbackRefused(_)
+            | InvalidIdempotencyKey(_)
+            | MissingHost => StatusCode::BAD_REQUEST,
+            Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             Validation(_) | InvalidQuery(_) | IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -174,6 +185,8 @@ impl ApiError {
             DeliveryInProgress => "delivery-in-progress",
             NotAsync => "not-async",
             NotFound(_) => "not-found",
+            Misdirected(_) => "misdirected-request",
+            MissingHost => "missing-host",
             MethodNotAllowed(_) => "method-not-allowed",
             Unavailable(_) => "service-unavailable",
             Overloaded(_) => "overloaded",
@@ -354,6 +367,11 @@ pub const PROBLEMS: &[(&str, &str)] = &[
         "404: no such request id (or another tenant's), or no such route.",
     ),
     (
+        "misdirected-request",
+        "421: the instance is open (no API key exists) and the request's Host is a DNS name it does not answer: only IP addresses, localhost, *.localhost and the names of --allowed-host pass, so that a web page cannot reach it through a rebound DNS name. Start it with --allowed-host NAME, use an IP address, or create an API key.",
+    ),
+    ("missing-host", "400: the request has no Host header."),
+    (
         "method-not-allowed",
         "405: the route does not accept this method; see the Allow header.",
     ),
@@ -410,6 +428,8 @@ mod tests {
             DeliveryInProgress,
             NotAsync,
             NotFound("x".into()),
+            Misdirected("x".into()),
+            MissingHost,
             MethodNotAllowed("GET".into()),
             Unavailable("x"),
             Overloaded(1),
@@ -437,6 +457,8 @@ mod tests {
                 | DeliveryInProgress
                 | NotAsync
                 | NotFound(_)
+                | Misdirected(_)
+                | MissingHost
                 | MethodNotAllowed(_)
                 | Unavailable(_)
                 | Overloaded(_)

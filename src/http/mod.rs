@@ -7,11 +7,13 @@ pub mod cursor;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod observe;
 pub mod ops;
 pub mod redeliver;
 pub mod request_id;
 pub mod requests;
+pub mod scope;
 pub mod server;
 pub mod state;
 pub mod submit;
@@ -67,6 +69,16 @@ pub fn router(state: AppState) -> Router {
             state.keys.clone(),
             authenticate::authenticate,
         ))
-        // Outermost: request id, trace, span, metrics, problem bodies for router errors.
+        // Open mode answers only IP literals, localhost and --allowed-host (SPEC §16).
+        .layer(axum::middleware::from_fn_with_state(
+            guard::HostRule {
+                keys: state.keys.clone(),
+                allowed: state.config.allowed_hosts.clone().into(),
+            },
+            guard::host_rule,
+        ))
+        // Request id, trace, span, metrics, problem bodies for router errors.
         .layer(axum::middleware::from_fn(observe::observe))
+        // Outermost: nosniff on every response, /docs's own CSP.
+        .layer(axum::middleware::from_fn(guard::edge_headers))
 }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::error::{ApiError, Problem, ServiceUnavailable};
 use super::extract::{Fields, JsonObject};
+use super::scope::{Scope, check_tenant};
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::store::{CallbackStatus, MinuteStats, Redelivery};
@@ -33,18 +34,21 @@ pub struct RedeliveryQueued {
 /// its attempts continue the numbering, the first marked `trigger: manual`.
 #[utoipa::path(
     post, path = "/requests/{id}/redeliver", tag = "requests",
-    params(("id" = String, Path, format = Uuid, description = "The request_id (anything else is simply unknown: 404)")),
+    params(
+        ("id" = String, Path, format = Uuid, description = "The request_id (anything else is simply unknown: 404)"),
+        ("tenant" = Option<String>, Query, description = "Scopes the lookup like GET /requests (another tenant's name, for a non-admin key: 404)", pattern = "^[a-z0-9_-]{1,64}$"),
+    ),
     responses(
         (status = 202, description = "A new delivery is queued", body = RedeliveryQueued,
             headers(("Location" = String, description = "/requests/{id}"))),
         (status = 404, description = "No such request (or another tenant's)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A delivery of this request is pending or running", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A sync request has no callback", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A sync request has no callback, or tenant is not a tenant name", body = Problem, content_type = "application/problem+json"),
         ServiceUnavailable,
     )
 )]
 pub async fn redeliver_one(
-    caller: Caller,
+    scope: Scope,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -54,7 +58,8 @@ pub async fn redeliver_one(
     let unknown = || ApiError::NotFound(format!("no request with id {id:?}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| unknown())?;
     let expire = state.config.callback_expire_after;
-    match state.store.redeliver(uuid, &caller.scope(), expire).await? {
+    let scope = scope.store().ok_or_else(unknown)?;
+    match state.store.redeliver(uuid, &scope, expire).await? {
         Redelivery::Queued => {}
         Redelivery::NotFound => return Err(unknown()),
         Redelivery::NotAsync => return Err(ApiError::NotAsync),
@@ -105,6 +110,7 @@ pub struct BulkRedeliveryQueued {
 /// Send every failed callback again, since a time.
 #[utoipa::path(
     post, path = "/requests/redeliver", tag = "requests",
+    params(("tenant" = Option<String>, Query, description = "Scopes like GET /requests; the body's tenant narrows it further", pattern = "^[a-z0-9_-]{1,64}$")),
     request_body(content = BulkRedeliveryRequest, content_type = "application/json"),
     responses(
         (status = 202, description = "The matching callbacks will be redelivered", body = BulkRedeliveryQueued),
@@ -118,6 +124,7 @@ pub struct BulkRedeliveryQueued {
 )]
 pub async fn redeliver_failed(
     caller: Caller,
+    scope: Scope,
     State(state): State<AppState>,
     body: Result<JsonObject, ApiError>,
 ) -> Result<Response, ApiError> {
@@ -141,23 +148,16 @@ pub async fn redeliver_failed(
         )
     });
     let tenant = fields.optional_string("tenant").and_then(|t| {
-        fields.check(
-            "tenant",
-            crate::auth::valid_tenant(&t)
-                .then_some(t)
-                .ok_or_else(|| "must be 1 to 64 characters of a-z, 0-9, _ and -".to_owned()),
-        )
+        let checked = check_tenant("tenant", t).map_err(|e| e.message);
+        fields.check("tenant", checked)
     });
     fields.finish()?;
     let (Some(()), Some(since)) = (status, since) else {
         unreachable!("no field errors means both were read");
     };
-    let scope = match (caller.admin, tenant) {
-        (true, t) => Some(t),
-        (false, Some(t)) if t != caller.tenant => None,
-        (false, _) => Some(Some(caller.tenant.clone())),
-    };
-    let redelivered = match scope {
+    // The body's tenant narrows the request's scope by the same rule.
+    let scope = scope.and(Scope::of(&caller, tenant));
+    let redelivered = match scope.tenant() {
         Some(tenant) => state.store.bulk_redeliver(tenant, since).await?,
         None => 0,
     };
@@ -194,27 +194,23 @@ pub struct CallbackStats {
 /// GET /requests; kept apart from the records, so retention does not change it.
 #[utoipa::path(
     get, path = "/stats/callbacks", tag = "requests",
-    params(("tenant" = Option<String>, Query, description = "An admin key: only this tenant's")),
+    params(("tenant" = Option<String>, Query, description = "An admin key: only this tenant's. Another key: its own tenant (another tenant's name gives all zeros)", pattern = "^[a-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "Per-minute counts", body = CallbackStats),
+        (status = 422, description = "tenant is not a tenant name", body = Problem, content_type = "application/problem+json"),
         ServiceUnavailable,
     )
 )]
 pub async fn callback_stats(
-    caller: Caller,
+    scope: Scope,
     State(state): State<AppState>,
-    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Json<CallbackStats>, ApiError> {
-    let tenant = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "tenant")
-        .map(|(_, v)| v.into_owned());
-    let scope = match (caller.admin, tenant) {
-        (true, Some(t)) => crate::store::Scope::Tenant(t),
-        _ => caller.scope(),
-    };
     let now_minute = Utc::now().timestamp().div_euclid(60);
     let first = now_minute - 59;
-    let stored = state.store.callback_stats(&scope, first).await?;
+    let stored = match scope.store() {
+        Some(scope) => state.store.callback_stats(&scope, first).await?,
+        None => Vec::new(),
+    };
     Ok(Json(CallbackStats {
         minutes: last_hour(first, &stored),
     }))

@@ -14,11 +14,11 @@ use uuid::Uuid;
 
 use super::cursor::{self, Filters};
 use super::error::{ApiError, FieldError, Problem, ServiceUnavailable};
+use super::scope::Scope;
 use super::state::AppState;
-use crate::auth::Caller;
 use crate::store::{
     AttemptRecord, CallbackStatus, ListFilter, Mode, PageStart, RequestRecord, RequestStatus,
-    RequestSummary, Scope, Trigger,
+    RequestSummary, Scope as StoreScope, Trigger,
 };
 
 /// The deepest `offset` accepted; beyond it, pages are reached with `cursor`.
@@ -176,11 +176,17 @@ impl TryFrom<RequestRecord> for RequestDetail {
     )
 )]
 pub async fn list_requests(
-    caller: Caller,
+    scope: Result<Scope, ApiError>,
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<RequestList>, ApiError> {
-    let listing = parse_listing(query.as_deref().unwrap_or_default(), &caller)?;
+    let query = query.as_deref().unwrap_or_default();
+    // A bad tenant= is reported beside every other bad parameter, in one 422.
+    let scope = match scope {
+        Ok(scope) => scope,
+        Err(e) => return Err(parse_listing(query, &Scope::Nothing).err().unwrap_or(e)),
+    };
+    let listing = parse_listing(query, &scope)?;
     let filter = &listing.filter;
     let empty = RequestList {
         requests: Vec::new(),
@@ -189,7 +195,7 @@ pub async fn list_requests(
         offset: listing.offset,
         next_cursor: None,
     };
-    if listing.foreign_tenant {
+    if listing.nothing {
         return Ok(Json(empty));
     }
     let page = state.store.list_requests(filter).await?;
@@ -208,13 +214,15 @@ struct Listing {
     /// The filters as given, which a cursor is bound to.
     filters: Filters,
     offset: u64,
-    /// A non-admin key named another tenant: nothing is visible.
-    foreign_tenant: bool,
+    /// The scope matches nothing (a non-admin key named another tenant).
+    nothing: bool,
 }
 
-/// Parses the query string for `caller`; every bad parameter gets its own entry. Unknown
-/// parameters are ignored; a repeated one counts with its last value.
-fn parse_listing(query: &str, caller: &Caller) -> Result<Listing, ApiError> {
+/// Parses the query string within `scope`; every bad parameter gets its own entry (the
+/// extractor of [`Scope`] has checked `tenant` already; it is checked again here so that
+/// its entry joins the others). Unknown parameters are ignored; a repeated one counts
+/// with its last value.
+fn parse_listing(query: &str, scope: &Scope) -> Result<Listing, ApiError> {
     let params: BTreeMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -245,7 +253,7 @@ fn parse_listing(query: &str, caller: &Caller) -> Result<Listing, ApiError> {
         "tenant",
         &mut errors,
         |t| crate::auth::valid_tenant(t).then(|| t.to_owned()),
-        "must be 1 to 64 characters of a-z, 0-9, _ and -",
+        super::scope::TENANT_MESSAGE,
     );
     let limit = param(
         &params,
@@ -280,11 +288,10 @@ fn parse_listing(query: &str, caller: &Caller) -> Result<Listing, ApiError> {
     if !errors.is_empty() {
         return Err(ApiError::InvalidQuery(errors));
     }
-    let (scope, foreign_tenant) = scope_for(caller, tenant);
     let offset = offset.unwrap_or(0);
     Ok(Listing {
         filter: ListFilter {
-            scope,
+            scope: scope.store().unwrap_or(StoreScope::All),
             mode,
             status,
             callback_status,
@@ -296,22 +303,8 @@ fn parse_listing(query: &str, caller: &Caller) -> Result<Listing, ApiError> {
         },
         filters,
         offset: if after.is_some() { 0 } else { offset },
-        foreign_tenant,
+        nothing: scope.store().is_none(),
     })
-}
-
-/// Whose records a caller sees with an optional `tenant=` filter (SPEC §10): an admin the
-/// named tenant's or everybody's; another key only its own, so naming another tenant
-/// shows nothing (`true`), not a 403.
-fn scope_for(caller: &Caller, tenant: Option<String>) -> (Scope, bool) {
-    match (caller.admin, tenant) {
-        (true, Some(t)) => (Scope::Tenant(t), false),
-        (true, None) => (Scope::All, false),
-        (false, t) => {
-            let foreign = t.is_some_and(|t| t != caller.tenant);
-            (Scope::Tenant(caller.tenant.clone()), foreign)
-        }
-    }
 }
 
 /// The parameter `name` parsed, or `None` when absent or (with an error noted) invalid.
@@ -333,9 +326,13 @@ fn param<T>(
 /// One request, with its delivery attempts.
 #[utoipa::path(
     get, path = "/requests/{id}", tag = "requests",
-    params(("id" = String, Path, format = Uuid, description = "The request_id (anything else is simply unknown: 404)")),
+    params(
+        ("id" = String, Path, format = Uuid, description = "The request_id (anything else is simply unknown: 404)"),
+        ("tenant" = Option<String>, Query, description = "Scopes the lookup like GET /requests (another tenant's name, for a non-admin key: 404)", pattern = "^[a-z0-9_-]{1,64}$"),
+    ),
     responses(
         (status = 200, description = "The record", body = RequestDetail),
+        (status = 422, description = "tenant is not a tenant name", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such request (or another tenant's)", body = Problem, content_type = "application/problem+json"),
         (status = 405, description = "`redeliver` is no id: /requests/redeliver is the bulk redelivery route, POST only", body = Problem, content_type = "application/problem+json",
             headers(("Allow" = String, description = "POST"))),
@@ -343,7 +340,7 @@ fn param<T>(
     )
 )]
 pub async fn get_request(
-    caller: Caller,
+    scope: Scope,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RequestDetail>, ApiError> {
@@ -351,9 +348,10 @@ pub async fn get_request(
     let id = id.map_or_else(|_| "(undecodable)".to_owned(), |Path(id)| id);
     let unknown = || ApiError::NotFound(format!("no request with id {id:?}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| unknown())?;
+    let scope = scope.store().ok_or_else(unknown)?;
     let record = state
         .store
-        .get_request(uuid, &caller.scope())
+        .get_request(uuid, &scope)
         .await?
         .ok_or_else(unknown)?;
     Ok(Json(record.try_into()?))
@@ -363,19 +361,11 @@ pub async fn get_request(
 mod tests {
     use super::*;
 
-    fn tenant(name: &str, admin: bool) -> Caller {
-        Caller {
-            tenant: name.into(),
-            admin,
-            authenticated: true,
-        }
-    }
-
     #[test]
     fn every_bad_parameter_is_reported_once() {
         let Err(ApiError::InvalidQuery(errors)) = parse_listing(
             "limit=5&limit=500&mode=x&offset=-1&foo=bar&tenant=Bad!",
-            &Caller::open(),
+            &Scope::All,
         ) else {
             panic!("expected a 422");
         };
@@ -385,26 +375,24 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_the_query_is_empty() {
-        let l = parse_listing("", &Caller::open()).unwrap();
+        let l = parse_listing("", &Scope::All).unwrap();
         assert_eq!((l.filter.limit, l.offset, l.filter.mode), (50, 0, None));
         assert_eq!(l.filter.start, PageStart::Offset(0));
     }
 
     #[test]
     fn offsets_beyond_ten_thousand_point_to_the_cursor() {
-        let Err(ApiError::InvalidQuery(errors)) = parse_listing("offset=10001", &Caller::open())
-        else {
+        let Err(ApiError::InvalidQuery(errors)) = parse_listing("offset=10001", &Scope::All) else {
             panic!("expected a 422");
         };
         assert_eq!(errors[0].field, "offset");
         assert!(errors[0].message.contains("cursor"));
-        assert!(parse_listing("offset=10000", &Caller::open()).is_ok());
+        assert!(parse_listing("offset=10000", &Scope::All).is_ok());
     }
 
     #[test]
     fn a_cursor_must_come_alone_and_with_its_filters() {
-        let Err(ApiError::InvalidQuery(errors)) =
-            parse_listing("cursor=abc&offset=0", &Caller::open())
+        let Err(ApiError::InvalidQuery(errors)) = parse_listing("cursor=abc&offset=0", &Scope::All)
         else {
             panic!("expected a 422");
         };
@@ -414,20 +402,7 @@ mod tests {
             id: Uuid::now_v7(),
         };
         let c = cursor::encode(last, &Filters::default());
-        assert!(parse_listing(&format!("cursor={c}"), &Caller::open()).is_ok());
-        assert!(parse_listing(&format!("cursor={c}&mode=sync"), &Caller::open()).is_err());
-    }
-
-    #[test]
-    fn tenants_see_their_own_and_admins_choose() {
-        let (scope, foreign) = scope_for(&tenant("a", false), None);
-        assert_eq!((scope, foreign), (Scope::Tenant("a".into()), false));
-        let (scope, foreign) = scope_for(&tenant("a", false), Some("b".into()));
-        assert_eq!((scope, foreign), (Scope::Tenant("a".into()), true));
-        assert_eq!(scope_for(&tenant("x", true), None).0, Scope::All);
-        assert_eq!(
-            scope_for(&tenant("x", true), Some("b".into())).0,
-            Scope::Tenant("b".into())
-        );
+        assert!(parse_listing(&format!("cursor={c}"), &Scope::All).is_ok());
+        assert!(parse_listing(&format!("cursor={c}&mode=sync"), &Scope::All).is_err());
     }
 }

@@ -171,7 +171,7 @@ pub async fn post_async(
     let url = state
         .policy
         .check_url(&callback)
-        .map_err(|r| ApiError::CallbackRefused(r.to_string()))?;
+        .map_err(|r| ApiError::CallbackRefused(format!("{r}{}", local_hint(&callback, &r))))?;
     let key = key?.0;
     state.refuse_when_draining()?;
     let input = input.expect("no field errors means the input was built");
@@ -225,4 +225,23 @@ fn stored_response(stored: StoredResponse, replayed: bool, route: &'static str) 
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
+}
+
+/// A receiver on the same machine is the first thing a new user tries (SPEC §17): a
+/// refusal of loopback says how to open it; `localhost` stays reserved, so it points at
+/// the address instead.
+fn local_hint(raw: &str, refusal: &crate::ssrf::Refusal) -> &'static str {
+    let host = url::Url::parse(raw).ok().and_then(|u| {
+        u.host_str()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+    });
+    match host {
+        Some(h) if h == "localhost" || h.ends_with(".localhost") => {
+            "; for a receiver on this machine use http://127.0.0.1:PORT/… and start consuma with --allow-callback-cidr 127.0.0.0/8"
+        }
+        _ if refusal.0.contains("loopback") => {
+            "; for a receiver on this machine start consuma with --allow-callback-cidr 127.0.0.0/8 (IPv6: ::1/128)"
+        }
+        _ => "",
+    }
 }

@@ -1,5 +1,6 @@
 //! Tests of the options of `consuma load` and their parsers.
 use super::*;
+use crate::load::client::Kind;
 use clap::Parser;
 
 #[derive(Parser)]

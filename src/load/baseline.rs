@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::args::Mode;
+use super::mode::Mode;
 
 /// A baseline report, checked.
 #[derive(Debug, Clone)]

@@ -12,9 +12,9 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::baseline::figures;
+use super::report::table::number;
 use super::report::{Curves, Report};
 use super::svg::{Line, LineChart, bars, escape};
-use super::table::number;
 
 /// Colours of the three kinds: (p50, p99).
 const COLORS: [(&str, &str, &str); 3] = [

@@ -36,13 +36,13 @@ mod baseline;
 mod client;
 mod html;
 mod interrupt;
+mod mode;
 mod progress;
 mod receiver;
 mod report;
 mod schedule;
 mod stats;
 mod svg;
-mod table;
 mod threshold;
 mod timeseries;
 mod transport;
@@ -56,7 +56,8 @@ use indicatif::ProgressBar;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use args::{ApiKeyArg, EXIT_CODES, LoadArgs, Mode, parse_duration};
+pub use args::{ApiKeyArg, EXIT_CODES, LoadArgs, parse_duration};
+pub use mode::Mode;
 pub use report::Report;
 
 use baseline::Baseline;

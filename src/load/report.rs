@@ -22,8 +22,10 @@ use super::baseline::Comparison;
 use super::receiver::CallbackCounts;
 use super::schedule::Pace;
 use super::stats::Section;
-use super::threshold::Verdict;
 use super::timeseries::Second;
+
+/// The gate's sections of the table (thresholds, the baseline).
+pub(super) mod table;
 
 /// Percentiles of one latency histogram, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -415,7 +417,7 @@ impl std::fmt::Display for Report {
             )?;
             writeln!(f, "  Callbacks     {}", callback_line(a))?;
         }
-        super::table::gate_sections(f, self)
+        table::gate_sections(f, self)
     }
 }
 
@@ -459,6 +461,15 @@ fn callback_line(a: &AsyncReport) -> String {
         "{}/{} received, {} duplicates, {signatures}, {} unmatched",
         a.callbacks_received, a.callbacks_expected, a.duplicates, a.unmatched_callbacks
     )
+}
+
+/// A threshold checked against a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub expression: String,
+    /// The measured figure; `null` when it had no samples.
+    pub value: Option<f64>,
+    pub met: bool,
 }
 
 #[cfg(test)]

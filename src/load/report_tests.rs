@@ -238,7 +238,7 @@ fn an_interrupted_run_says_so_in_json_and_in_the_table() {
 #[test]
 fn exit_codes_follow_the_precedence_not_made_interrupted_breached_regressed() {
     use crate::load::baseline::Comparison;
-    use crate::load::threshold::Verdict;
+    use crate::load::report::Verdict;
     let mut r = Report::build(facts(1000, 10), Some(section(&[5], &[])), None);
     assert_eq!(super::super::exit_code(&r, false), 0);
     r.baseline = Some(Comparison {

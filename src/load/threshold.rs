@@ -12,10 +12,8 @@
 //! the unit the report prints. A threshold whose figure has no samples (no latency, no
 //! request) is breached: a gate must not pass on nothing.
 
-use serde::Serialize;
-
-use super::args::Mode;
-use super::report::{Latency, Report};
+use super::mode::Mode;
+use super::report::{Latency, Report, Verdict};
 
 /// Which latency histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +61,6 @@ pub struct Threshold {
     pub op: Op,
     /// In the metric's unit: milliseconds, a fraction, or a count.
     pub value: f64,
-}
-
-/// A threshold checked against a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Verdict {
-    pub expression: String,
-    /// The measured figure; `null` when it had no samples.
-    pub value: Option<f64>,
-    pub met: bool,
 }
 
 impl Metric {

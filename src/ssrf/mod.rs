@@ -140,6 +140,25 @@ impl CallbackPolicy {
         }
     }
 
+    /// The range that refuses `ip`, in words without the address itself: what a refusal
+    /// for a resolved name may say.
+    pub fn refused_range(&self, ip: IpAddr) -> String {
+        let in_range = |v4: Ipv4Addr| ranges::special_v4(v4).map(|r| format!("an address in {r}"));
+        let found = match ip {
+            IpAddr::V4(v4) => in_range(v4),
+            IpAddr::V6(v6) => match embedded::find(v6) {
+                Some(e) => e.candidates().find_map(|c| in_range(c.ipv4)).or_else(|| {
+                    Some(format!(
+                        "{}, refused unless an opened range holds it",
+                        e.form
+                    ))
+                }),
+                None => ranges::special_v6(v6).map(|r| format!("an address in {r}")),
+            },
+        };
+        found.unwrap_or_else(|| "a refused address".to_owned())
+    }
+
     fn opens(&self, ip: IpAddr) -> bool {
         self.allowed.iter().any(|net| net.contains(&ip))
     }

@@ -111,11 +111,15 @@ impl CallbackPolicy {
         pins.map(|&(_, ip)| ip).collect()
     }
 
-    /// Refuses the host if any one of its addresses is denied.
+    /// Refuses the host if any one of its addresses is denied, naming the refused range
+    /// but never the address the name resolved to (SPEC §16: no DNS answer reaches a
+    /// caller or a log).
     fn vet_all(&self, host: &str, addrs: &[IpAddr]) -> Result<(), Refusal> {
         for &ip in addrs {
-            self.check_ip(ip)
-                .map_err(|r| Refusal(format!("host {host:?} resolves to {r}")))?;
+            if self.check_ip(ip).is_err() {
+                let range = self.refused_range(ip);
+                return Err(Refusal(format!("host {host:?} resolves to {range}")));
+            }
         }
         Ok(())
     }

@@ -52,14 +52,46 @@ pub fn install() -> PrometheusHandle {
             // Fails only when another recorder was installed first; then keep ours unused.
             let _ = metrics::set_global_recorder(recorder);
             describe();
-            // Series an operator alerts on exist from the start, at zero.
-            metrics::counter!(CALLBACK_DEFERRED).increment(0);
-            metrics::counter!(PRUNED).increment(0);
-            metrics::gauge!(CIRCUITS_OPEN).set(0.0);
+            at_zero();
             handle
         })
         .clone()
 }
+
+/// Every documented series exists from the start, at zero (SPEC §2 "Operations"): an
+/// alert on `consuma_db_errors_total` must not wait for the first error. Labelled series
+/// start with the label values they can take; HTTP series with the scrape's own.
+fn at_zero() {
+    use metrics::{counter, gauge, histogram};
+    counter!(CALLBACK_DEFERRED).increment(0);
+    counter!(PRUNED).increment(0);
+    gauge!(CIRCUITS_OPEN).set(0.0);
+    let scrape = [("route", "/metrics"), ("method", "GET"), ("status", "200")];
+    counter!(HTTP_REQUESTS, &scrape).increment(0);
+    let _ = histogram!(HTTP_DURATION, &scrape);
+    for mode in ["sync", "async"] {
+        gauge!(WORK_IN_FLIGHT, "mode" => mode).increment(0.0);
+        for outcome in ["completed", "failed"] {
+            let _ = histogram!(WORK_DURATION, "mode" => mode, "outcome" => outcome);
+        }
+    }
+    for state in ["pending", "processing"] {
+        gauge!(JOBS, "state" => state).increment(0.0);
+    }
+    for outcome in ["delivered", "retry", "failed", "expired"] {
+        counter!(CALLBACK_ATTEMPTS, "outcome" => outcome).increment(0);
+    }
+    let _ = histogram!(DELIVERY_LATENCY);
+    for op in DB_OPS {
+        counter!(DB_ERRORS, "op" => *op).increment(0);
+    }
+    for route in ["/sync", "/async"] {
+        counter!(IDEMPOTENT_REPLAYS, "route" => route).increment(0);
+    }
+}
+
+/// The `op` labels of [`DB_ERRORS`].
+pub const DB_OPS: &[&str] = &["claim", "expire", "job_counts", "ready", "record"];
 
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};

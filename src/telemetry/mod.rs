@@ -41,10 +41,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Caps the libraries that log URLs with their paths and queries.
+const NO_URLS: &str = "reqwest=warn";
+
 /// Installs the process-wide subscriber. Call once, from `main`.
 pub fn init(format: LogFormat) -> TelemetryGuard {
-    let filter =
-        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    // reqwest names whole URLs in its debug events; they never pass, whatever RUST_LOG says
+    // (SPEC §16: logs name origins only).
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
+            .add_directive(NO_URLS.parse().expect("a valid directive"))
+    };
     let fmt = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -113,13 +121,13 @@ fn otlp_provider() -> Option<SdkTracerProvider> {
     }
 }
 
-/// A URL fit for logs and spans: scheme, host, port and path, without user info or the
-/// query string (it may hold a token).
+/// A URL fit for logs and spans (SPEC §16): its origin as `scheme://host:port`, never a
+/// user, path or query (Slack-style URLs carry their token in the path, others in the
+/// query). The port is always written, the scheme's default included.
 pub fn redact_url(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.set_fragment(None);
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.to_string()
+    let host = url.host_str().unwrap_or_default();
+    match url.port_or_known_default() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    }
 }

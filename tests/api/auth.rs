@@ -233,7 +233,7 @@ async fn revoking_the_last_key_does_not_reopen_the_service(backend: Backend) {
 }
 
 async fn keys_are_printed_once_and_listed_without_the_key(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::served(backend).await;
     let out = cli(&db, &["keys", "create", "--tenant", "acme"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let printed = stdout(&out);
@@ -372,7 +372,7 @@ async fn require_auth_refuses_to_start_without_a_key(backend: Backend) {
 }
 
 async fn each_tenant_has_its_own_secret_and_unknown_tenants_have_none(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::served(backend).await;
     let secret = |args: &'static [&'static str]| {
         let db = db.clone();
         async move { cli(&db, args).await }
@@ -563,7 +563,7 @@ async fn a_rotation_signs_with_both_secrets_until_the_overlap_ends(backend: Back
 }
 
 async fn rotating_defaults_secret_warns_when_the_flag_overrides_it(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::served(backend).await;
     let out = Command::new(BIN)
         .args([
             "secret",

@@ -128,8 +128,9 @@ async fn the_default_database_is_created_under_data() {
 
 #[tokio::test]
 async fn the_secret_command_prints_the_same_stored_secret_every_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    // The commands never create a database: `serve` made this one.
+    let db = crate::helpers::TestDb::served(crate::helpers::Backend::Sqlite).await;
+    let url = db.url.clone();
     let print = || async {
         let out = Command::new(BIN)
             .args(["secret", "--database-url", &url])

@@ -16,7 +16,7 @@ use crate::both_backends;
 use crate::helpers::{BIN, Backend, TestApp, TestDb, work};
 
 /// Half of a request head: a client that stalls inside its headers.
-const HALF_HEADERS: &[u8] = b"POST /sync HTTP/1.1\r\nHost: consuma\r\nContent-Ty";
+const HALF_HEADERS: &[u8] = b"POST /sync HTTP/1.1\r\nHost: localhost\r\nContent-Ty";
 
 async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.addr).await.expect("connect")
@@ -60,7 +60,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
         .await;
     let mut conn = connect(&app).await;
     let started = Instant::now();
-    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: consuma\r\n\r\n")
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let received = read_until_closed(&mut conn, Duration::from_secs(20)).await;
@@ -88,7 +88,7 @@ async fn a_stalled_body_gets_a_408_problem_after_the_body_timeout_and_the_connec
         .await;
     let mut conn = connect(&app).await;
     let started = Instant::now();
-    let head = "POST /sync HTTP/1.1\r\nHost: consuma\r\nContent-Type: application/json\r\n\
+    let head = "POST /sync HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
                 Content-Length: 100\r\n\r\n{\"text\": ";
     conn.write_all(head.as_bytes()).await.unwrap();
     let received = read_until_closed(&mut conn, Duration::from_secs(20)).await;
@@ -116,7 +116,7 @@ async fn a_body_sent_slowly_but_within_the_body_timeout_is_accepted() {
     let mut conn = connect(&app).await;
     let body = r#"{"text": "slow but steady"}"#;
     let head = format!(
-        "POST /sync HTTP/1.1\r\nHost: consuma\r\nContent-Type: application/json\r\n\
+        "POST /sync HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
@@ -140,7 +140,7 @@ async fn connections_beyond_the_cap_wait_in_the_accept_queue_until_one_closes() 
     let _second = connect(&app).await;
     let mut third = connect(&app).await;
     third
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: consuma\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut byte = [0u8; 1];

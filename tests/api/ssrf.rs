@@ -105,11 +105,12 @@ async fn names_resolving_to_denied_addresses_are_refused_at_delivery(backend: Ba
         .arg("--callback-dns-server", dns.addr)
         .spawn()
         .await;
+    // The reason names the refused range, never the address the name resolved to.
     for (host, denied) in [
-        ("rebind.test", "127.0.0.1"),
-        ("rebind.dns.test", "127.0.0.1"),
-        ("mixed.dns.test", "127.0.0.1"),
-        ("dual.dns.test", "::1"),
+        ("rebind.test", "loopback 127.0.0.0/8"),
+        ("rebind.dns.test", "loopback 127.0.0.0/8"),
+        ("mixed.dns.test", "loopback 127.0.0.0/8"),
+        ("dual.dns.test", "loopback ::1/128"),
     ] {
         let url = format!("http://{host}:{port}/hook");
         let id = app.submit_async("x", &url).await;
@@ -124,6 +125,7 @@ async fn names_resolving_to_denied_addresses_are_refused_at_delivery(backend: Ba
             reason.contains("refused") && reason.contains(denied),
             "{url}: {reason}"
         );
+        assert!(!reason.contains("127.0.0.1"), "{url}: {reason}");
     }
     assert_eq!(
         connections.load(Ordering::SeqCst),

@@ -307,7 +307,9 @@ async fn a_name_pinned_to_a_denied_address_is_refused_without_connecting() {
     assert_eq!(outcome.status_code, None);
     let error = outcome.error.unwrap();
     assert!(error.starts_with("refused by callback policy: "), "{error}");
-    assert!(error.contains("127.0.0.1"), "{error}");
+    // The range, never the address the name resolved to (SPEC §16).
+    assert!(error.contains("loopback 127.0.0.0/8"), "{error}");
+    assert!(!error.contains("127.0.0.1"), "{error}");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         connections.load(Ordering::SeqCst),
@@ -465,7 +467,11 @@ async fn a_dns_answer_with_one_denied_address_is_refused_without_connecting() {
     let url = format!("http://mixed.dns.test:{}/hook", addr.port());
     let outcome = client.attempt(delivery(&url)).await;
     assert_eq!(outcome.verdict, Verdict::Permanent, "{outcome:?}");
-    assert!(outcome.error.unwrap().contains("127.0.0.1"));
+    let error = outcome.error.unwrap();
+    assert!(
+        error.contains("loopback 127.0.0.0/8") && !error.contains("127.0.0.1"),
+        "{error}"
+    );
     assert_eq!(connections.load(Ordering::SeqCst), 0);
 }
 

@@ -22,6 +22,7 @@ mod checkpoint;
 mod claim;
 mod counts;
 mod current;
+mod files;
 mod housekeeping;
 mod ops;
 mod queries;
@@ -71,11 +72,7 @@ impl SqliteStore {
     /// Opens the database file (creating it and its folder), migrates it, and starts the
     /// writer thread.
     pub async fn open(path: &Path, sync: SqliteSynchronous) -> StoreResult<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
+        files::prepare(path)?;
         migrate(path).await?;
         let conn = open_writer(path, sync)?;
         Ok(Self {

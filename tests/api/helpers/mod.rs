@@ -60,7 +60,8 @@ pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const PG_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Whether PostgreSQL tests can run. When the server does not answer within 3 s, a local
-/// run prints "skipped" and the test returns; under CI (`CI` set) the test fails, since
+/// run writes a `SKIPPED …: <test>` line to the terminal (past libtest's capture) and the
+/// test returns; under CI (`CI` set) the test fails, since
 /// the PostgreSQL half of the suite must not silently vanish there.
 pub async fn postgres_available() -> bool {
     static REACHABLE: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
@@ -73,8 +74,21 @@ pub async fn postgres_available() -> bool {
              (start it with `pg_ctlcluster --skip-systemctl-redirect 15 main start`)"
         );
     }
-    eprintln!("skipped: PostgreSQL unavailable at {PG_ADDR}");
+    report_skip();
     false
+}
+
+/// Says, past libtest's capture, that this test's PostgreSQL half did not run: the
+/// capture takes `println!`/`eprintln!` (a skipped test would show only `ok`), not writes
+/// to the stderr handle itself. libtest names each test's thread after the test.
+fn report_skip() {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let line = format!(
+        "SKIPPED (PostgreSQL unavailable at {PG_ADDR}; set CI=1 to fail instead): {test}\n"
+    );
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 async fn postgres_answers() -> bool {
@@ -126,6 +140,15 @@ impl TestDb {
             backend,
             owned: Arc::new(OwnedDb { dir, pg_name }),
         }
+    }
+
+    /// A database `consuma serve` has created (and stopped): what `consuma keys …` and
+    /// `consuma secret …` need, since they never create one.
+    pub async fn served(backend: Backend) -> Self {
+        let db = Self::new(backend).await;
+        let mut app = TestApp::builder_on(db.clone()).spawn().await;
+        app.terminate().await;
+        db
     }
 
     /// The same database's lifetime (its scratch directory), another URL: a SQLite file

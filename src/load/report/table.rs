@@ -3,7 +3,7 @@
 
 use std::fmt::{Formatter, Result};
 
-use super::report::Report;
+use super::Report;
 
 /// Writes the THRESHOLDS and BASELINE sections (nothing when neither was asked for).
 pub fn gate_sections(f: &mut Formatter<'_>, report: &Report) -> Result {
