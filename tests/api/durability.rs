@@ -74,7 +74,15 @@ async fn a_graceful_shutdown_drains_in_flight_work(backend: Backend) {
     let (client, url) = (app.client.clone(), app.url("/sync"));
     let in_flight =
         tokio::spawn(async move { client.post(url).json(&work("inline", 1)).send().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both works have started (the async one claimed, the sync one admitted): only then
+    // is there anything in flight to drain.
+    app.wait_json(
+        "/requests?status=processing",
+        "both works in flight",
+        Duration::from_secs(30),
+        |v| v["total"] == 2,
+    )
+    .await;
     let pid = nix::unistd::Pid::from_raw(app.pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;

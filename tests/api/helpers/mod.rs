@@ -498,6 +498,29 @@ impl TestApp {
         }
     }
 
+    /// Polls GET `path` until `ok` holds for its JSON (the event a test waits for, instead
+    /// of a sleep that guesses how long it takes), or panics naming `what` after `within`.
+    pub async fn wait_json(
+        &self,
+        path: &str,
+        what: &str,
+        within: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let v = self.get_json(path).await;
+            if ok(&v) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not seen in {within:?} ({path}: {v:#})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The value of one sample in /metrics, e.g. `consuma_work_in_flight{mode="sync"}`.
     pub async fn metric(&self, series: &str) -> Option<f64> {
         let text = self
