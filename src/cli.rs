@@ -99,6 +99,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSUMA_WORK_DELAY_MS", default_value_t = 200)]
     pub work_delay_ms: u64,
 
+    /// A TOML file of the operator's works (`[works.NAME]` tables, SPEC §13); without it
+    /// only the built-in `text` exists.
+    #[arg(long, env = "CONSUMA_WORKS")]
+    pub works: Option<std::path::PathBuf>,
+
     /// Async jobs run at once by this instance; 0 runs an accept-only (API) node.
     #[arg(long, env = "CONSUMA_WORKERS", default_value_t = 256)]
     pub workers: usize,

@@ -134,6 +134,8 @@ pub struct Config {
     pub sqlite_synchronous: SqliteSynchronous,
     pub database_max_connections: u32,
     pub work_delay: Duration,
+    /// The works file's works (`--works`), checked (SPEC §13).
+    pub works: Vec<crate::works::WorkSpec>,
     pub workers: usize,
     pub lease: Duration,
     pub callback_max_attempts: u32,
@@ -248,6 +250,12 @@ impl Config {
                 0,
                 600_000,
             )?),
+            works: match &a.works {
+                Some(path) => {
+                    crate::works::file::load(path).map_err(|e| ConfigError(e.to_string()))?
+                }
+                None => Vec::new(),
+            },
             workers: in_range("workers", a.workers, 0, 100_000)?,
             lease: Duration::from_secs(in_range("lease-secs", a.lease_secs, 2, 3600)?),
             callback_max_attempts: in_range(

@@ -29,3 +29,4 @@ mod schema;
 mod ssrf;
 mod sync;
 mod tenants;
+mod works_file;
