@@ -29,7 +29,22 @@ impl Application {
     /// Opens the store, loads API keys and signing secrets (generating `default`'s at
     /// first start), binds the listener. With `--require-auth` and no key in the database
     /// it fails with a [`ConfigError`] (exit status 2).
-    pub async fn build(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        Self::build_with(config, shutdown, crate::works::WorksBuilder::new()).await
+    }
+
+    /// [`Application::build`] serving `works` (an embedder's own works) besides `text`
+    /// and the works file's.
+    pub async fn build_with(
+        mut config: Config,
+        shutdown: CancellationToken,
+        works: crate::works::WorksBuilder,
+    ) -> anyhow::Result<Self> {
+        let works = works
+            .text_delay(config.work_delay)
+            .specs(config.works.clone())
+            .build()
+            .map_err(|e| ConfigError(format!("{e:#}")))?;
         let options = store::StoreOptions {
             sqlite_synchronous: config.sqlite_synchronous,
             pg_max_connections: config.database_max_connections,
@@ -114,6 +129,7 @@ impl Application {
             keys: auth.keys.clone(),
             metrics: metrics::install(),
             shutdown,
+            works: Arc::new(works),
         };
         Ok(Self {
             listener,
@@ -173,10 +189,16 @@ impl Application {
 
 /// `consuma serve`: logs, signals, build, run. Returns the exit status.
 pub async fn serve(config: Config) -> anyhow::Result<u8> {
+    serve_with(config, crate::works::WorksBuilder::new()).await
+}
+
+/// [`serve`] with an embedder's own works (SPEC §13 "Embedding"): what a binary built on
+/// this library calls from `main`.
+pub async fn serve_with(config: Config, works: crate::works::WorksBuilder) -> anyhow::Result<u8> {
     let _telemetry = crate::telemetry::init(config.log_format);
     let shutdown = CancellationToken::new();
     crate::shutdown::cancel_on_signals(shutdown.clone());
-    let app = match Application::build(config, shutdown).await {
+    let app = match Application::build_with(config, shutdown, works).await {
         Ok(app) => app,
         Err(e) => match e.downcast_ref::<ConfigError>() {
             Some(bad) => {

@@ -138,6 +138,7 @@ impl Intake {
             origin: url.map(origin_of),
             trace_id: trace_id.to_owned(),
             created_at: Utc::now(),
+            work: None,
         }
     }
 

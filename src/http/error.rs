@@ -383,6 +383,7 @@ pub const PROBLEMS: &[(&str, &str)] = &[
 pub fn problem_description(slug: &str) -> Option<&'static str> {
     PROBLEMS
         .iter()
+        .chain(super::works::PROBLEMS)
         .find(|(known, _)| *known == slug)
         .map(|(_, text)| *text)
 }

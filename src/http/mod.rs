@@ -14,6 +14,8 @@ pub mod state;
 pub mod submit;
 /// The operator console at /ui (SPEC §11): embedded files, a client of the routes above.
 pub mod ui;
+/// Work routes: POST /sync/{work}, GET /works (SPEC §13).
+pub mod works;
 
 use axum::Router;
 use utoipa::OpenApi;
@@ -29,6 +31,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(submit::post_sync))
         .routes(routes!(submit::post_async))
+        .routes(routes!(works::post_sync_work))
+        .routes(routes!(works::list_works))
         .routes(routes!(requests::list_requests))
         .routes(routes!(requests::get_request))
         .routes(routes!(redeliver::redeliver_one))

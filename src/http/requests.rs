@@ -125,6 +125,9 @@ pub struct RequestDetail {
     /// 32 hex digits; the callback's `traceparent` continues this trace.
     pub trace_id: String,
     pub attempts: Vec<AttemptOut>,
+    /// The work the request named (SPEC §13): `text` or a configured work.
+    #[schema(example = "text")]
+    pub work: String,
 }
 
 impl TryFrom<RequestRecord> for RequestDetail {
@@ -153,6 +156,9 @@ impl TryFrom<RequestRecord> for RequestDetail {
             callback_next_attempt_at: r.callback_next_attempt_at.map(ts),
             trace_id: r.trace_id,
             attempts: r.attempts.into_iter().map(AttemptOut::from).collect(),
+            work: r
+                .work
+                .unwrap_or_else(|| crate::works::registry::TEXT.to_owned()),
         })
     }
 }

@@ -56,6 +56,8 @@ pub struct NewRequest {
     pub origin: Option<String>,
     pub trace_id: String,
     pub created_at: DateTime<Utc>,
+    /// The work named (SPEC §13); `None` for the built-in `text`.
+    pub work: Option<String>,
 }
 
 /// Backlog limits an async admission must respect (SPEC §9, §10); 0 = no limit.
@@ -181,6 +183,8 @@ pub struct RequestRecord {
     pub callback_next_attempt_at: Option<DateTime<Utc>>,
     pub trace_id: String,
     pub attempts: Vec<AttemptRecord>,
+    /// The work named (SPEC §13); `None` for the built-in `text`.
+    pub work: Option<String>,
 }
 
 /// One row of GET /requests.

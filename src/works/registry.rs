@@ -48,9 +48,30 @@ pub struct RegisteredWork {
     pub name: String,
     pub work: Arc<dyn Work>,
     pub settings: WorkSettings,
+    /// `max_in_flight` permits: an attempt holds one while it runs.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// The idempotency scope of its sync route: `POST /sync` for `text` (so `/sync` and
+    /// `/sync/text` share keys), `POST /sync/NAME` otherwise (§17: tenant, mode, work).
+    /// Made once per work at start, so leaking it is bounded.
+    pub sync_scope: &'static str,
 }
 
 impl RegisteredWork {
+    pub fn new(name: &str, work: Arc<dyn Work>, settings: WorkSettings) -> Self {
+        let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight as usize));
+        let sync_scope = match name {
+            TEXT => crate::idempotency::SYNC_SCOPE,
+            name => Box::leak(format!("POST /sync/{name}").into_boxed_str()),
+        };
+        Self {
+            name: name.to_owned(),
+            work,
+            settings,
+            slots,
+            sync_scope,
+        }
+    }
+
     /// Whether `tenant` may call it (others are told it does not exist).
     pub fn allows(&self, tenant: &str) -> bool {
         self.settings
@@ -148,30 +169,27 @@ impl WorksBuilder {
 
     /// An embedder's own work under `name` (`^[a-z][a-z0-9-]{0,62}$`, not `text`).
     pub fn work(mut self, name: &str, work: impl Work, settings: WorkSettings) -> Self {
-        self.custom.push(RegisteredWork {
-            name: name.to_owned(),
-            work: Arc::new(work),
-            settings,
-        });
+        self.custom
+            .push(RegisteredWork::new(name, Arc::new(work), settings));
         self
     }
 
     /// The registry, or why a name cannot be served (bad, reserved or given twice).
     pub fn build(self) -> anyhow::Result<Registry> {
         let mut works = BTreeMap::new();
-        let text = RegisteredWork {
-            name: TEXT.into(),
-            work: Arc::new(TextWork {
+        let text = RegisteredWork::new(
+            TEXT,
+            Arc::new(TextWork {
                 delay: self.text_delay,
             }),
-            settings: WorkSettings {
+            WorkSettings {
                 timeout: self.text_delay + Duration::from_secs(30),
                 max_in_flight: 10_000,
                 max_attempts: 1,
                 input_schema: None,
                 tenants: None,
             },
-        };
+        );
         works.insert(TEXT.to_owned(), text);
         let from_file = self.specs.into_iter().map(|spec| {
             let settings = WorkSettings {
@@ -182,11 +200,7 @@ impl WorksBuilder {
                 tenants: spec.tenants.clone(),
             };
             let name = spec.name.clone();
-            HttpWork::new(spec).map(|w| RegisteredWork {
-                name,
-                work: Arc::new(w),
-                settings,
-            })
+            HttpWork::new(spec).map(|w| RegisteredWork::new(&name, Arc::new(w), settings))
         });
         for work in from_file
             .collect::<anyhow::Result<Vec<_>>>()?

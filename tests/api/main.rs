@@ -30,3 +30,4 @@ mod ssrf;
 mod sync;
 mod tenants;
 mod works_file;
+mod works_sync;

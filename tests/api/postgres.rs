@@ -221,6 +221,7 @@ mod store {
             callback_url: Some("http://127.0.0.1:9/hook".into()),
             trace_id: "0".repeat(32),
             created_at: Utc::now(),
+            work: None,
         }
     }
 

@@ -54,6 +54,7 @@ fn record(r: &Row<'_>) -> StoreResult<RequestRecord> {
         callback_next_attempt_at: None,
         trace_id: r.get("trace_id")?,
         attempts: Vec::new(),
+        work: r.get("work")?,
     })
 }
 
