@@ -45,6 +45,7 @@ impl Application {
             .specs(config.works.clone())
             .build()
             .map_err(|e| ConfigError(format!("{e:#}")))?;
+        let works = Arc::new(works);
         let options = store::StoreOptions {
             sqlite_synchronous: config.sqlite_synchronous,
             pg_max_connections: config.database_max_connections,
@@ -98,6 +99,7 @@ impl Application {
                             .callback_max_in_flight_per_destination,
                         breaker_cooldown: config.callback_breaker_cooldown,
                         expire_after: config.callback_expire_after,
+                        works: works.clone(),
                     },
                 ))
             }
@@ -129,7 +131,7 @@ impl Application {
             keys: auth.keys.clone(),
             metrics: metrics::install(),
             shutdown,
-            works: Arc::new(works),
+            works,
         };
         Ok(Self {
             listener,

@@ -22,6 +22,10 @@ struct CallbackBody<'a> {
     result: Option<&'a RawValue>,
     error: Option<&'a str>,
     timestamp: String,
+    /// The work's name (SPEC §13); absent for records that name none (`text`, and every
+    /// record made before works), so their bytes stay what they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    work: Option<&'a str>,
 }
 
 /// The callback body for a finished request: `status` is `completed` with the result and a
@@ -52,6 +56,16 @@ pub fn stored_callback_body(
     result: Result<&str, &str>,
     finalised_at: DateTime<Utc>,
 ) -> String {
+    work_callback_body(request_id, result, finalised_at, None)
+}
+
+/// [`stored_callback_body`] of a request naming `work`: the same members and `"work"`.
+pub fn work_callback_body(
+    request_id: uuid::Uuid,
+    result: Result<&str, &str>,
+    finalised_at: DateTime<Utc>,
+    work: Option<&str>,
+) -> String {
     let raw = match result {
         Ok(json) => RawValue::from_string(json.to_owned()).ok(),
         Err(_) => None,
@@ -67,6 +81,7 @@ pub fn stored_callback_body(
         error,
         // Truncated to milliseconds, as the record keeps it.
         timestamp: finalised_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        work,
     };
     serde_json::to_string(&body).expect("a callback body always serialises")
 }

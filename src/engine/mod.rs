@@ -63,6 +63,8 @@ pub struct EngineConfig {
     pub breaker_cooldown: Duration,
     /// `--callback-expire-after-secs`.
     pub expire_after: Duration,
+    /// The works this instance runs (SPEC §13).
+    pub works: Arc<crate::works::Registry>,
 }
 
 pub struct Engine {

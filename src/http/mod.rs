@@ -16,6 +16,8 @@ pub mod submit;
 pub mod ui;
 /// Work routes: POST /sync/{work}, GET /works (SPEC §13).
 pub mod works;
+/// POST /async/{work} (SPEC §13).
+pub mod works_async;
 
 use axum::Router;
 use utoipa::OpenApi;
@@ -33,6 +35,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(submit::post_async))
         .routes(routes!(works::post_sync_work))
         .routes(routes!(works::list_works))
+        .routes(routes!(works_async::post_async_work))
         .routes(routes!(requests::list_requests))
         .routes(routes!(requests::get_request))
         .routes(routes!(redeliver::redeliver_one))

@@ -27,14 +27,7 @@ use crate::store::{
     Admission, AdmissionLimits, FinishedWork, Mode, NewRequest, RequestStatus, StoredResponse,
 };
 use crate::works::registry::{RegisteredWork, TEXT};
-use crate::works::upstream::human;
 use crate::works::{WorkCall, WorkError, WorkErrorKind};
-
-/// Attempts of each work by outcome (`completed`, `rejected`, `bad_answer`,
-/// `unavailable`, `timeout`, `failed`); `work` is a configured name only.
-pub const WORK_ATTEMPTS: &str = "consuma_work_attempts_total";
-/// Seconds per work attempt, by work.
-pub const WORK_ATTEMPT_DURATION: &str = "consuma_work_attempt_duration_seconds";
 
 /// The problem types of work routes, served by `GET /problems/{slug}` with the others.
 pub const PROBLEMS: &[(&str, &str)] = &[
@@ -251,25 +244,7 @@ impl SyncAttempt {
                 .unwrap_or_else(|| self.request_id.to_string()),
             attempt: 1,
         };
-        let started = Instant::now();
-        let performed = tokio::time::timeout_at(self.deadline, self.work.work.perform(&call));
-        let outcome = performed.await.unwrap_or_else(|_| {
-            Err(WorkError::new(
-                WorkErrorKind::Timeout,
-                format!(
-                    "upstream timed out after {}",
-                    human(self.work.settings.timeout)
-                ),
-            ))
-        });
-        let label = outcome
-            .as_ref()
-            .map_or_else(WorkError::outcome, |_| "completed");
-        let work = self.work.name.clone();
-        metrics::counter!(WORK_ATTEMPTS, "work" => work.clone(), "outcome" => label).increment(1);
-        metrics::histogram!(WORK_ATTEMPT_DURATION, "work" => work)
-            .record(started.elapsed().as_secs_f64());
-        outcome
+        crate::works::run::attempt_once(&self.work, &call, self.deadline).await
     }
 
     /// The response to send (and keep, on success) and the record's end.
@@ -361,7 +336,7 @@ fn answer(stored: &StoredResponse, request_id: &str) -> Response {
     response
 }
 
-fn replayed(stored: StoredResponse) -> Response {
+pub(super) fn replayed(stored: StoredResponse) -> Response {
     let id = serde_json::from_str::<Value>(&stored.body)
         .ok()
         .and_then(|v| v["request_id"].as_str().map(str::to_owned))

@@ -369,6 +369,8 @@ pub struct ClaimedJob {
     pub completed_at: Option<DateTime<Utc>>,
     /// When this delivery expires (set when the work ends or on redelivery).
     pub expires_at: Option<DateTime<Utc>>,
+    /// The work the request names (SPEC §13); `None` for `text`.
+    pub work: Option<String>,
 }
 
 /// What a claim asks for (see [`Store::claim_due_jobs`](super::Store::claim_due_jobs)).

@@ -14,8 +14,12 @@
 mod env;
 /// The works file.
 pub mod file;
+/// The upstream body of an async request.
+pub mod input;
 /// Works by name.
 pub mod registry;
+/// An async request's attempts.
+pub mod run;
 /// Input schemas.
 pub mod schema;
 /// The built-in `text` work behind the trait.

@@ -54,14 +54,22 @@ pub struct RegisteredWork {
     /// `/sync/text` share keys), `POST /sync/NAME` otherwise (§17: tenant, mode, work).
     /// Made once per work at start, so leaking it is bounded.
     pub sync_scope: &'static str,
+    /// The same for its async route: `POST /async` for `text`, `POST /async/NAME`.
+    pub async_scope: &'static str,
 }
 
 impl RegisteredWork {
     pub fn new(name: &str, work: Arc<dyn Work>, settings: WorkSettings) -> Self {
         let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight as usize));
-        let sync_scope = match name {
-            TEXT => crate::idempotency::SYNC_SCOPE,
-            name => Box::leak(format!("POST /sync/{name}").into_boxed_str()),
+        let (sync_scope, async_scope) = match name {
+            TEXT => (
+                crate::idempotency::SYNC_SCOPE,
+                crate::idempotency::ASYNC_SCOPE,
+            ),
+            name => (
+                &*Box::leak(format!("POST /sync/{name}").into_boxed_str()),
+                &*Box::leak(format!("POST /async/{name}").into_boxed_str()),
+            ),
         };
         Self {
             name: name.to_owned(),
@@ -69,6 +77,7 @@ impl RegisteredWork {
             settings,
             slots,
             sync_scope,
+            async_scope,
         }
     }
 
@@ -102,6 +111,11 @@ impl Registry {
     /// may not call it.
     pub fn get(&self, name: &str, tenant: &str) -> Option<&RegisteredWork> {
         self.works.get(name).filter(|w| w.allows(tenant))
+    }
+
+    /// The work `name` whoever asks (the engine runs what was admitted).
+    pub fn named(&self, name: &str) -> Option<&RegisteredWork> {
+        self.works.get(name)
     }
 
     /// Every work `tenant` may call, by name.

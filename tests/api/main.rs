@@ -29,5 +29,6 @@ mod schema;
 mod ssrf;
 mod sync;
 mod tenants;
+mod works_async;
 mod works_file;
 mod works_sync;

@@ -10,7 +10,7 @@ use crate::both_backends;
 use crate::helpers::{Backend, TestApp, work};
 
 /// The routes the router serves, apart from the Swagger UI under /docs.
-const SERVED: [&str; 15] = [
+const SERVED: [&str; 16] = [
     "/sync",
     "/async",
     "/requests",
@@ -25,6 +25,7 @@ const SERVED: [&str; 15] = [
     "/problems/{slug}",
     "/openapi.json",
     "/sync/{work}",
+    "/async/{work}",
     "/works",
 ];
 
