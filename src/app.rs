@@ -100,6 +100,7 @@ impl Application {
                         breaker_cooldown: config.callback_breaker_cooldown,
                         expire_after: config.callback_expire_after,
                         works: works.clone(),
+                        work_workers: config.work_workers,
                     },
                 ))
             }

@@ -104,6 +104,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSUMA_WORKS")]
     pub works: Option<std::path::PathBuf>,
 
+    /// Upstream calls of works (SPEC §17 "Two pools") this instance makes at once for
+    /// async requests, 1 to 10,000; a job waiting for one holds no delivery worker.
+    #[arg(long, env = "CONSUMA_WORK_WORKERS", default_value_t = 256)]
+    pub work_workers: usize,
+
     /// Async jobs run at once by this instance; 0 runs an accept-only (API) node.
     #[arg(long, env = "CONSUMA_WORKERS", default_value_t = 256)]
     pub workers: usize,

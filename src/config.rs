@@ -136,6 +136,8 @@ pub struct Config {
     pub work_delay: Duration,
     /// The works file's works (`--works`), checked (SPEC §13).
     pub works: Vec<crate::works::WorkSpec>,
+    /// `--work-workers`: upstream calls of async works at once.
+    pub work_workers: usize,
     pub workers: usize,
     pub lease: Duration,
     pub callback_max_attempts: u32,
@@ -256,6 +258,7 @@ impl Config {
                 }
                 None => Vec::new(),
             },
+            work_workers: in_range("work-workers", a.work_workers, 1, 10_000)?,
             workers: in_range("workers", a.workers, 0, 100_000)?,
             lease: Duration::from_secs(in_range("lease-secs", a.lease_secs, 2, 3600)?),
             callback_max_attempts: in_range(

@@ -220,7 +220,14 @@ impl Engine {
         let expires = job.created_at + self.config.expire_after;
         let left = (expires - Utc::now()).to_std().unwrap_or_default();
         let deadline = tokio::time::Instant::now() + left;
-        crate::works::run::run_attempts(work, call, self.config.base_delay, deadline).await
+        let attempts = crate::works::run::run_attempts(
+            work,
+            call,
+            self.config.base_delay,
+            deadline,
+            &self.work_pool,
+        );
+        self.without_seat(attempts).await
     }
 }
 

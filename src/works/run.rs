@@ -26,15 +26,16 @@ pub async fn run_attempts(
     mut call: WorkCall,
     base_delay: Duration,
     deadline: Instant,
+    pool: &tokio::sync::Semaphore,
 ) -> Result<String, String> {
     let attempts = work.settings.max_attempts.max(1);
     let mut last = String::from("expired: the work did not start before the request expired");
     for attempt in 1..=attempts {
         call.attempt = attempt;
-        let Ok(slot) = tokio::time::timeout_at(deadline, work.slots.acquire()).await else {
+        let slots = async { (work.slots.acquire().await, pool.acquire().await) };
+        let Ok(slot) = tokio::time::timeout_at(deadline, slots).await else {
             break;
         };
-        let slot = slot.expect("a work's slots are never closed");
         let outcome = attempt_once(work, &call, deadline).await;
         drop(slot);
         let e = match outcome {
@@ -120,6 +121,10 @@ mod tests {
         RegisteredWork::new("flaky", Arc::new(w), settings)
     }
 
+    fn pool() -> tokio::sync::Semaphore {
+        tokio::sync::Semaphore::new(4)
+    }
+
     fn far() -> Instant {
         Instant::now() + Duration::from_secs(3600)
     }
@@ -135,6 +140,7 @@ mod tests {
             WorkCall::new("{}", "t"),
             Duration::from_millis(10),
             far(),
+            &pool(),
         )
         .await;
         assert_eq!(out.as_deref(), Ok(r#"{"n":3}"#));
@@ -144,6 +150,7 @@ mod tests {
             WorkCall::new("{}", "t"),
             Duration::from_millis(10),
             far(),
+            &pool(),
         )
         .await;
         assert_eq!(out, Err("attempt 3 failed".into()));
@@ -157,6 +164,7 @@ mod tests {
             WorkCall::new("{}", "t"),
             Duration::from_millis(10),
             far(),
+            &pool(),
         )
         .await;
         assert_eq!(out, Err("attempt 1 failed".into()));
@@ -174,6 +182,7 @@ mod tests {
             WorkCall::new("{}", "t"),
             Duration::from_secs(1),
             deadline,
+            &pool(),
         )
         .await;
         let error = out.unwrap_err();

@@ -215,3 +215,51 @@ both_backends!(
     bad_async_bodies_are_refused_in_order,
     a_crash_mid_work_runs_it_again_with_the_same_key_and_calls_back_once,
 );
+
+/// §13 "Isolation": jobs of a work whose upstream never answers hold no delivery worker,
+/// so healthy works and `text` are called back while the hung attempts are still open.
+async fn a_hung_upstream_costs_other_works_and_callbacks_nothing(backend: Backend) {
+    let (up, receiver, dir) = (
+        Upstream::start().await,
+        Receiver::ok().await,
+        tempfile::tempdir().unwrap(),
+    );
+    let text = format!(
+        "[works.hang]\nkind = \"http\"\nurl = \"{}\"\ntimeout = \"60s\"\nmax_in_flight = 64\n\n[works.ok]\nkind = \"http\"\nurl = \"{}\"\n",
+        up.url("/hang"),
+        up.url("/ok")
+    );
+    std::fs::write(dir.path().join("works.toml"), text).unwrap();
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--works", dir.path().join("works.toml").display())
+        .arg("--workers", 4)
+        .arg("--work-delay-ms", 0)
+        .spawn()
+        .await;
+    let hung = 30;
+    for _ in 0..hung {
+        let body = json!({"callback_url": receiver.url("/hung")}).to_string();
+        assert_eq!(submit(&app, "hang", &body).await.0, 202);
+    }
+    up.wait_for(hung).await;
+    for i in 0..10 {
+        app.submit_async(&format!("t{i}"), &receiver.url("/text"))
+            .await;
+        let body = json!({"i": i, "callback_url": receiver.url("/healthy")}).to_string();
+        assert_eq!(submit(&app, "ok", &body).await.0, 202);
+    }
+    let hits = receiver.wait_for(20, Duration::from_secs(50)).await;
+    assert!(
+        hits.iter().all(|h| h.path != "/hung"),
+        "no hung attempt has ended"
+    );
+    let open = up.seen().iter().filter(|s| s.path == "/hang").count();
+    assert_eq!(
+        open, hung,
+        "all {hung} hung attempts (over the 4 workers) are still open"
+    );
+    assert_eq!(hits.iter().filter(|h| h.path == "/healthy").count(), 10);
+}
+
+both_backends!(a_hung_upstream_costs_other_works_and_callbacks_nothing);
