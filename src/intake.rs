@@ -138,7 +138,8 @@ impl Intake {
             origin: url.map(origin_of),
             trace_id: trace_id.to_owned(),
             created_at: Utc::now(),
-            work: None,
+            // Records made before works name none; their callbacks keep the old shape.
+            work: Some(crate::works::registry::TEXT.to_owned()),
         }
     }
 

@@ -22,8 +22,8 @@ struct CallbackBody<'a> {
     result: Option<&'a RawValue>,
     error: Option<&'a str>,
     timestamp: String,
-    /// The work's name (SPEC §13); absent for records that name none (`text`, and every
-    /// record made before works), so their bytes stay what they were.
+    /// The work's name (SPEC §13, `text` included); absent for records that name none
+    /// (every record made before works), so their bytes stay what they were (§17).
     #[serde(skip_serializing_if = "Option::is_none")]
     work: Option<&'a str>,
 }
@@ -171,6 +171,22 @@ mod tests {
         assert_eq!(
             callback_body(id(), Err("boom"), at()),
             stored_callback_body(id(), Err("boom"), at())
+        );
+    }
+
+    #[test]
+    fn a_work_is_named_last_and_records_without_one_keep_the_old_shape() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 7, 5, 0, 0).unwrap();
+        let id = uuid::Uuid::nil();
+        let old = stored_callback_body(id, Ok("{}"), at);
+        assert_eq!(old, work_callback_body(id, Ok("{}"), at, None));
+        assert!(!old.contains("\"work\""), "{old}");
+        let named = work_callback_body(id, Err("boom"), at, Some("pdf"));
+        assert!(named.ends_with(r#","work":"pdf"}"#), "{named}");
+        let v: Value = serde_json::from_str(&named).unwrap();
+        assert_eq!(
+            (v["status"].as_str(), v["error"].as_str()),
+            (Some("failed"), Some("boom"))
         );
     }
 }
