@@ -195,6 +195,7 @@ impl Intake {
                     output_data: Some(serde_json::to_string(&body.result).expect("serialisable")),
                     error: None,
                     completed_at,
+                    work_attempts: None,
                 };
                 let key = claim.map(|c| (c, Some(response.clone())));
                 self.store.finish_sync(request_id, done, key).await?;
@@ -210,6 +211,7 @@ impl Intake {
                     output_data: None,
                     error: Some(error.clone()),
                     completed_at,
+                    work_attempts: None,
                 };
                 // Only successes are kept: a retry with this key may try again.
                 self.store

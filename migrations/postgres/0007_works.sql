@@ -2,3 +2,7 @@
 -- record made before works existed). A nullable column without a default: no table
 -- rewrite on either backend.
 ALTER TABLE requests ADD COLUMN work TEXT;
+-- Each upstream attempt of a work (SPEC §13 "Async"): a JSON array of {attempt,
+-- started_at, duration_ms, status_code, error}, written with the work's end; NULL for
+-- `text` and for records made before works.
+ALTER TABLE requests ADD COLUMN work_attempts TEXT;

@@ -171,14 +171,18 @@ impl Engine {
             .and_then(|i| {
                 WorkInput::new(i.text, i.count).map_err(|_| "stored input out of range".to_owned())
             });
-        let result = match (job.work.as_deref(), input) {
+        let (result, work_attempts) = match (job.work.as_deref(), input) {
             (Some(name), _) if name != crate::works::registry::TEXT => {
-                self.run_named_work(job, name).await
+                let (result, attempts) = self.run_named_work(job, name).await;
+                (result, Some(crate::works::run::attempts_json(&attempts)))
             }
-            (_, Ok(input)) => run_work(&input, self.config.work_delay, Mode::Async)
-                .await
-                .map(|r| delivery::payload::result_json(&r)),
-            (_, Err(e)) => Err(format!("the stored input cannot be read: {e}")),
+            (_, Ok(input)) => (
+                run_work(&input, self.config.work_delay, Mode::Async)
+                    .await
+                    .map(|r| delivery::payload::result_json(&r)),
+                None,
+            ),
+            (_, Err(e)) => (Err(format!("the stored input cannot be read: {e}")), None),
         };
         let completed_at = Utc::now();
         let done = FinishedWork {
@@ -189,6 +193,7 @@ impl Engine {
             output_data: result.as_ref().ok().cloned(),
             error: result.as_ref().err().cloned(),
             completed_at,
+            work_attempts,
         };
         let body = body_of(
             job.lease.request_id,
@@ -202,9 +207,14 @@ impl Engine {
 
     /// A named work's attempts (SPEC §13 "Async"), bounded by the request's expiry
     /// counted from its creation (§17). The idempotency-key is the request id.
-    async fn run_named_work(&self, job: &ClaimedJob, name: &str) -> Result<String, String> {
+    async fn run_named_work(
+        &self,
+        job: &ClaimedJob,
+        name: &str,
+    ) -> (Result<String, String>, Vec<crate::works::run::WorkAttempt>) {
         let Some(work) = self.config.works.named(name) else {
-            return Err(format!("this instance does not serve the work {name:?}"));
+            let error = format!("this instance does not serve the work {name:?}");
+            return (Err(error), Vec::new());
         };
         let call = crate::works::WorkCall {
             request_id: job.lease.request_id,

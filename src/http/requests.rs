@@ -128,6 +128,10 @@ pub struct RequestDetail {
     /// The work the request named (SPEC §13): `text` or a configured work.
     #[schema(example = "text")]
     pub work: String,
+    /// Each upstream attempt of a named work: `{attempt, started_at, duration_ms,
+    /// status_code|null, error|null}` (`text` has none).
+    #[schema(value_type = Vec<Object>)]
+    pub work_attempts: Value,
 }
 
 impl TryFrom<RequestRecord> for RequestDetail {
@@ -159,6 +163,10 @@ impl TryFrom<RequestRecord> for RequestDetail {
             work: r
                 .work
                 .unwrap_or_else(|| crate::works::registry::TEXT.to_owned()),
+            work_attempts: match r.work_attempts.as_deref() {
+                Some(json) => parse(json)?,
+                None => Value::Array(Vec::new()),
+            },
         })
     }
 }

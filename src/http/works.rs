@@ -27,6 +27,7 @@ use crate::store::{
     Admission, AdmissionLimits, FinishedWork, Mode, NewRequest, RequestStatus, StoredResponse,
 };
 use crate::works::registry::{RegisteredWork, TEXT};
+use crate::works::run::WorkAttempt;
 use crate::works::{WorkCall, WorkError, WorkErrorKind};
 
 /// The problem types of work routes, served by `GET /problems/{slug}` with the others.
@@ -215,8 +216,9 @@ impl SyncAttempt {
             }
         }
         tracing::info!(mode = "sync", work = %self.work.name, "request accepted");
-        let outcome = self.attempt().await;
-        let (stored, done) = self.outcome(outcome);
+        let (outcome, attempt) = self.attempt().await;
+        let (stored, mut done) = self.outcome(outcome);
+        done.work_attempts = Some(crate::works::run::attempts_json(&[attempt]));
         let kept = claim.map(|c| {
             (
                 c,
@@ -231,7 +233,7 @@ impl SyncAttempt {
     }
 
     /// One attempt within the deadline, with its metrics.
-    async fn attempt(&self) -> Result<Value, WorkError> {
+    async fn attempt(&self) -> (Result<Value, WorkError>, WorkAttempt) {
         let call = WorkCall {
             request_id: self.request_id,
             input: self.input.clone(),
@@ -244,7 +246,10 @@ impl SyncAttempt {
                 .unwrap_or_else(|| self.request_id.to_string()),
             attempt: 1,
         };
-        crate::works::run::attempt_once(&self.work, &call, self.deadline).await
+        let (started_at, clock) = (Utc::now(), Instant::now());
+        let outcome = crate::works::run::attempt_once(&self.work, &call, self.deadline).await;
+        let attempt = WorkAttempt::of(1, started_at, clock.elapsed(), &outcome);
+        (outcome, attempt)
     }
 
     /// The response to send (and keep, on success) and the record's end.
@@ -268,6 +273,7 @@ impl SyncAttempt {
                     output_data: Some(output),
                     error: None,
                     completed_at,
+                    work_attempts: None,
                 };
                 (stored, done)
             }
@@ -279,6 +285,7 @@ impl SyncAttempt {
                     output_data: None,
                     error: Some(e.message),
                     completed_at,
+                    work_attempts: None,
                 };
                 (stored, done)
             }

@@ -159,6 +159,8 @@ pub struct FinishedWork {
     pub output_data: Option<String>,
     pub error: Option<String>,
     pub completed_at: DateTime<Utc>,
+    /// A named work's upstream attempts as a JSON array (SPEC §13); `None` for `text`.
+    pub work_attempts: Option<String>,
 }
 
 /// The full record, as GET /requests/{id} shows it.
@@ -185,6 +187,8 @@ pub struct RequestRecord {
     pub attempts: Vec<AttemptRecord>,
     /// The work named (SPEC §13); `None` for the built-in `text`.
     pub work: Option<String>,
+    /// A named work's upstream attempts as a JSON array; `None` when it made none.
+    pub work_attempts: Option<String>,
 }
 
 /// One row of GET /requests.

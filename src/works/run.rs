@@ -19,16 +19,51 @@ pub const WORK_ATTEMPT_DURATION: &str = "consuma_work_attempt_duration_seconds";
 /// Longest wait between two attempts, whatever `Retry-After` says.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// One upstream attempt as `GET /requests/{id}` shows it in `work_attempts`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WorkAttempt {
+    pub attempt: u32,
+    /// RFC 3339, milliseconds, UTC.
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+}
+
+impl WorkAttempt {
+    /// The attempt `n` that started at `started_at`, took `took` and ended with `outcome`.
+    pub fn of(
+        n: u32,
+        started_at: chrono::DateTime<chrono::Utc>,
+        took: Duration,
+        outcome: &Result<Value, WorkError>,
+    ) -> Self {
+        Self {
+            attempt: n,
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            duration_ms: took.as_millis() as u64,
+            status_code: outcome.as_ref().err().and_then(|e| e.status_code),
+            error: outcome.as_ref().err().map(|e| e.message.clone()),
+        }
+    }
+}
+
+/// The attempts as the record keeps them.
+pub fn attempts_json(attempts: &[WorkAttempt]) -> String {
+    serde_json::to_string(attempts).expect("attempts serialise")
+}
+
 /// Runs `call` on `work` until it completes, fails for good, runs out of attempts, or
-/// `deadline` passes. The result's JSON text, or the last error.
+/// `deadline` passes: the result's JSON text or the last error, and every attempt made.
 pub async fn run_attempts(
     work: &RegisteredWork,
     mut call: WorkCall,
     base_delay: Duration,
     deadline: Instant,
     pool: &tokio::sync::Semaphore,
-) -> Result<String, String> {
+) -> (Result<String, String>, Vec<WorkAttempt>) {
     let attempts = work.settings.max_attempts.max(1);
+    let mut log = Vec::new();
     let mut last = String::from("expired: the work did not start before the request expired");
     for attempt in 1..=attempts {
         call.attempt = attempt;
@@ -36,10 +71,20 @@ pub async fn run_attempts(
         let Ok(slot) = tokio::time::timeout_at(deadline, slots).await else {
             break;
         };
+        let (started_at, clock) = (chrono::Utc::now(), Instant::now());
         let outcome = attempt_once(work, &call, deadline).await;
         drop(slot);
+        log.push(WorkAttempt::of(
+            attempt,
+            started_at,
+            clock.elapsed(),
+            &outcome,
+        ));
         let e = match outcome {
-            Ok(result) => return Ok(serde_json::to_string(&result).expect("JSON serialises")),
+            Ok(result) => {
+                let json = serde_json::to_string(&result).expect("JSON serialises");
+                return (Ok(json), log);
+            }
             Err(e) => e,
         };
         last = e.message.clone();
@@ -55,7 +100,7 @@ pub async fn run_attempts(
         }
         tokio::time::sleep(wait.min(MAX_BACKOFF)).await;
     }
-    Err(last)
+    (Err(last), log)
 }
 
 /// One attempt within the work's timeout and the request's deadline, with its metrics.
@@ -143,7 +188,11 @@ mod tests {
             &pool(),
         )
         .await;
-        assert_eq!(out.as_deref(), Ok(r#"{"n":3}"#));
+        assert_eq!(out.0.as_deref(), Ok(r#"{"n":3}"#));
+        let numbers: Vec<u32> = out.1.iter().map(|a| a.attempt).collect();
+        assert_eq!(numbers, [1, 2, 3]);
+        assert_eq!(out.1[0].error.as_deref(), Some("attempt 1 failed"));
+        assert_eq!(out.1[2].error, None);
         let w = work(FlakyUntil(4, WorkErrorKind::Timeout, AtomicU32::new(0)), 3);
         let out = run_attempts(
             &w,
@@ -153,7 +202,8 @@ mod tests {
             &pool(),
         )
         .await;
-        assert_eq!(out, Err("attempt 3 failed".into()));
+        assert_eq!(out.0, Err("attempt 3 failed".into()));
+        assert_eq!(out.1.len(), 3);
     }
 
     #[tokio::test(start_paused = true)]
@@ -167,7 +217,8 @@ mod tests {
             &pool(),
         )
         .await;
-        assert_eq!(out, Err("attempt 1 failed".into()));
+        assert_eq!(out.0, Err("attempt 1 failed".into()));
+        assert_eq!(out.1.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -185,7 +236,7 @@ mod tests {
             &pool(),
         )
         .await;
-        let error = out.unwrap_err();
+        let error = out.0.unwrap_err();
         assert!(error.starts_with("expired: attempt "), "{error}");
         assert!(Instant::now() <= deadline);
     }

@@ -231,6 +231,7 @@ mod store {
             output_data: Some("{}".into()),
             error: None,
             completed_at: Utc::now(),
+            work_attempts: None,
         }
     }
 

@@ -83,6 +83,14 @@ async fn an_async_work_calls_back_with_the_upstream_json_and_its_work(backend: B
         (Some("ok"), Some("completed"))
     );
     assert_eq!(record["input_data"], json!({"z": 1.5, "a": [1, "é"]}));
+    let attempts = &record["work_attempts"];
+    assert_eq!(
+        (
+            attempts[0]["attempt"].as_u64(),
+            attempts[0]["error"].is_null()
+        ),
+        (Some(1), true)
+    );
     // text's callbacks name their work too.
     let text = app.submit_async("hi", &receiver.url("/text")).await;
     let hits = receiver.wait_for(2, Duration::from_secs(20)).await;
@@ -132,6 +140,18 @@ async fn async_failures_are_retried_only_when_retryable(backend: Backend) {
             .filter(|s| s.path == format!("/{work}"))
             .count();
         assert_eq!(made, *calls, "{work}: upstream calls");
+        let id = ack["request_id"].as_str().unwrap();
+        let record = app.wait_terminal(id, Duration::from_secs(10)).await;
+        let attempts = record["work_attempts"].as_array().unwrap();
+        // `refused` has no listener to count its 2 attempts.
+        let recorded = if *work == "refused" { 2 } else { *calls };
+        assert_eq!(attempts.len(), recorded, "{work}: {record}");
+        let last = attempts.last().unwrap();
+        assert_eq!(
+            (&last["error"], &last["attempt"]),
+            (&json!(error), &json!(recorded))
+        );
+        assert!(last["started_at"].is_string() && last["duration_ms"].is_u64());
     }
     let busy: Vec<_> = up
         .seen()

@@ -98,9 +98,10 @@ async fn a_completed_work_returns_the_upstream_json_and_records_it(backend: Back
         .json()
         .await
         .unwrap();
+    let text = app.record(text["request_id"].as_str().unwrap()).await;
     assert_eq!(
-        app.record(text["request_id"].as_str().unwrap()).await["work"],
-        "text"
+        (&text["work"], &text["work_attempts"]),
+        (&json!("text"), &json!([]))
     );
     assert!(
         app.logs()
@@ -168,6 +169,12 @@ async fn every_failing_row_of_the_judging_table_is_answered_and_recorded(backend
             "{work}"
         );
         assert_eq!(record["work"], *work);
+        let attempts = record["work_attempts"].as_array().unwrap();
+        assert_eq!(
+            (attempts.len(), &attempts[0]["error"]),
+            (1, &json!(error)),
+            "{work}"
+        );
     }
     let (status, _, answer) = post_raw(&app, "/sync/empty", "{}").await;
     assert_eq!((status, &answer["result"]), (200, &Value::Null));

@@ -157,12 +157,13 @@ pub(super) async fn store_work(
         c,
         d,
         id,
-        "status = $2, output_data = $3, error = $4, completed_at = $5",
+        "status = $2, output_data = $3, error = $4, completed_at = $5, work_attempts = $6",
         |q| {
             q.bind(done.status.as_str())
                 .bind(done.output_data.clone())
                 .bind(done.error.clone())
                 .bind(ms(done.completed_at))
+                .bind(done.work_attempts.clone())
         },
     )
     .await?;

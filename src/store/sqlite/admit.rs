@@ -152,7 +152,8 @@ pub(super) fn store_work(b: &mut Batch<'_>, id: &str, done: &FinishedWork) -> St
     };
     b.conn
         .prepare_cached(
-            "UPDATE requests SET status = ?1, output_data = ?2, error = ?3, completed_at = ?4
+            "UPDATE requests SET status = ?1, output_data = ?2, error = ?3, completed_at = ?4,
+                                 work_attempts = ?6
              WHERE id = ?5",
         )?
         .execute(params![
@@ -160,7 +161,8 @@ pub(super) fn store_work(b: &mut Batch<'_>, id: &str, done: &FinishedWork) -> St
             done.output_data,
             done.error,
             ms(done.completed_at),
-            id
+            id,
+            done.work_attempts,
         ])?;
     before.moved_to(b, done.status, before.callback);
     Ok(())

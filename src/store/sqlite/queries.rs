@@ -55,6 +55,7 @@ fn record(r: &Row<'_>) -> StoreResult<RequestRecord> {
         trace_id: r.get("trace_id")?,
         attempts: Vec::new(),
         work: r.get("work")?,
+        work_attempts: r.get("work_attempts")?,
     })
 }
 
