@@ -18,6 +18,8 @@ pub mod ui;
 pub mod works;
 /// POST /async/{work} (SPEC §13).
 pub mod works_async;
+/// Each configured work's own routes in the OpenAPI document.
+pub mod works_docs;
 
 use axum::Router;
 use utoipa::OpenApi;
@@ -60,6 +62,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application: API routes, docs, and the layers every request goes through.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
+    let mut openapi = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
+    works_docs::document_works(&mut openapi, &state.works);
     let openapi_json =
         serde_json::to_string_pretty(&openapi).expect("the OpenAPI document serialises");
     api.layer(axum::Extension(docs::OpenApiJson(openapi_json.into())))

@@ -216,6 +216,18 @@ async fn a_caller_key_reaches_the_upstream_as_a_digest_and_replays(backend: Back
 
 async fn schemas_names_and_tenants_refuse_before_anything_is_stored(backend: Backend) {
     let (mut app, up, _dir) = start(backend).await;
+    let doc = app.get_json("/openapi.json").await;
+    let shapes = &doc["paths"]["/sync/shapes"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(
+        shapes["required"][0], "items",
+        "the schema'd work's own route"
+    );
+    assert!(doc["paths"]["/async/shapes"].is_object() && doc["paths"]["/sync/{work}"].is_object());
+    assert!(
+        doc["paths"]["/sync/ok"].is_null(),
+        "a work without a schema has only the generic route"
+    );
     let acme = app.create_key("acme", false).await;
     let beta = app.create_key("beta", false).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
