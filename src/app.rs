@@ -42,6 +42,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let works = works
             .text_delay(config.work_delay)
+            .work_workers(config.work_workers)
             .specs(config.works.clone())
             .build()
             .map_err(|e| ConfigError(format!("{e:#}")))?;

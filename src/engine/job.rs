@@ -235,7 +235,7 @@ impl Engine {
             call,
             self.config.base_delay,
             deadline,
-            &self.work_pool,
+            self.config.works.pool(),
         );
         self.without_seat(attempts).await
     }

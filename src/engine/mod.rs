@@ -84,8 +84,6 @@ pub struct Engine {
     /// `--workers`: the delivery pool. A job in the phase of a named work gives its seat
     /// back while it waits for and makes upstream calls (see [`seat`]).
     workers: Arc<Semaphore>,
-    /// `--work-workers`: the pool of upstream calls.
-    work_pool: Arc<Semaphore>,
     /// Jobs of named works that gave their seat back; at most twice the work pool.
     work_jobs: std::sync::atomic::AtomicUsize,
 }
@@ -109,7 +107,6 @@ impl Engine {
             wake,
             destinations: Mutex::new(destinations),
             workers: Arc::new(Semaphore::new(config.workers)),
-            work_pool: Arc::new(Semaphore::new(config.work_workers)),
             work_jobs: Default::default(),
             config,
         })

@@ -146,8 +146,14 @@ pub async fn post_sync_work(
     let key = key?.0;
     state.refuse_when_draining()?;
     let deadline = Instant::now() + work.settings.timeout;
-    let slot = tokio::time::timeout_at(deadline, work.slots.clone().acquire_owned()).await;
-    let Ok(Ok(slot)) = slot else {
+    let pool = state.works.pool_handle();
+    let slots = async {
+        (
+            work.slots.clone().acquire_owned().await,
+            pool.acquire_owned().await,
+        )
+    };
+    let Ok((Ok(slot), Ok(pooled))) = tokio::time::timeout_at(deadline, slots).await else {
         return Ok(work_busy(&work));
     };
     let job = SyncAttempt {
@@ -163,7 +169,7 @@ pub async fn post_sync_work(
     // Spawned, so a client that hangs up does not stop the work: its record still ends.
     let outcome = tokio::spawn(async move {
         let outcome = job.run().await;
-        drop(slot);
+        drop((slot, pooled));
         outcome
     });
     outcome

@@ -104,6 +104,8 @@ impl std::fmt::Debug for RegisteredWork {
 #[derive(Debug, Clone)]
 pub struct Registry {
     works: BTreeMap<String, RegisteredWork>,
+    /// `--work-workers`: upstream calls of every work at once (SPEC §17 "Two pools").
+    pool: Arc<tokio::sync::Semaphore>,
 }
 
 impl Registry {
@@ -111,6 +113,16 @@ impl Registry {
     /// may not call it.
     pub fn get(&self, name: &str, tenant: &str) -> Option<&RegisteredWork> {
         self.works.get(name).filter(|w| w.allows(tenant))
+    }
+
+    /// The pool every upstream call of a work (not `text`) holds a permit of.
+    pub fn pool(&self) -> &tokio::sync::Semaphore {
+        &self.pool
+    }
+
+    /// The pool, to hold a permit beyond a borrow (a sync request's task).
+    pub fn pool_handle(&self) -> Arc<tokio::sync::Semaphore> {
+        self.pool.clone()
     }
 
     /// The work `name` whoever asks (the engine runs what was admitted).
@@ -157,16 +169,34 @@ impl Registry {
 /// assert!(works.get("shout", "default").is_some());
 /// assert!(works.get("text", "default").is_some());
 /// ```
-#[derive(Default)]
 pub struct WorksBuilder {
+    work_workers: usize,
     text_delay: Duration,
     specs: Vec<WorkSpec>,
     custom: Vec<RegisteredWork>,
 }
 
+impl Default for WorksBuilder {
+    fn default() -> Self {
+        Self {
+            work_workers: 256,
+            text_delay: Duration::ZERO,
+            specs: Vec::new(),
+            custom: Vec::new(),
+        }
+    }
+}
+
 impl WorksBuilder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `--work-workers` (default 256): upstream calls at once; no work may hold more
+    /// than half of them (at least 1), whatever its `max_in_flight`.
+    pub fn work_workers(mut self, n: usize) -> Self {
+        self.work_workers = n.max(1);
+        self
     }
 
     /// `text`'s simulated delay (`--work-delay-ms`).
@@ -216,11 +246,14 @@ impl WorksBuilder {
             let name = spec.name.clone();
             HttpWork::new(spec).map(|w| RegisteredWork::new(&name, Arc::new(w), settings))
         });
-        for work in from_file
+        let half = (self.work_workers / 2).max(1);
+        for mut work in from_file
             .collect::<anyhow::Result<Vec<_>>>()?
             .into_iter()
             .chain(self.custom)
         {
+            let slots = (work.settings.max_in_flight as usize).min(half);
+            work.slots = Arc::new(tokio::sync::Semaphore::new(slots));
             anyhow::ensure!(
                 is_work_name(&work.name) && work.name != TEXT,
                 "work name {:?}: must match ^[a-z][a-z0-9-]{{0,62}}$ and not be `text`",
@@ -232,7 +265,8 @@ impl WorksBuilder {
                 "work {name:?} is defined twice"
             );
         }
-        Ok(Registry { works })
+        let pool = Arc::new(tokio::sync::Semaphore::new(self.work_workers));
+        Ok(Registry { works, pool })
     }
 }
 
@@ -264,6 +298,33 @@ mod tests {
         );
         let r = WorksBuilder::new().work("e", Echo, s()).build().unwrap();
         assert_eq!(r.names().collect::<Vec<_>>(), ["e", "text"]);
+    }
+
+    #[test]
+    fn no_work_holds_more_than_half_of_the_pool() {
+        let wide = WorkSettings {
+            max_in_flight: 10_000,
+            ..WorkSettings::default()
+        };
+        let r = WorksBuilder::new()
+            .work_workers(10)
+            .work("e", Echo, wide)
+            .build()
+            .unwrap();
+        assert_eq!(r.get("e", "t").unwrap().slots.available_permits(), 5);
+        assert_eq!(r.pool().available_permits(), 10);
+        let one = WorksBuilder::new()
+            .work_workers(1)
+            .work("e", Echo, WorkSettings::default());
+        assert_eq!(
+            one.build()
+                .unwrap()
+                .get("e", "t")
+                .unwrap()
+                .slots
+                .available_permits(),
+            1
+        );
     }
 
     #[test]
