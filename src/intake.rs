@@ -140,6 +140,7 @@ impl Intake {
             created_at: Utc::now(),
             // Records made before works name none; their callbacks keep the old shape.
             work: Some(crate::works::registry::TEXT.to_owned()),
+            upstream_key: None,
         }
     }
 

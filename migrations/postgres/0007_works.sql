@@ -6,3 +6,6 @@ ALTER TABLE requests ADD COLUMN work TEXT;
 -- started_at, duration_ms, status_code, error}, written with the work's end; NULL for
 -- `text` and for records made before works.
 ALTER TABLE requests ADD COLUMN work_attempts TEXT;
+-- The idempotency-key a work's upstream receives when the caller sent an Idempotency-Key
+-- (a hex SHA-256 of tenant, work and that key, SPEC §17); NULL: the request id.
+ALTER TABLE requests ADD COLUMN upstream_key TEXT;

@@ -224,7 +224,10 @@ impl Engine {
                 &tracing::Span::current(),
                 &job.trace_id,
             )),
-            idempotency_key: job.lease.request_id.to_string(),
+            idempotency_key: job
+                .upstream_key
+                .clone()
+                .unwrap_or_else(|| job.lease.request_id.to_string()),
             attempt: 1,
         };
         let expires = job.created_at + self.config.expire_after;

@@ -207,6 +207,7 @@ impl SyncAttempt {
             trace_id: self.trace_id.clone(),
             created_at: Utc::now(),
             work: Some(self.work.name.clone()),
+            upstream_key: None,
         };
         let admitted = self
             .state

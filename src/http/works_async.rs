@@ -79,7 +79,7 @@ pub async fn post_async_work(
         status: state.intake.async_ack_status,
         body: serde_json::to_string(&accepted).expect("serialisable"),
     };
-    let claim = key.map(|k| {
+    let claim = key.clone().map(|k| {
         let (scope, reply) = (work.async_scope, Some(stored.clone()));
         crate::idempotency::claim(&caller.tenant, scope, k, &input, reply, Default::default())
     });
@@ -94,6 +94,7 @@ pub async fn post_async_work(
         trace_id: ctx.trace_id.clone(),
         created_at: Utc::now(),
         work: Some(work.name.clone()),
+        upstream_key: super::works::upstream_key(&caller.tenant, &work.name, key.as_deref()),
     };
     let limits = state.intake.limits;
     match state.store.admit(record, claim, limits).await? {

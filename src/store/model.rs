@@ -58,6 +58,8 @@ pub struct NewRequest {
     pub created_at: DateTime<Utc>,
     /// The work named (SPEC §13); `None` for the built-in `text`.
     pub work: Option<String>,
+    /// The idempotency-key its upstream receives, when not the request id (§17).
+    pub upstream_key: Option<String>,
 }
 
 /// Backlog limits an async admission must respect (SPEC §9, §10); 0 = no limit.
@@ -375,6 +377,8 @@ pub struct ClaimedJob {
     pub expires_at: Option<DateTime<Utc>>,
     /// The work the request names (SPEC §13); `None` for `text`.
     pub work: Option<String>,
+    /// The idempotency-key its upstream receives, when not the request id (§17).
+    pub upstream_key: Option<String>,
 }
 
 /// What a claim asks for (see [`Store::claim_due_jobs`](super::Store::claim_due_jobs)).

@@ -222,6 +222,7 @@ mod store {
             trace_id: "0".repeat(32),
             created_at: Utc::now(),
             work: None,
+            upstream_key: None,
         }
     }
 

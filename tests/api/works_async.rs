@@ -166,6 +166,34 @@ async fn async_failures_are_retried_only_when_retryable(backend: Backend) {
         keys.windows(2).all(|w| w[0] == w[1]),
         "the same key on every attempt"
     );
+    // A caller's Idempotency-Key reaches the upstream as the digest the sync route sends.
+    let keyed = |path: &'static str, body: Value| {
+        app.request(Method::POST, path)
+            .header("idempotency-key", "order-9")
+            .json(&body)
+            .send()
+    };
+    let ack: Value = keyed("/async/ok", json!({"callback_url": receiver.url("/keyed")}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    receiver
+        .wait_for(ASYNC_FAILURES.len() + 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(keyed("/sync/ok", json!({})).await.unwrap().status(), 200);
+    let ok: Vec<_> = up.seen().into_iter().filter(|s| s.path == "/ok").collect();
+    let (async_key, sync_key) = (
+        &ok[0].headers["idempotency-key"],
+        &ok[1].headers["idempotency-key"],
+    );
+    assert_ne!(async_key, ack["request_id"].as_str().unwrap());
+    assert_eq!(async_key.len(), 64);
+    assert_eq!(
+        async_key, sync_key,
+        "one digest of (tenant, work, key) for both routes"
+    );
 }
 
 async fn bad_async_bodies_are_refused_in_order(backend: Backend) {

@@ -305,7 +305,7 @@ async fn hand_out(
     }
     let rows = sqlx::query(
         "SELECT id, input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,
-                output_data, error, completed_at, work
+                output_data, error, completed_at, work, upstream_key
          FROM requests WHERE id = ANY($1)",
     )
     .bind(&ids)
@@ -347,6 +347,7 @@ async fn hand_out(
             completed_at: r.try_get("completed_at")?,
             expires_at: job.expires_at,
             work: r.try_get("work")?,
+            upstream_key: r.try_get("upstream_key")?,
         });
     }
     Ok(jobs)

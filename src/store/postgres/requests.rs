@@ -49,8 +49,8 @@ pub(super) async fn insert_with_job(
     sqlx::query(
         "WITH request AS (
              INSERT INTO requests (id, tenant, mode, status, input_data, created_at, started_at,
-                                   trace_id, callback_url, callback_status, work)
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END, $8, $9, $10, $13)
+                                   trace_id, callback_url, callback_status, work, upstream_key)
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END, $8, $9, $10, $13, $14)
              RETURNING id, mode, tenant, state
          ), job AS (
              INSERT INTO jobs (request_id, destination_id, phase, run_at)
@@ -75,6 +75,7 @@ pub(super) async fn insert_with_job(
     .bind(destination)
     .bind(count_shard)
     .bind(&req.work)
+    .bind(&req.upstream_key)
     .execute(e)
     .await?;
     Ok(())

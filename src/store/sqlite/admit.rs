@@ -73,8 +73,8 @@ pub(super) fn admit(
     let started_at = (req.status == RequestStatus::Processing).then_some(ms(req.created_at));
     c.prepare_cached(
         "INSERT INTO requests (id, tenant, mode, status, input_data, created_at, started_at,
-                               trace_id, callback_url, callback_status, work)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                               trace_id, callback_url, callback_status, work, upstream_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         id,
@@ -88,6 +88,7 @@ pub(super) fn admit(
         req.callback_url,
         callback_status.map(CallbackStatus::as_str),
         req.work,
+        req.upstream_key,
     ])?;
     b.deltas.added(
         &req.tenant,
