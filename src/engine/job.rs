@@ -148,8 +148,16 @@ impl Engine {
         {
             return Err(JobError::LeaseLost);
         }
+        let named = job
+            .work
+            .as_deref()
+            .is_some_and(|w| w != crate::works::registry::TEXT);
         match &done.error {
             None => tracing::info!(status = "completed", "work done"),
+            // A named work's error may quote its upstream's body, which logs never carry.
+            Some(_) if named => {
+                tracing::warn!(status = "failed", work = ?job.work, "work done; the work failed")
+            }
             Some(error) => tracing::warn!(status = "failed", %error, "work done; the work failed"),
         }
         match (admit, slot) {

@@ -285,7 +285,10 @@ impl SyncAttempt {
                 (stored, done)
             }
             Err(e) => {
-                tracing::warn!(status = "failed", work = %self.work.name, error = %e.message, "request failed");
+                // The outcome, not the message: a 4xx's message quotes the upstream's body,
+                // which logs never carry (§17).
+                let (outcome, code) = (e.outcome(), e.status_code);
+                tracing::warn!(status = "failed", work = %self.work.name, outcome, status_code = ?code, "request failed");
                 let stored = failure_body(&e, self.request_id);
                 let done = FinishedWork {
                     status: RequestStatus::Failed,

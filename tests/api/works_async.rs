@@ -194,6 +194,11 @@ async fn async_failures_are_retried_only_when_retryable(backend: Backend) {
         async_key, sync_key,
         "one digest of (tenant, work, key) for both routes"
     );
+    let logs = app.logs();
+    assert!(
+        logs.iter().all(|l| !l.contains("no pages")),
+        "no upstream body in the logs"
+    );
 }
 
 async fn bad_async_bodies_are_refused_in_order(backend: Backend) {

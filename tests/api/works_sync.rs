@@ -178,6 +178,25 @@ async fn every_failing_row_of_the_judging_table_is_answered_and_recorded(backend
     }
     let (status, _, answer) = post_raw(&app, "/sync/empty", "{}").await;
     assert_eq!((status, &answer["result"]), (200, &Value::Null));
+    assert!(
+        app.logs().iter().all(|l| !l.contains("no pages")),
+        "no upstream body in the logs"
+    );
+    let rejected = r#"consuma_work_attempts_total{work="reject",outcome="rejected"}"#;
+    assert_eq!(app.metric(rejected).await, Some(1.0));
+    let timeouts = r#"consuma_work_attempts_total{work="hang",outcome="timeout"}"#;
+    assert_eq!(app.metric(timeouts).await, Some(1.0));
+    let (status, _, _) = post_raw(&app, "/sync/no-such-work", "{}").await;
+    assert_eq!(status, 404);
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains("consuma_work_attempt_duration_seconds_count{work=\"empty\"}"),
+        "per-work histogram"
+    );
+    assert!(
+        !text.contains("no-such-work"),
+        "labels from configured names only"
+    );
 }
 
 async fn a_caller_key_reaches_the_upstream_as_a_digest_and_replays(backend: Backend) {
