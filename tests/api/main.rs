@@ -30,5 +30,6 @@ mod ssrf;
 mod sync;
 mod tenants;
 mod works_async;
+mod works_console;
 mod works_file;
 mod works_sync;
