@@ -316,3 +316,54 @@ async fn a_hung_upstream_costs_other_works_and_callbacks_nothing(backend: Backen
 }
 
 both_backends!(a_hung_upstream_costs_other_works_and_callbacks_nothing);
+
+/// §17 "Two pools" and "Sync answers": with `--work-workers 2` no work holds more than
+/// one call; two hung works hold both, so a sync request of a third finds no slot within
+/// its timeout: 503 work-busy, `Retry-After: 1`, and no record.
+async fn a_full_work_pool_answers_sync_503_work_busy_without_a_record(backend: Backend) {
+    let (up, receiver, dir) = (
+        Upstream::start().await,
+        Receiver::ok().await,
+        tempfile::tempdir().unwrap(),
+    );
+    let hang = up.url("/hang");
+    let text = format!(
+        "[works.x]\nkind = \"http\"\nurl = \"{hang}\"\ntimeout = \"60s\"\n\n[works.z]\nkind = \"http\"\nurl = \"{hang}\"\ntimeout = \"60s\"\n\n[works.y]\nkind = \"http\"\nurl = \"{}\"\ntimeout = \"1s\"\n",
+        up.url("/ok")
+    );
+    std::fs::write(dir.path().join("works.toml"), text).unwrap();
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--works", dir.path().join("works.toml").display())
+        .arg("--work-workers", 2)
+        .spawn()
+        .await;
+    for work in ["x", "x", "z"] {
+        let body = json!({"callback_url": receiver.url("/hung")}).to_string();
+        assert_eq!(submit(&app, work, &body).await.0, 202);
+    }
+    up.wait_for(2).await;
+    let r = app
+        .request(Method::POST, "/sync/y")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["type"], "/problems/work-busy");
+    assert_eq!(
+        app.get_json("/requests").await["total"],
+        3,
+        "the 503 stored nothing"
+    );
+    let calls: Vec<String> = up.seen().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(
+        calls,
+        ["/hang", "/hang"],
+        "one call of x (half the pool), one of z"
+    );
+}
+
+both_backends!(a_full_work_pool_answers_sync_503_work_busy_without_a_record);
