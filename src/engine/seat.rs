@@ -23,6 +23,8 @@ impl Engine {
     pub(super) async fn without_seat<T>(&self, work: impl Future<Output = T>) -> T {
         let cap = self.config.work_workers.saturating_mul(2);
         let away = self.work_jobs.fetch_add(1, Ordering::SeqCst);
+        // Counted back however the work ends (a panic, an abort at shutdown).
+        let _back = Away(&self.work_jobs);
         let seat = match away < cap {
             true => SEAT.try_with(|s| s.borrow_mut().take()).ok().flatten(),
             false => None,
@@ -33,7 +35,7 @@ impl Engine {
             self.wake.notify_one();
         }
         let out = work.await;
-        self.work_jobs.fetch_sub(1, Ordering::SeqCst);
+        drop(_back);
         if gave_back {
             let seat = self
                 .workers
@@ -44,5 +46,14 @@ impl Engine {
             let _ = SEAT.try_with(|s| *s.borrow_mut() = Some(seat));
         }
         out
+    }
+}
+
+/// One job away from its seat, counted back when dropped.
+struct Away<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Away<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
