@@ -106,6 +106,9 @@ impl Application {
                 ))
             }
         };
+        if engine.is_some() {
+            count_foreign_jobs(store.as_ref(), &works).await;
+        }
         config.http.max_connections = http::capacity::connection_cap(&config);
         let listener = crate::listen::bind(config.bind)
             .await
@@ -188,6 +191,29 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// SPEC §17: logs how many pending jobs name a work this instance does not serve (they
+/// fail when claimed here, or expire).
+async fn count_foreign_jobs(store: &dyn store::Store, works: &crate::works::Registry) {
+    match store.pending_works().await {
+        Ok(pending) => {
+            let foreign: Vec<String> = pending
+                .iter()
+                .filter(|(name, _)| works.named(name).is_none())
+                .map(|(name, n)| format!("{name}={n}"))
+                .collect();
+            let n: u64 = pending
+                .iter()
+                .filter(|(name, _)| works.named(name).is_none())
+                .map(|(_, n)| n)
+                .sum();
+            if n > 0 {
+                tracing::warn!(jobs = n, works = %foreign.join(","), "pending jobs name a work this instance does not serve");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count the pending jobs of each work"),
     }
 }
 

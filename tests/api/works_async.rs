@@ -367,3 +367,49 @@ async fn a_full_work_pool_answers_sync_503_work_busy_without_a_record(backend: B
 }
 
 both_backends!(a_full_work_pool_answers_sync_503_work_busy_without_a_record);
+
+/// §17 "Instances with different files": at start an instance counts the pending jobs of
+/// works it does not serve; claimed here, such a job fails and its callback goes out.
+async fn jobs_of_a_work_no_longer_served_are_counted_at_start_and_fail(backend: Backend) {
+    let (up, receiver, dir) = (
+        Upstream::start().await,
+        Receiver::ok().await,
+        tempfile::tempdir().unwrap(),
+    );
+    let file = dir.path().join("works.toml");
+    let ok = format!("[works.ok]\nkind = \"http\"\nurl = \"{}\"\n", up.url("/ok"));
+    let gone = format!(
+        "[works.gone]\nkind = \"http\"\nurl = \"{}\"\ntimeout = \"60s\"\n",
+        up.url("/hang")
+    );
+    std::fs::write(&file, format!("{ok}\n{gone}")).unwrap();
+    let mut app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--works", file.display())
+        .arg("--lease-secs", 2)
+        .spawn()
+        .await;
+    let body = json!({"callback_url": receiver.url("/gone")}).to_string();
+    let (status, _, ack) = submit(&app, "gone", &body).await;
+    assert_eq!(status, 202);
+    up.wait_for(1).await;
+    app.kill().await;
+    std::fs::write(&file, ok).unwrap();
+    app.restart().await;
+    let line = "pending jobs name a work this instance does not serve";
+    let logged = app.logs().into_iter().find(|l| l.contains(line));
+    assert!(
+        logged.as_deref().is_some_and(|l| l.contains("gone=1")),
+        "{logged:?}"
+    );
+    let hits = receiver.wait_for(1, Duration::from_secs(30)).await;
+    let callback = hits[0].json();
+    assert_eq!(callback["request_id"], ack["request_id"]);
+    assert_eq!(
+        callback["error"],
+        "this instance does not serve the work \"gone\""
+    );
+    assert_eq!(callback["work"], "gone");
+}
+
+both_backends!(jobs_of_a_work_no_longer_served_are_counted_at_start_and_fail);

@@ -240,6 +240,18 @@ pub(super) fn circuits_open(c: &Connection, now: i64) -> StoreResult<u64> {
     Ok(n as u64)
 }
 
+/// Jobs in their work phase by the work their request names (`Store::pending_works`).
+pub(super) fn pending_works(c: &Connection) -> StoreResult<Vec<(String, u64)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT r.work, count(*) FROM jobs j JOIN requests r ON r.id = j.request_id
+         WHERE j.phase = 0 AND r.work IS NOT NULL AND r.work <> 'text' GROUP BY r.work",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The database answers and is migrated.
 pub(super) fn ping(c: &Connection) -> StoreResult<()> {
     c.prepare_cached("SELECT 1 FROM settings LIMIT 1")?
