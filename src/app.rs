@@ -29,7 +29,24 @@ impl Application {
     /// Opens the store, loads API keys and signing secrets (generating `default`'s at
     /// first start), binds the listener. With `--require-auth` and no key in the database
     /// it fails with a [`ConfigError`] (exit status 2).
-    pub async fn build(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        Self::build_with(config, shutdown, crate::works::WorksBuilder::new()).await
+    }
+
+    /// [`Application::build`] serving `works` (an embedder's own works) besides `text`
+    /// and the works file's.
+    pub async fn build_with(
+        mut config: Config,
+        shutdown: CancellationToken,
+        works: crate::works::WorksBuilder,
+    ) -> anyhow::Result<Self> {
+        let works = works
+            .text_delay(config.work_delay)
+            .work_workers(config.work_workers)
+            .specs(config.works.clone())
+            .build()
+            .map_err(|e| ConfigError(format!("{e:#}")))?;
+        let works = Arc::new(works);
         let options = store::StoreOptions {
             sqlite_synchronous: config.sqlite_synchronous,
             pg_max_connections: config.database_max_connections,
@@ -83,10 +100,15 @@ impl Application {
                             .callback_max_in_flight_per_destination,
                         breaker_cooldown: config.callback_breaker_cooldown,
                         expire_after: config.callback_expire_after,
+                        works: works.clone(),
+                        work_workers: config.work_workers,
                     },
                 ))
             }
         };
+        if engine.is_some() {
+            count_foreign_jobs(store.as_ref(), &works).await;
+        }
         config.http.max_connections = http::capacity::connection_cap(&config);
         let listener = crate::listen::bind(config.bind)
             .await
@@ -114,6 +136,7 @@ impl Application {
             keys: auth.keys.clone(),
             metrics: metrics::install(),
             shutdown,
+            works,
         };
         Ok(Self {
             listener,
@@ -171,12 +194,41 @@ impl Application {
     }
 }
 
+/// SPEC §17: logs how many pending jobs name a work this instance does not serve (they
+/// fail when claimed here, or expire).
+async fn count_foreign_jobs(store: &dyn store::Store, works: &crate::works::Registry) {
+    match store.pending_works().await {
+        Ok(pending) => {
+            let foreign: Vec<String> = pending
+                .iter()
+                .filter(|(name, _)| works.named(name).is_none())
+                .map(|(name, n)| format!("{name}={n}"))
+                .collect();
+            let n: u64 = pending
+                .iter()
+                .filter(|(name, _)| works.named(name).is_none())
+                .map(|(_, n)| n)
+                .sum();
+            if n > 0 {
+                tracing::warn!(jobs = n, works = %foreign.join(","), "pending jobs name a work this instance does not serve");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count the pending jobs of each work"),
+    }
+}
+
 /// `consuma serve`: logs, signals, build, run. Returns the exit status.
 pub async fn serve(config: Config) -> anyhow::Result<u8> {
+    serve_with(config, crate::works::WorksBuilder::new()).await
+}
+
+/// [`serve`] with an embedder's own works (SPEC §13 "Embedding"): what a binary built on
+/// this library calls from `main`.
+pub async fn serve_with(config: Config, works: crate::works::WorksBuilder) -> anyhow::Result<u8> {
     let _telemetry = crate::telemetry::init(config.log_format);
     let shutdown = CancellationToken::new();
     crate::shutdown::cancel_on_signals(shutdown.clone());
-    let app = match Application::build(config, shutdown).await {
+    let app = match Application::build_with(config, shutdown, works).await {
         Ok(app) => app,
         Err(e) => match e.downcast_ref::<ConfigError>() {
             Some(bad) => {

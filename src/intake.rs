@@ -129,6 +129,9 @@ impl Intake {
             origin: url.map(origin_of),
             trace_id: trace_id.to_owned(),
             created_at: Utc::now(),
+            // Records made before works name none; their callbacks keep the old shape.
+            work: Some(crate::works::registry::TEXT.to_owned()),
+            upstream_key: None,
         }
     }
 
@@ -184,6 +187,7 @@ impl Intake {
                     output_data: Some(serde_json::to_string(&body.result).expect("serialisable")),
                     error: None,
                     completed_at,
+                    work_attempts: None,
                 };
                 let key = claim.map(|c| (c, Some(response.clone())));
                 self.store.finish_sync(request_id, done, key).await?;
@@ -199,6 +203,7 @@ impl Intake {
                     output_data: None,
                     error: Some(error.clone()),
                     completed_at,
+                    work_attempts: None,
                 };
                 // Only successes are kept: a retry with this key may try again.
                 self.store

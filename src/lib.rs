@@ -16,6 +16,8 @@
 //!   console (the files in `ui/`), a browser client of those same routes.
 //! - [`intake`]: a request's way in: admit (with [`idempotency`]), work or enqueue, answer.
 //! - [`work`]: THE work, pure apart from its non-blocking delay; shared by both styles.
+//! - [`works`]: named works (SPEC §13): the works file, input schemas, the public
+//!   [`works::Work`] trait (`text` and `http` implement it) and the registry.
 //! - [`store`]: one trait, SQLite (default) and PostgreSQL implementations.
 //! - [`engine`]: the durable job engine: leases, retries as rows, wake-ups.
 //! - [`delivery`]: one signed callback attempt; retry schedule and classification.
@@ -64,3 +66,5 @@ pub mod store;
 pub mod telemetry;
 /// The work function.
 pub mod work;
+/// Named works: the works file, input schemas, the `Work` trait.
+pub mod works;

@@ -361,9 +361,10 @@ function requestSections(r, actions) {
   const fact = (label, field) => [h('dt', {}, label), h('dd', { 'data-field': field })];
   const sections = [
     h('dl', { class: 'facts' },
-      fact('Tenant', 'tenant'), fact('Mode', 'mode'), fact('Status', 'status'),
+      fact('Tenant', 'tenant'), fact('Work', 'work'), fact('Mode', 'mode'), fact('Status', 'status'),
       fact('Created', 'created_at'), fact('Completed', 'completed_at'), fact('Error', 'error'),
-      fact('Trace id', 'trace_id')),
+      fact('Trace id', 'trace_id'),
+      ...(r.work_attempts && r.work_attempts.length ? fact('Work attempts', 'work_attempts') : [])),
   ];
   if (r.mode === 'async') {
     sections.push(h('section', { 'aria-labelledby': 'callback-heading' },
@@ -394,6 +395,7 @@ function updateRequest(body, r) {
     callback_sent_at: when(r.callback_sent_at), callback_next_attempt_at: when(r.callback_next_attempt_at),
     trace_id: h('code', {}, r.trace_id),
     input_data: json(r.input_data), output_data: json(r.output_data),
+    work_attempts: json(r.work_attempts),
   };
   for (const dd of body.querySelectorAll('[data-field]')) {
     const field = dd.dataset.field;

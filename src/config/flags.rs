@@ -70,6 +70,16 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSUMA_WORK_DELAY_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub work_delay_ms: u64,
 
+    /// A TOML file of the operator's works (`[works.NAME]` tables, SPEC §13); without it
+    /// only the built-in `text` exists.
+    #[arg(long, env = "CONSUMA_WORKS")]
+    pub works: Option<std::path::PathBuf>,
+
+    /// Upstream calls of works (SPEC §17 "Two pools") this instance makes at once,
+    /// 1 to 10,000; a job waiting for one holds no delivery worker.
+    #[arg(long, env = "CONSUMA_WORK_WORKERS", default_value_t = 256, value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub work_workers: usize,
+
     /// Async jobs run at once by this instance; 0 runs an accept-only (API) node.
     #[arg(long, env = "CONSUMA_WORKERS", default_value_t = 256, value_parser = RangedU64ValueParser::<usize>::new().range(0..=100_000))]
     pub workers: usize,

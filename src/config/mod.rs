@@ -27,6 +27,10 @@ pub struct Config {
     pub sqlite_synchronous: SqliteSynchronous,
     pub database_max_connections: u32,
     pub work_delay: Duration,
+    /// The works file's works (`--works`), checked (SPEC §13).
+    pub works: Vec<crate::works::WorkSpec>,
+    /// `--work-workers`: upstream calls of works at once.
+    pub work_workers: usize,
     pub workers: usize,
     pub lease: Duration,
     pub callback_max_attempts: u32,
@@ -91,6 +95,13 @@ impl Config {
             sqlite_synchronous: a.sqlite_synchronous,
             database_max_connections: a.database_max_connections,
             work_delay: ms(a.work_delay_ms),
+            works: match &a.works {
+                Some(path) => {
+                    crate::works::file::load(path).map_err(|e| ConfigError(e.to_string()))?
+                }
+                None => Vec::new(),
+            },
+            work_workers: a.work_workers,
             workers: a.workers,
             lease: secs(a.lease_secs),
             callback_max_attempts: a.callback_max_attempts,

@@ -22,6 +22,10 @@ struct CallbackBody<'a> {
     result: Option<&'a RawValue>,
     error: Option<&'a str>,
     timestamp: String,
+    /// The work's name (SPEC §13, `text` included); absent for records that name none
+    /// (every record made before works), so their bytes stay what they were (§17).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    work: Option<&'a str>,
 }
 
 /// The callback body for a finished request: `status` is `completed` with the result and a
@@ -52,6 +56,16 @@ pub fn stored_callback_body(
     result: Result<&str, &str>,
     finalised_at: DateTime<Utc>,
 ) -> String {
+    work_callback_body(request_id, result, finalised_at, None)
+}
+
+/// [`stored_callback_body`] of a request naming `work`: the same members and `"work"`.
+pub fn work_callback_body(
+    request_id: uuid::Uuid,
+    result: Result<&str, &str>,
+    finalised_at: DateTime<Utc>,
+    work: Option<&str>,
+) -> String {
     let raw = match result {
         Ok(json) => RawValue::from_string(json.to_owned()).ok(),
         Err(_) => None,
@@ -67,6 +81,7 @@ pub fn stored_callback_body(
         error,
         // Truncated to milliseconds, as the record keeps it.
         timestamp: finalised_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        work,
     };
     serde_json::to_string(&body).expect("a callback body always serialises")
 }
@@ -156,6 +171,22 @@ mod tests {
         assert_eq!(
             callback_body(id(), Err("boom"), at()),
             stored_callback_body(id(), Err("boom"), at())
+        );
+    }
+
+    #[test]
+    fn a_work_is_named_last_and_records_without_one_keep_the_old_shape() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 7, 5, 0, 0).unwrap();
+        let id = uuid::Uuid::nil();
+        let old = stored_callback_body(id, Ok("{}"), at);
+        assert_eq!(old, work_callback_body(id, Ok("{}"), at, None));
+        assert!(!old.contains("\"work\""), "{old}");
+        let named = work_callback_body(id, Err("boom"), at, Some("pdf"));
+        assert!(named.ends_with(r#","work":"pdf"}"#), "{named}");
+        let v: Value = serde_json::from_str(&named).unwrap();
+        assert_eq!(
+            (v["status"].as_str(), v["error"].as_str()),
+            (Some("failed"), Some("boom"))
         );
     }
 }

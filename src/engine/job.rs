@@ -148,8 +148,16 @@ impl Engine {
         {
             return Err(JobError::LeaseLost);
         }
+        let named = job
+            .work
+            .as_deref()
+            .is_some_and(|w| w != crate::works::registry::TEXT);
         match &done.error {
             None => tracing::info!(status = "completed", "work done"),
+            // A named work's error may quote its upstream's body, which logs never carry.
+            Some(_) if named => {
+                tracing::warn!(status = "failed", work = ?job.work, "work done; the work failed")
+            }
             Some(error) => tracing::warn!(status = "failed", %error, "work done; the work failed"),
         }
         match (admit, slot) {
@@ -171,9 +179,18 @@ impl Engine {
             .and_then(|i| {
                 WorkInput::new(i.text, i.count).map_err(|_| "stored input out of range".to_owned())
             });
-        let result = match input {
-            Ok(input) => run_work(&input, self.config.work_delay, Mode::Async).await,
-            Err(e) => Err(format!("the stored input cannot be read: {e}")),
+        let (result, work_attempts) = match (job.work.as_deref(), input) {
+            (Some(name), _) if name != crate::works::registry::TEXT => {
+                let (result, attempts) = self.run_named_work(job, name).await;
+                (result, Some(crate::works::run::attempts_json(&attempts)))
+            }
+            (_, Ok(input)) => (
+                run_work(&input, self.config.work_delay, Mode::Async)
+                    .await
+                    .map(|r| delivery::payload::result_json(&r)),
+                None,
+            ),
+            (_, Err(e)) => (Err(format!("the stored input cannot be read: {e}")), None),
         };
         let completed_at = Utc::now();
         let done = FinishedWork {
@@ -181,17 +198,57 @@ impl Engine {
                 true => RequestStatus::Completed,
                 false => RequestStatus::Failed,
             },
-            output_data: result.as_ref().ok().map(delivery::payload::result_json),
+            output_data: result.as_ref().ok().cloned(),
             error: result.as_ref().err().cloned(),
             completed_at,
+            work_attempts,
         };
         let body = body_of(
             job.lease.request_id,
             &done.output_data,
             &done.error,
             completed_at,
+            job.work.as_deref(),
         );
         (done, body)
+    }
+
+    /// A named work's attempts (SPEC §13 "Async"), bounded by the request's expiry
+    /// counted from its creation (§17). The idempotency-key is the request id.
+    async fn run_named_work(
+        &self,
+        job: &ClaimedJob,
+        name: &str,
+    ) -> (Result<String, String>, Vec<crate::works::run::WorkAttempt>) {
+        let Some(work) = self.config.works.named(name) else {
+            let error = format!("this instance does not serve the work {name:?}");
+            return (Err(error), Vec::new());
+        };
+        let call = crate::works::WorkCall {
+            request_id: job.lease.request_id,
+            input: job.input_data.clone(),
+            tenant: job.destination.tenant.clone(),
+            traceparent: Some(trace_context::outgoing(
+                &tracing::Span::current(),
+                &job.trace_id,
+            )),
+            idempotency_key: job
+                .upstream_key
+                .clone()
+                .unwrap_or_else(|| job.lease.request_id.to_string()),
+            attempt: 1,
+        };
+        let expires = job.created_at + self.config.expire_after;
+        let left = (expires - Utc::now()).to_std().unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + left;
+        let attempts = crate::works::run::run_attempts(
+            work,
+            call,
+            self.config.base_delay,
+            deadline,
+            self.config.works.pool(),
+        );
+        self.without_seat(attempts).await
     }
 }
 
@@ -207,6 +264,7 @@ fn stored_body(job: &ClaimedJob) -> Option<String> {
         &job.output_data,
         &job.error,
         completed_at,
+        job.work.as_deref(),
     ))
 }
 
@@ -215,6 +273,7 @@ fn body_of(
     output: &Option<String>,
     error: &Option<String>,
     completed_at: chrono::DateTime<Utc>,
+    work: Option<&str>,
 ) -> String {
     let result = match (output, error) {
         (Some(json), _) => Ok(json.as_str()),
@@ -224,7 +283,7 @@ fn body_of(
     // Whole milliseconds, as the record keeps the time: later attempts match the first.
     let at = chrono::DateTime::from_timestamp_millis(completed_at.timestamp_millis())
         .unwrap_or(completed_at);
-    delivery::payload::stored_callback_body(request_id, result, at)
+    delivery::payload::work_callback_body(request_id, result, at, work)
 }
 
 pub(super) enum JobError {

@@ -20,6 +20,8 @@
 mod attempt;
 pub mod destinations;
 mod job;
+/// A job's seat in the delivery pool, given back during a work's upstream calls.
+mod seat;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -63,6 +65,10 @@ pub struct EngineConfig {
     pub breaker_cooldown: Duration,
     /// `--callback-expire-after-secs`.
     pub expire_after: Duration,
+    /// The works this instance runs (SPEC §13).
+    pub works: Arc<crate::works::Registry>,
+    /// `--work-workers`: upstream calls of works at once (SPEC §17 "Two pools").
+    pub work_workers: usize,
 }
 
 pub struct Engine {
@@ -75,6 +81,11 @@ pub struct Engine {
     wake: Arc<Notify>,
     /// Caps and circuits as this instance sees them.
     destinations: Mutex<Destinations>,
+    /// `--workers`: the delivery pool. A job in the phase of a named work gives its seat
+    /// back while it waits for and makes upstream calls (see [`seat`]).
+    workers: Arc<Semaphore>,
+    /// Jobs of named works that gave their seat back; at most twice the work pool.
+    work_jobs: std::sync::atomic::AtomicUsize,
 }
 
 impl Engine {
@@ -93,9 +104,11 @@ impl Engine {
             store,
             client,
             secrets,
-            config,
             wake,
             destinations: Mutex::new(destinations),
+            workers: Arc::new(Semaphore::new(config.workers)),
+            work_jobs: Default::default(),
+            config,
         })
     }
 
@@ -158,7 +171,7 @@ impl Engine {
 
     /// Claims and runs jobs until `shutdown` is cancelled, then drains.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let workers = Arc::new(Semaphore::new(self.config.workers));
+        let workers = self.workers.clone();
         let mut running: JoinSet<()> = JoinSet::new();
         let mut leases: HashMap<tokio::task::Id, Lease> = HashMap::new();
         self.adopt_legacy_jobs().await;
@@ -179,6 +192,8 @@ impl Engine {
             if free == 0 {
                 tokio::select! {
                     Some(done) = running.join_next_with_id() => forget(&mut leases, done),
+                    // A job in a work's upstream call gave its seat back.
+                    _ = signalled.as_mut() => {}
                     _ = shutdown.cancelled() => {}
                 }
                 continue;
@@ -189,17 +204,20 @@ impl Engine {
                     backoff = MIN_BACKOFF;
                     work_after = batch.work_after;
                     for claimed in batch.jobs {
-                        let permit = workers
-                            .clone()
-                            .try_acquire_owned()
-                            .expect("claimed no more than the free workers");
+                        // A job back from a work's upstream may have taken a seat since.
+                        let permit = match workers.clone().try_acquire_owned() {
+                            Ok(permit) => permit,
+                            Err(_) => workers.clone().acquire_owned().await.expect("never closed"),
+                        };
                         let lease = claimed.lease;
                         let engine = self.clone();
-                        let handle = running.spawn(async move {
-                            let _running = Running::start();
-                            engine.run_job(claimed).await;
-                            drop(permit);
-                        });
+                        let handle = running.spawn(seat::SEAT.scope(
+                            std::cell::RefCell::new(Some(permit)),
+                            async move {
+                                let _running = Running::start();
+                                engine.run_job(claimed).await;
+                            },
+                        ));
                         leases.insert(handle.id(), lease);
                     }
                     continue;

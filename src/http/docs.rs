@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
-use super::error::{ApiError, PROBLEMS, problem_description};
+use super::error::{ApiError, PROBLEMS, WORK_PROBLEMS, problem_description};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -50,7 +50,9 @@ impl utoipa::PartialSchema for ProblemSlug {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .enum_values(Some(PROBLEMS.iter().map(|(slug, _)| *slug)))
+            .enum_values(Some(
+                PROBLEMS.iter().chain(WORK_PROBLEMS).map(|(slug, _)| *slug),
+            ))
             .into()
     }
 }

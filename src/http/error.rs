@@ -397,10 +397,36 @@ pub const PROBLEMS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The problem types of the work routes (SPEC §13, §17), answered by [`crate::http::works`]
+/// from an upstream's outcome rather than from an [`ApiError`]; served with the others.
+pub const WORK_PROBLEMS: &[(&str, &str)] = &[
+    (
+        "unknown-work",
+        "404: no work of this name exists, the name is not a work name, or your tenant may not call it. GET /works lists the works you may call.",
+    ),
+    (
+        "work-rejected",
+        "422: the work's upstream refused the input (it answered a 4xx other than 408, 409, 425 and 429). `detail` quotes the start of its answer. The record says `failed`; retrying the same input fails the same way.",
+    ),
+    (
+        "upstream-failed",
+        "502: the work's upstream could not be reached, answered 5xx, 408, 409, 425 or 429, or answered a 2xx whose body is not JSON or is over the work's max_response_bytes. The record says `failed`.",
+    ),
+    (
+        "upstream-timeout",
+        "504: the work's upstream did not complete its answer within the work's timeout. The record says `failed`; a retry with the same Idempotency-Key reaches the upstream with the same idempotency-key header.",
+    ),
+    (
+        "work-busy",
+        "503: the work is at its max_in_flight on this instance and no slot freed within its timeout. Nothing was recorded; retry after Retry-After.",
+    ),
+];
+
 /// The human text served at `/problems/<slug>`; `None` for an unknown slug.
 pub fn problem_description(slug: &str) -> Option<&'static str> {
     PROBLEMS
         .iter()
+        .chain(WORK_PROBLEMS)
         .find(|(known, _)| *known == slug)
         .map(|(_, text)| *text)
 }

@@ -47,6 +47,38 @@ impl FromRequest<AppState> for JsonObject {
     }
 }
 
+/// A JSON object body with its exact bytes, for a work's upstream (SPEC §17); the same
+/// checks, in the same order, as [`JsonObject`].
+pub struct RawJsonObject {
+    pub bytes: Vec<u8>,
+    pub map: Map<String, Value>,
+}
+
+impl FromRequest<AppState> for RawJsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.max_body_bytes;
+        let json = is_json(req.headers());
+        let declared = content_length(req.headers());
+        let timeout = state.config.http.body_timeout;
+        let deadline = body_deadline(&req, timeout);
+        let body =
+            tokio::time::timeout_at(deadline, read_limited(req.into_body(), limit, declared))
+                .await
+                .map_err(|_| ApiError::RequestTimeout(timeout))?;
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = body.ok_or(ApiError::PayloadTooLarge { limit })?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(RawJsonObject { bytes, map }),
+            Ok(other) => Err(ApiError::NotAnObject(json_kind(&other))),
+            Err(e) => Err(ApiError::MalformedJson(e.to_string())),
+        }
+    }
+}
+
 /// When the body must have arrived: `timeout` after the end of the headers, as stamped by
 /// the [server](super::server) (or from now, for a router served some other way).
 fn body_deadline(req: &Request, timeout: std::time::Duration) -> tokio::time::Instant {

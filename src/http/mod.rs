@@ -19,6 +19,12 @@ pub mod state;
 pub mod submit;
 /// The operator console at /ui (SPEC §11): embedded files, a client of the routes above.
 pub mod ui;
+/// Work routes: POST /sync/{work}, GET /works (SPEC §13).
+pub mod works;
+/// POST /async/{work} (SPEC §13).
+pub mod works_async;
+/// Each configured work's own routes in the OpenAPI document.
+pub mod works_docs;
 
 use axum::Router;
 use utoipa::OpenApi;
@@ -34,6 +40,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(submit::post_sync))
         .routes(routes!(submit::post_async))
+        .routes(routes!(works::post_sync_work))
+        .routes(routes!(works::list_works))
+        .routes(routes!(works_async::post_async_work))
         .routes(routes!(requests::list_requests))
         .routes(routes!(requests::get_request))
         .routes(routes!(redeliver::redeliver_one))
@@ -58,6 +67,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application: API routes, docs, and the layers every request goes through.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
+    let mut openapi = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
+    works_docs::document_works(&mut openapi, &state.works);
     let openapi_json =
         serde_json::to_string_pretty(&openapi).expect("the OpenAPI document serialises");
     api.layer(axum::Extension(docs::OpenApiJson(openapi_json.into())))

@@ -31,7 +31,8 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let route = route_label(req.uri().path());
     let fresh = Uuid::now_v7();
-    let submit = method == Method::POST && matches!(route, "/sync" | "/async");
+    let submit = method == Method::POST
+        && matches!(route, "/sync" | "/async" | "/sync/{work}" | "/async/{work}");
     // Submissions are known by the id of their record; other requests echo the caller's.
     let request_id = match incoming_request_id(req.headers()) {
         Some(id) if !submit => id,
@@ -86,6 +87,9 @@ pub fn route_label(path: &str) -> &'static str {
     match path {
         "/sync" => "/sync",
         "/async" => "/async",
+        "/works" => "/works",
+        p if is_work_route(p, "/sync/") => "/sync/{work}",
+        p if is_work_route(p, "/async/") => "/async/{work}",
         "/requests" => "/requests",
         "/requests/redeliver" => "/requests/redeliver",
         "/stats/callbacks" => "/stats/callbacks",
@@ -101,6 +105,12 @@ pub fn route_label(path: &str) -> &'static str {
         p if p.starts_with("/problems/") => "/problems/{slug}",
         _ => "unmatched",
     }
+}
+
+/// `/sync/NAME` or `/async/NAME`: one non-empty segment after `prefix`.
+fn is_work_route(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
 /// A bounded set of method labels for metrics: the standard methods, else `other`, so
@@ -184,6 +194,9 @@ mod tests {
         assert_eq!(route_label("/requests/0190-abc"), "/requests/{id}");
         assert_eq!(route_label("/wp-admin/x.php"), "unmatched");
         assert_eq!(route_label("/sync/"), "unmatched");
+        assert_eq!(route_label("/sync/pdf-render"), "/sync/{work}");
+        assert_eq!(route_label("/async/anything-at-all"), "/async/{work}");
+        assert_eq!(route_label("/sync/a/b"), "unmatched");
         assert_eq!(route_label("/ui/requests/0190-abc"), "/ui");
         assert_eq!(route_label("/uix"), "unmatched");
     }

@@ -125,6 +125,13 @@ pub struct RequestDetail {
     /// 32 hex digits; the callback's `traceparent` continues this trace.
     pub trace_id: String,
     pub attempts: Vec<AttemptOut>,
+    /// The work the request named (SPEC §13): `text` or a configured work.
+    #[schema(example = "text")]
+    pub work: String,
+    /// Each upstream attempt of a named work: `{attempt, started_at, duration_ms,
+    /// status_code|null, error|null}` (`text` has none).
+    #[schema(value_type = Vec<Object>)]
+    pub work_attempts: Value,
 }
 
 impl TryFrom<RequestRecord> for RequestDetail {
@@ -153,6 +160,13 @@ impl TryFrom<RequestRecord> for RequestDetail {
             callback_next_attempt_at: r.callback_next_attempt_at.map(ts),
             trace_id: r.trace_id,
             attempts: r.attempts.into_iter().map(AttemptOut::from).collect(),
+            work: r
+                .work
+                .unwrap_or_else(|| crate::works::registry::TEXT.to_owned()),
+            work_attempts: match r.work_attempts.as_deref() {
+                Some(json) => parse(json)?,
+                None => Value::Array(Vec::new()),
+            },
         })
     }
 }

@@ -22,6 +22,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Cancelled when shutdown begins: /readyz turns 503 and new work is refused.
     pub shutdown: CancellationToken,
+    /// The works this instance serves (SPEC §13): `text` and the configured ones.
+    pub works: Arc<crate::works::Registry>,
 }
 
 impl AppState {

@@ -161,6 +161,11 @@ pub trait Store: Send + Sync + 'static {
     /// Backlog and circuits, for /metrics: kept counts, never a scan.
     async fn job_counts(&self) -> StoreResult<JobCounts>;
 
+    /// Jobs whose work has not ended, by the work their request names (`text` and records
+    /// made before works excluded): read once at start (SPEC §17 "Instances with
+    /// different files").
+    async fn pending_works(&self) -> StoreResult<Vec<(String, u64)>>;
+
     /// The backlog as the admission limits see it: (all tenants, this tenant).
     async fn backlog(&self, tenant: &str) -> StoreResult<(u64, u64)>;
 

@@ -56,6 +56,10 @@ pub struct NewRequest {
     pub origin: Option<String>,
     pub trace_id: String,
     pub created_at: DateTime<Utc>,
+    /// The work named (SPEC §13); `None` for the built-in `text`.
+    pub work: Option<String>,
+    /// The idempotency-key its upstream receives, when not the request id (§17).
+    pub upstream_key: Option<String>,
 }
 
 /// Backlog limits an async admission must respect (SPEC §9, §10); 0 = no limit.
@@ -157,6 +161,8 @@ pub struct FinishedWork {
     pub output_data: Option<String>,
     pub error: Option<String>,
     pub completed_at: DateTime<Utc>,
+    /// A named work's upstream attempts as a JSON array (SPEC §13); `None` for `text`.
+    pub work_attempts: Option<String>,
 }
 
 /// The full record, as GET /requests/{id} shows it.
@@ -181,6 +187,10 @@ pub struct RequestRecord {
     pub callback_next_attempt_at: Option<DateTime<Utc>>,
     pub trace_id: String,
     pub attempts: Vec<AttemptRecord>,
+    /// The work named (SPEC §13); `None` for the built-in `text`.
+    pub work: Option<String>,
+    /// A named work's upstream attempts as a JSON array; `None` when it made none.
+    pub work_attempts: Option<String>,
 }
 
 /// One row of GET /requests.
@@ -365,6 +375,10 @@ pub struct ClaimedJob {
     pub completed_at: Option<DateTime<Utc>>,
     /// When this delivery expires (set when the work ends or on redelivery).
     pub expires_at: Option<DateTime<Utc>>,
+    /// The work the request names (SPEC §13); `None` for `text`.
+    pub work: Option<String>,
+    /// The idempotency-key its upstream receives, when not the request id (§17).
+    pub upstream_key: Option<String>,
 }
 
 /// What a claim asks for (see [`Store::claim_due_jobs`](super::Store::claim_due_jobs)).

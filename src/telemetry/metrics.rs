@@ -88,6 +88,19 @@ fn at_zero() {
     for route in ["/sync", "/async"] {
         counter!(IDEMPOTENT_REPLAYS, "route" => route).increment(0);
     }
+    // Per-work series exist from the start for the built-in work.
+    for outcome in [
+        "completed",
+        "rejected",
+        "bad_answer",
+        "unavailable",
+        "timeout",
+        "failed",
+    ] {
+        counter!(crate::works::run::WORK_ATTEMPTS, "work" => "text", "outcome" => outcome)
+            .increment(0);
+    }
+    let _ = histogram!(crate::works::run::WORK_ATTEMPT_DURATION, "work" => "text");
 }
 
 /// The `op` labels of [`DB_ERRORS`].

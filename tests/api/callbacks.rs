@@ -56,7 +56,9 @@ async fn an_async_request_is_acknowledged_then_called_back_signed(backend: Backe
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys.len(), 5, "{body}");
+    // SPEC §13: text's callbacks gain `"work": "text"`.
+    assert_eq!(keys.len(), 6, "{body}");
+    assert_eq!(body["work"], "text");
     assert_eq!(body["request_id"], id.as_str());
     assert_eq!(body["status"], "completed");
     assert!(body["error"].is_null());

@@ -38,3 +38,7 @@ mod ssrf;
 mod structure;
 mod sync;
 mod tenants;
+mod works_async;
+mod works_console;
+mod works_file;
+mod works_sync;

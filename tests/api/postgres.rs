@@ -221,6 +221,8 @@ mod store {
             callback_url: Some("http://127.0.0.1:9/hook".into()),
             trace_id: "0".repeat(32),
             created_at: Utc::now(),
+            work: None,
+            upstream_key: None,
         }
     }
 
@@ -230,6 +232,7 @@ mod store {
             output_data: Some("{}".into()),
             error: None,
             completed_at: Utc::now(),
+            work_attempts: None,
         }
     }
 

@@ -10,7 +10,7 @@ use crate::both_backends;
 use crate::helpers::{Backend, TestApp, work};
 
 /// The routes the router serves, apart from the Swagger UI under /docs.
-const SERVED: [&str; 13] = [
+const SERVED: [&str; 16] = [
     "/sync",
     "/async",
     "/requests",
@@ -24,6 +24,9 @@ const SERVED: [&str; 13] = [
     "/metrics",
     "/problems/{slug}",
     "/openapi.json",
+    "/sync/{work}",
+    "/async/{work}",
+    "/works",
 ];
 
 async fn a_redelivery_of_an_id_that_is_no_uuid_is_simply_unknown(backend: Backend) {

@@ -305,7 +305,7 @@ async fn hand_out(
     }
     let rows = sqlx::query(
         "SELECT id, input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,
-                output_data, error, completed_at
+                output_data, error, completed_at, work, upstream_key
          FROM requests WHERE id = ANY($1)",
     )
     .bind(&ids)
@@ -346,6 +346,8 @@ async fn hand_out(
             error: r.try_get("error")?,
             completed_at: r.try_get("completed_at")?,
             expires_at: job.expires_at,
+            work: r.try_get("work")?,
+            upstream_key: r.try_get("upstream_key")?,
         });
     }
     Ok(jobs)

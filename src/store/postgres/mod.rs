@@ -495,6 +495,17 @@ impl Store for PgStore {
         })
     }
 
+    async fn pending_works(&self) -> StoreResult<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT r.work, count(*) FROM jobs j JOIN requests r ON r.id = j.request_id
+             WHERE j.phase = 0 AND r.work IS NOT NULL AND r.work <> 'text' GROUP BY r.work",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e.into()))?;
+        Ok(rows.into_iter().map(|(w, n)| (w, n as u64)).collect())
+    }
+
     async fn backlog(&self, tenant: &str) -> StoreResult<(u64, u64)> {
         let counts = self.counts.read().expect("counts lock");
         Ok((counts.backlog(), counts.backlog_of(tenant)))

@@ -204,6 +204,8 @@ fn record_from_row(row: &PgRow) -> StoreResult<RequestRecord> {
         callback_next_attempt_at: None,
         trace_id: row.try_get("trace_id")?,
         attempts: Vec::new(),
+        work: row.try_get("work")?,
+        work_attempts: row.try_get("work_attempts")?,
     })
 }
 

@@ -49,8 +49,8 @@ pub(super) async fn insert_with_job(
     sqlx::query(
         "WITH request AS (
              INSERT INTO requests (id, tenant, mode, status, input_data, created_at, started_at,
-                                   trace_id, callback_url, callback_status)
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END, $8, $9, $10)
+                                   trace_id, callback_url, callback_status, work, upstream_key)
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END, $8, $9, $10, $13, $14)
              RETURNING id, mode, tenant, state
          ), job AS (
              INSERT INTO jobs (request_id, destination_id, phase, run_at)
@@ -74,6 +74,8 @@ pub(super) async fn insert_with_job(
     .bind(callback_status)
     .bind(destination)
     .bind(count_shard)
+    .bind(&req.work)
+    .bind(&req.upstream_key)
     .execute(e)
     .await?;
     Ok(())
@@ -156,12 +158,13 @@ pub(super) async fn store_work(
         c,
         d,
         id,
-        "status = $2, output_data = $3, error = $4, completed_at = $5",
+        "status = $2, output_data = $3, error = $4, completed_at = $5, work_attempts = $6",
         |q| {
             q.bind(done.status.as_str())
                 .bind(done.output_data.clone())
                 .bind(done.error.clone())
                 .bind(ms(done.completed_at))
+                .bind(done.work_attempts.clone())
         },
     )
     .await?;

@@ -73,8 +73,8 @@ pub(super) fn admit(
     let started_at = (req.status == RequestStatus::Processing).then_some(ms(req.created_at));
     c.prepare_cached(
         "INSERT INTO requests (id, tenant, mode, status, input_data, created_at, started_at,
-                               trace_id, callback_url, callback_status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                               trace_id, callback_url, callback_status, work, upstream_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         id,
@@ -87,6 +87,8 @@ pub(super) fn admit(
         req.trace_id,
         req.callback_url,
         callback_status.map(CallbackStatus::as_str),
+        req.work,
+        req.upstream_key,
     ])?;
     b.deltas.added(
         &req.tenant,
@@ -151,7 +153,8 @@ pub(super) fn store_work(b: &mut Batch<'_>, id: &str, done: &FinishedWork) -> St
     };
     b.conn
         .prepare_cached(
-            "UPDATE requests SET status = ?1, output_data = ?2, error = ?3, completed_at = ?4
+            "UPDATE requests SET status = ?1, output_data = ?2, error = ?3, completed_at = ?4,
+                                 work_attempts = ?6
              WHERE id = ?5",
         )?
         .execute(params![
@@ -159,7 +162,8 @@ pub(super) fn store_work(b: &mut Batch<'_>, id: &str, done: &FinishedWork) -> St
             done.output_data,
             done.error,
             ms(done.completed_at),
-            id
+            id,
+            done.work_attempts,
         ])?;
     before.moved_to(b, done.status, before.callback);
     Ok(())

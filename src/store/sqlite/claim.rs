@@ -246,7 +246,7 @@ fn hand_out(
     }
     let mut stmt = b.conn.prepare_cached(
         "SELECT input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,
-                output_data, error, completed_at
+                output_data, error, completed_at, work, upstream_key
          FROM requests WHERE id = ?1",
     )?;
     let mut rows = stmt.query(params![job.id])?;
@@ -273,6 +273,8 @@ fn hand_out(
         error: r.get(7)?,
         completed_at: r.get::<_, Option<i64>>(8)?.map(from_millis).transpose()?,
         expires_at: job.expires_at.map(from_millis).transpose()?,
+        work: r.get(9)?,
+        upstream_key: r.get(10)?,
     })
 }
 

@@ -283,6 +283,10 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn pending_works(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.readers.read(queries::pending_works).await
+    }
+
     async fn backlog(&self, tenant: &str) -> StoreResult<(u64, u64)> {
         let counts = self.writer.counts();
         Ok((counts.backlog(), counts.backlog_of(tenant)))

@@ -54,6 +54,8 @@ fn record(r: &Row<'_>) -> StoreResult<RequestRecord> {
         callback_next_attempt_at: None,
         trace_id: r.get("trace_id")?,
         attempts: Vec::new(),
+        work: r.get("work")?,
+        work_attempts: r.get("work_attempts")?,
     })
 }
 
@@ -236,6 +238,18 @@ pub(super) fn circuits_open(c: &Connection, now: i64) -> StoreResult<u64> {
         .prepare_cached("SELECT count(*) FROM destinations WHERE blocked_until > ?1")?
         .query_row(params![now], |r| r.get(0))?;
     Ok(n as u64)
+}
+
+/// Jobs in their work phase by the work their request names (`Store::pending_works`).
+pub(super) fn pending_works(c: &Connection) -> StoreResult<Vec<(String, u64)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT r.work, count(*) FROM jobs j JOIN requests r ON r.id = j.request_id
+         WHERE j.phase = 0 AND r.work IS NOT NULL AND r.work <> 'text' GROUP BY r.work",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The database answers and is migrated.

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod dns;
 pub mod hostile;
 pub mod receiver;
+pub mod upstream;
 pub mod webhooks;
 
 use std::net::SocketAddr;
