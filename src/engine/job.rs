@@ -14,9 +14,7 @@ use super::Engine;
 use super::destinations::Admit;
 use crate::delivery;
 use crate::intake::run_work;
-use crate::store::{
-    AfterWork, ClaimedJob, FinishedWork, Lease, Mode, Phase, RequestStatus, StoreError,
-};
+use crate::store::{AfterWork, ClaimedJob, FinishedWork, Mode, Phase, RequestStatus, StoreError};
 use crate::telemetry::metrics as m;
 use crate::telemetry::trace_context;
 use crate::work::WorkInput;
@@ -74,11 +72,18 @@ impl Engine {
             attempt = job.attempts_made + 1,
         );
         trace_context::resume(&span, &job.trace_id);
-        let renewal = self.keep_lease(lease);
+        // Renewed by the keeper, with every other running job's lease, until dropped.
+        let kept = self.leases.keep(lease);
         let outcome = tokio::select! {
+            // The job's own outcome first: a record that ended the lease (delivered,
+            // retry, wait) may share its commit with a renewal that then finds the lease
+            // gone; that is not a lost lease. (Checked in this order, the recorded
+            // outcome, already sent when the keeper hears of the renewal, always wins.)
+            biased;
             outcome = self.work_and_deliver(job).instrument(span.clone()) => outcome,
-            lost = renewal => Err(lost),
+            () = kept.lost() => Err(JobError::LeaseLost),
         };
+        drop(kept);
         if let Err(e) = outcome {
             span.in_scope(|| match e {
                 JobError::LeaseLost => tracing::warn!("lease lost; another worker owns this job now"),
@@ -87,19 +92,6 @@ impl Engine {
                     tracing::warn!(error = %e, "could not record the job's progress; it will run again when its lease expires")
                 }
             });
-        }
-    }
-
-    /// Renews the lease every third of its length; returns only if it is lost.
-    async fn keep_lease(&self, lease: Lease) -> JobError {
-        let period = self.config.lease / 3;
-        loop {
-            tokio::time::sleep(period).await;
-            match self.store.renew_lease(lease, self.config.lease).await {
-                Ok(true) => {}
-                Ok(false) => return JobError::LeaseLost,
-                Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
-            }
         }
     }
 

@@ -20,6 +20,7 @@
 mod attempt;
 pub mod destinations;
 mod job;
+mod leases;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -75,6 +76,8 @@ pub struct Engine {
     wake: Arc<Notify>,
     /// Caps and circuits as this instance sees them.
     destinations: Mutex<Destinations>,
+    /// The leases of the jobs running here, renewed together.
+    leases: Arc<leases::Leases>,
 }
 
 impl Engine {
@@ -96,6 +99,7 @@ impl Engine {
             config,
             wake,
             destinations: Mutex::new(destinations),
+            leases: Arc::default(),
         })
     }
 
@@ -163,6 +167,13 @@ impl Engine {
         let mut leases: HashMap<tokio::task::Id, Lease> = HashMap::new();
         self.adopt_legacy_jobs().await;
         let expiry = tokio::spawn(self.clone().expire_forever(shutdown.clone()));
+        // Stopped only after the drain: jobs finishing in the grace period keep theirs.
+        let keeper_stop = CancellationToken::new();
+        let keeper = tokio::spawn(self.leases.clone().renew_forever(
+            self.store.clone(),
+            self.config.lease,
+            keeper_stop.clone(),
+        ));
         let mut work_after = i64::MIN;
         let mut backoff = MIN_BACKOFF;
         tracing::info!(workers = self.config.workers, "job engine started");
@@ -227,6 +238,8 @@ impl Engine {
             }
         }
         self.drain(running, leases).await;
+        keeper_stop.cancel();
+        let _ = keeper.await;
         let _ = expiry.await;
     }
 

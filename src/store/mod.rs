@@ -124,6 +124,11 @@ pub trait Store: Send + Sync + 'static {
     /// Extends a lease; `false` when it is no longer ours.
     async fn renew_lease(&self, lease: Lease, lease_for: Duration) -> StoreResult<bool>;
 
+    /// Extends every lease of `leases` in one write (the engine's lease keeper); returns
+    /// the requests whose lease is no longer ours. Never waits behind admissions: on
+    /// SQLite it is an engine-lane write, on PostgreSQL it has a connection of its own.
+    async fn renew_leases(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Uuid>>;
+
     /// Stores the end of the work and moves the job to its delivery phase, expiring at
     /// `expires_at`; `false` (and nothing stored) when the lease is lost.
     async fn record_work(
@@ -207,6 +212,13 @@ pub trait Store: Send + Sync + 'static {
     /// chart minutes older than two hours and unused destinations; each in bounded
     /// batches.
     async fn sweep(&self, keep_keys: Duration, abandon_sync: Duration) -> StoreResult<SweepStats>;
+
+    /// Fails /sync records whose work was interrupted (error [`INTERRUPTED`]) and
+    /// returns how many: on SQLite, when `starting` (before serving; one instance owns
+    /// the file), every /sync record still `processing`, and none otherwise; on
+    /// PostgreSQL, those of instances whose heartbeat is older than 30 s. One bounded
+    /// batch per call: call again while it returns more than 0.
+    async fn fail_interrupted_sync(&self, starting: bool) -> StoreResult<u64>;
 
     /// Deletes up to `limit` terminal records created before `cutoff`, with their
     /// attempts and idempotency keys; returns how many (a backend may stop earlier to

@@ -435,6 +435,9 @@ pub struct JobCounts {
     pub circuits_open: u64,
 }
 
+/// The error of a /sync record whose work died with its process (SPEC §16).
+pub const INTERRUPTED: &str = "interrupted: the service stopped before the work ended";
+
 /// What the housekeeping sweep removed or closed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepStats {

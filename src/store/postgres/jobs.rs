@@ -36,6 +36,30 @@ pub(super) async fn renew_lease(
     Ok(renewed.rows_affected() == 1)
 }
 
+/// [`renew_lease`] for many leases in one statement; returns the requests whose lease
+/// is lost.
+pub(super) async fn renew_leases(
+    e: impl PgExecutor<'_>,
+    leases: &[Lease],
+    lease_for: Duration,
+) -> StoreResult<Vec<uuid::Uuid>> {
+    let ids: Vec<uuid::Uuid> = leases.iter().map(|l| l.request_id).collect();
+    let tokens: Vec<uuid::Uuid> = leases.iter().map(|l| l.token).collect();
+    let renewed: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "UPDATE jobs SET run_at = now() + $3::bigint * interval '1 millisecond'
+         FROM unnest($1::uuid[], $2::uuid[]) AS held(id, token)
+         WHERE jobs.request_id = held.id AND jobs.lease_token = held.token AND jobs.run_at > now()
+         RETURNING jobs.request_id",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .bind(duration_ms(lease_for))
+    .fetch_all(e)
+    .await?;
+    let renewed: std::collections::HashSet<_> = renewed.into_iter().collect();
+    Ok(ids.into_iter().filter(|id| !renewed.contains(id)).collect())
+}
+
 /// The job's destination when `lease` still holds it (same token, not expired). Locks the
 /// job row until the transaction ends, so no claim can take the job while we record, and
 /// then the destination `FOR KEY SHARE` (see the claim's protocol).

@@ -211,6 +211,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn renew_leases(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Uuid>> {
+        let leases = leases.to_vec();
+        self.writer
+            .write_engine(move |b| ops::renew_all(b.conn, &leases, lease_for))
+            .await
+    }
+
     async fn record_work(
         &self,
         lease: Lease,
@@ -348,6 +355,13 @@ impl Store for SqliteStore {
         self.writer
             .write_background(move |b| housekeeping::sweep(b, keep_keys, abandon_sync))
             .await
+    }
+
+    async fn fail_interrupted_sync(&self, starting: bool) -> StoreResult<u64> {
+        if !starting {
+            return Ok(0);
+        }
+        self.writer.write(housekeeping::fail_interrupted_sync).await
     }
 
     async fn prune(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<u64> {

@@ -113,6 +113,31 @@ pub(super) fn renew(c: &Connection, lease: Lease, lease_for: Duration) -> StoreR
     Ok(renewed == 1)
 }
 
+/// [`renew`] for many leases in one operation; returns the requests whose lease is lost.
+pub(super) fn renew_all(
+    c: &Connection,
+    leases: &[Lease],
+    lease_for: Duration,
+) -> StoreResult<Vec<uuid::Uuid>> {
+    let (until, now) = (after(lease_for), now_ms());
+    let mut stmt = c.prepare_cached(
+        "UPDATE jobs SET run_at = ?1 WHERE request_id = ?2 AND lease_token = ?3 AND run_at > ?4",
+    )?;
+    let mut lost = Vec::new();
+    for lease in leases {
+        let renewed = stmt.execute(params![
+            until,
+            lease.request_id.to_string(),
+            lease.token.to_string(),
+            now
+        ])?;
+        if renewed == 0 {
+            lost.push(lease.request_id);
+        }
+    }
+    Ok(lost)
+}
+
 /// Makes a destination's deliveries due no later than `at` (never before its block ends).
 pub(super) fn lower_deliver_due(c: &Connection, destination: i64, at: i64) -> StoreResult<()> {
     c.prepare_cached(
