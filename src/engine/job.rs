@@ -7,6 +7,8 @@
 //! between, the lease expires and the job runs again; the callback body was fixed when
 //! the work ended, so a repeated delivery sends the same bytes with the same `webhook-id`.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use tracing::Instrument;
 
@@ -72,17 +74,11 @@ impl Engine {
             attempt = job.attempts_made + 1,
         );
         trace_context::resume(&span, &job.trace_id);
-        // Renewed by the keeper, with every other running job's lease, until dropped.
+        // Renewed by the keeper, with every other running job's lease, until dropped. A
+        // lost lease shows when the job records its progress (the store checks it):
+        // the job's own record may end the lease in the very commit a renewal shares.
         let kept = self.leases.keep(lease);
-        let outcome = tokio::select! {
-            // The job's own outcome first: a record that ended the lease (delivered,
-            // retry, wait) may share its commit with a renewal that then finds the lease
-            // gone; that is not a lost lease. (Checked in this order, the recorded
-            // outcome, already sent when the keeper hears of the renewal, always wins.)
-            biased;
-            outcome = self.work_and_deliver(job).instrument(span.clone()) => outcome,
-            () = kept.lost() => Err(JobError::LeaseLost),
-        };
+        let outcome = self.work_and_deliver(job).instrument(span.clone()).await;
         drop(kept);
         if let Err(e) = outcome {
             span.in_scope(|| match e {
@@ -133,11 +129,9 @@ impl Engine {
             Admit::Attempt => AfterWork::Deliver,
             Admit::AtCap | Admit::CircuitOpen => AfterWork::Wait,
         };
-        if !self
-            .store
-            .record_work(job.lease, &done, after, expires_at)
-            .await?
-        {
+        let recorded =
+            until_recorded(|| self.store.record_work(job.lease, &done, after, expires_at)).await?;
+        if !recorded {
             return Err(JobError::LeaseLost);
         }
         match &done.error {
@@ -217,6 +211,36 @@ fn body_of(
     let at = chrono::DateTime::from_timestamp_millis(completed_at.timestamp_millis())
         .unwrap_or(completed_at);
     delivery::payload::stored_callback_body(request_id, result, at)
+}
+
+/// How long a record of a job's progress is retried while the database is unavailable.
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(120);
+/// Longest pause between two tries.
+const RECORD_RETRY_MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs `record` until it lands: a database briefly unavailable (a connection pool
+/// exhausted beside a flood of admissions) must not turn an attempt already made into
+/// one made again by the next owner (SPEC §16). The lease stays ours meanwhile (the
+/// keeper renews it); other errors, and an outage past [`RECORD_RETRY_FOR`], end the
+/// job as before (its lease then expires and it runs again).
+pub(super) async fn until_recorded<F, Fut>(mut record: F) -> Result<bool, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, StoreError>>,
+{
+    let give_up = tokio::time::Instant::now() + RECORD_RETRY_FOR;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match record().await {
+            Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() < give_up => {
+                metrics::counter!(m::DB_ERRORS, "op" => "record").increment(1);
+                tracing::debug!(error = %e, retry_in_ms = wait.as_millis() as u64, "could not record the job's progress yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RECORD_RETRY_MAX_WAIT);
+            }
+            other => return other,
+        }
+    }
 }
 
 pub(super) enum JobError {

@@ -6,7 +6,8 @@
 //! when hundreds of jobs wait for slow receivers; the store runs that write where
 //! admissions cannot delay it (SQLite: the writer's engine lane; PostgreSQL: a
 //! connection of its own). A renewal that fails is tried again soon, well before the
-//! leases run out; a job whose lease is found lost hears it at once and stops.
+//! leases run out. A lease found lost is no longer renewed; its job learns it when it
+//! records its progress (the store checks the lease there).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,24 +22,16 @@ use crate::telemetry::metrics as m;
 /// The wait before a failed renewal is tried again.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 
-/// The leases of this instance's running jobs, each with the signal its job stops on.
+/// The leases of this instance's running jobs.
 #[derive(Default)]
 pub(super) struct Leases {
-    held: Mutex<HashMap<Uuid, (Lease, CancellationToken)>>,
+    held: Mutex<HashMap<Uuid, Lease>>,
 }
 
 /// A lease in the keeper's care while its job runs; dropping it stops the renewals.
 pub(super) struct Kept {
     leases: Arc<Leases>,
     lease: Lease,
-    lost: CancellationToken,
-}
-
-impl Kept {
-    /// Resolves when the keeper found the lease taken by another worker.
-    pub(super) async fn lost(&self) {
-        self.lost.cancelled().await
-    }
 }
 
 impl Drop for Kept {
@@ -46,7 +39,7 @@ impl Drop for Kept {
         let mut held = self.leases.held.lock().expect("leases lock");
         if held
             .get(&self.lease.request_id)
-            .is_some_and(|(l, _)| l.token == self.lease.token)
+            .is_some_and(|l| l.token == self.lease.token)
         {
             held.remove(&self.lease.request_id);
         }
@@ -56,35 +49,28 @@ impl Drop for Kept {
 impl Leases {
     /// Keeps `lease` renewed until the returned guard is dropped.
     pub(super) fn keep(self: &Arc<Self>, lease: Lease) -> Kept {
-        let lost = CancellationToken::new();
         self.held
             .lock()
             .expect("leases lock")
-            .insert(lease.request_id, (lease, lost.clone()));
+            .insert(lease.request_id, lease);
         Kept {
             leases: self.clone(),
             lease,
-            lost,
         }
     }
 
     fn snapshot(&self) -> Vec<Lease> {
         let held = self.held.lock().expect("leases lock");
-        held.values().map(|(lease, _)| *lease).collect()
+        held.values().copied().collect()
     }
 
-    /// Tells the jobs of `lost` (still held with the token renewed) to stop.
-    fn mark_lost(&self, renewed: &[Lease], lost: &[Uuid]) {
-        let held = self.held.lock().expect("leases lock");
+    /// Stops renewing the leases of `lost` (those still held with the token tried).
+    fn forget_lost(&self, tried: &[Lease], lost: &[Uuid]) {
+        let mut held = self.held.lock().expect("leases lock");
         for id in lost {
-            let token = renewed
-                .iter()
-                .find(|l| l.request_id == *id)
-                .map(|l| l.token);
-            if let Some((lease, signal)) = held.get(id)
-                && Some(lease.token) == token
-            {
-                signal.cancel();
+            let token = tried.iter().find(|l| l.request_id == *id).map(|l| l.token);
+            if held.get(id).map(|l| l.token) == token {
+                held.remove(id);
             }
         }
     }
@@ -110,7 +96,7 @@ impl Leases {
             }
             match store.renew_leases(&leases, lease_for).await {
                 Ok(lost) => {
-                    self.mark_lost(&leases, &lost);
+                    self.forget_lost(&leases, &lost);
                     wait = period;
                 }
                 Err(e) => {

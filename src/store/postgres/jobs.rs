@@ -36,28 +36,45 @@ pub(super) async fn renew_lease(
     Ok(renewed.rows_affected() == 1)
 }
 
-/// [`renew_lease`] for many leases in one statement; returns the requests whose lease
-/// is lost.
+/// [`renew_lease`] for many leases; returns the requests whose lease is lost.
+///
+/// Never waits for a row lock: a job row locked by its owner's record (which checked
+/// the lease when it took the lock, and no claim can take a locked row) is skipped this
+/// time, neither renewed nor lost. Otherwise one renewal would wait for every record
+/// in flight, and those wait behind claims (`FOR KEY SHARE` on their destination).
+/// A lease is ours while its job row carries its token: every claim writes a new one,
+/// so a lease past its end that no claim took yet is still ours, and renewed.
 pub(super) async fn renew_leases(
-    e: impl PgExecutor<'_>,
+    c: &mut PgConnection,
     leases: &[Lease],
     lease_for: Duration,
 ) -> StoreResult<Vec<uuid::Uuid>> {
     let ids: Vec<uuid::Uuid> = leases.iter().map(|l| l.request_id).collect();
     let tokens: Vec<uuid::Uuid> = leases.iter().map(|l| l.token).collect();
-    let renewed: Vec<uuid::Uuid> = sqlx::query_scalar(
+    sqlx::query(
         "UPDATE jobs SET run_at = now() + $3::bigint * interval '1 millisecond'
-         FROM unnest($1::uuid[], $2::uuid[]) AS held(id, token)
-         WHERE jobs.request_id = held.id AND jobs.lease_token = held.token AND jobs.run_at > now()
-         RETURNING jobs.request_id",
+         WHERE request_id IN (
+             SELECT j.request_id FROM jobs j
+             JOIN unnest($1::uuid[], $2::uuid[]) AS held(id, token)
+               ON j.request_id = held.id AND j.lease_token = held.token
+             FOR UPDATE OF j SKIP LOCKED)",
     )
     .bind(&ids)
     .bind(&tokens)
     .bind(duration_ms(lease_for))
-    .fetch_all(e)
+    .execute(&mut *c)
     .await?;
-    let renewed: std::collections::HashSet<_> = renewed.into_iter().collect();
-    Ok(ids.into_iter().filter(|id| !renewed.contains(id)).collect())
+    // Reads take no lock: a lease is lost when its job row no longer carries its token.
+    let lost: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT held.id FROM unnest($1::uuid[], $2::uuid[]) AS held(id, token)
+         WHERE NOT EXISTS (SELECT 1 FROM jobs j
+                           WHERE j.request_id = held.id AND j.lease_token = held.token)",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(lost)
 }
 
 /// The job's destination when `lease` still holds it (same token, not expired). Locks the

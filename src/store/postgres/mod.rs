@@ -436,9 +436,12 @@ impl Store for PgStore {
     }
 
     async fn renew_leases(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Uuid>> {
-        let result = jobs::renew_leases(&self.leases, leases, lease_for)
-            .await
-            .map_err(classify);
+        let result = async {
+            let mut c = self.leases.acquire().await?;
+            jobs::renew_leases(&mut c, leases, lease_for).await
+        }
+        .await
+        .map_err(classify);
         self.health.note(&result);
         result
     }
