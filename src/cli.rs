@@ -197,6 +197,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSUMA_MAX_PENDING_JOBS_PER_TENANT", default_value_t = 0)]
     pub max_pending_jobs_per_tenant: u64,
 
+    /// How many times one request's callback may be redelivered (0 to 10,000); then
+    /// POST /requests/{id}/redeliver answers 429. 0 turns redelivery off.
+    #[arg(long, env = "CONSUMA_MAX_REDELIVERIES", default_value_t = 100)]
+    pub max_redeliveries: u64,
+
     /// Terminal records older than this are deleted (with their attempts and idempotency
     /// keys): a whole number followed by s, m, h or d (`90d`, `12h`, `10s`), or 0 to keep
     /// everything.

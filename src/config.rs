@@ -153,6 +153,8 @@ pub struct Config {
     pub callback_expire_after: Duration,
     pub max_pending_jobs: u64,
     pub max_pending_jobs_per_tenant: u64,
+    /// `--max-redeliveries` (SPEC §16): 0 turns redelivery off.
+    pub max_redeliveries: u32,
     /// `None`: keep everything.
     pub retention: Option<Duration>,
     pub http: HttpLimits,
@@ -306,6 +308,7 @@ impl Config {
                 0,
                 1_000_000_000,
             )?,
+            max_redeliveries: in_range("max-redeliveries", a.max_redeliveries, 0, 10_000)? as u32,
             retention: parse_retention(&a.retention)?,
             http: HttpLimits::from_args(&a)?,
             async_ack_status: a.async_ack_status.code(),

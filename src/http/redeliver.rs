@@ -14,7 +14,7 @@ use super::error::{ApiError, Problem, ServiceUnavailable};
 use super::extract::{Fields, JsonObject};
 use super::state::AppState;
 use crate::auth::Caller;
-use crate::store::{CallbackStatus, MinuteStats, Redelivery};
+use crate::store::{AdmissionLimits, CallbackStatus, MinuteStats, Redelivery, RedeliveryLimits};
 
 /// The body of a 202 from POST /requests/{id}/redeliver.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -40,6 +40,7 @@ pub struct RedeliveryQueued {
         (status = 404, description = "No such request (or another tenant's)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A delivery of this request is pending or running", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A sync request has no callback", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The tenant's backlog is at --max-pending-jobs-per-tenant, or the request was redelivered --max-redeliveries times (no Retry-After)", body = Problem, content_type = "application/problem+json"),
         ServiceUnavailable,
     )
 )]
@@ -53,12 +54,37 @@ pub async fn redeliver_one(
     let id = id.map_or_else(|_| "(undecodable)".to_owned(), |Path(id)| id);
     let unknown = || ApiError::NotFound(format!("no request with id {id:?}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| unknown())?;
-    let expire = state.config.callback_expire_after;
-    match state.store.redeliver(uuid, &caller.scope(), expire).await? {
+    let config = &state.config;
+    let expire = config.callback_expire_after;
+    let limits = RedeliveryLimits {
+        backlog: AdmissionLimits {
+            max_pending: config.max_pending_jobs,
+            max_pending_per_tenant: config.max_pending_jobs_per_tenant,
+        },
+        max_redeliveries: config.max_redeliveries,
+    };
+    match state
+        .store
+        .redeliver(uuid, &caller.scope(), expire, limits)
+        .await?
+    {
         Redelivery::Queued => {}
         Redelivery::NotFound => return Err(unknown()),
         Redelivery::NotAsync => return Err(ApiError::NotAsync),
         Redelivery::InProgress => return Err(ApiError::DeliveryInProgress),
+        Redelivery::Overloaded => return Err(ApiError::Overloaded(config.max_pending_jobs)),
+        Redelivery::QuotaExceeded => {
+            return Err(ApiError::RedeliveryRefused(format!(
+                "this tenant has {} callbacks waiting to be delivered (--max-pending-jobs-per-tenant); nothing was queued",
+                config.max_pending_jobs_per_tenant
+            )));
+        }
+        Redelivery::TooManyRedeliveries => {
+            return Err(ApiError::RedeliveryRefused(format!(
+                "this request was redelivered {} times, the most --max-redeliveries allows; nothing was queued",
+                config.max_redeliveries
+            )));
+        }
     }
     tracing::info!(request_id = %uuid, "redelivery queued");
     let body = RedeliveryQueued {

@@ -174,11 +174,14 @@ pub trait Store: Send + Sync + 'static {
     /// Puts a terminal async callback back to `pending` with a new delivery due now: same
     /// body, a fresh attempt budget, expiring `expire_after` from now, its first attempt
     /// marked manual.
+    /// Refused (nothing changed) when `limits` say so: the backlog as for POST /async,
+    /// and the request's redeliveries so far (SPEC §16).
     async fn redeliver(
         &self,
         id: Uuid,
         scope: &Scope,
         expire_after: Duration,
+        limits: RedeliveryLimits,
     ) -> StoreResult<Redelivery>;
 
     /// Records a bulk redelivery of every failed callback of `tenant` (`None`: all

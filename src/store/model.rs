@@ -454,12 +454,42 @@ pub struct SweepStats {
 pub enum Redelivery {
     /// The callback is `pending` again; a new delivery is queued.
     Queued,
+    /// The tenant's backlog is at `--max-pending-jobs-per-tenant` (429).
+    QuotaExceeded,
+    /// The backlog is at `--max-pending-jobs` (503).
+    Overloaded,
+    /// The request was redelivered `--max-redeliveries` times already (429).
+    TooManyRedeliveries,
     /// A delivery of that request is pending or running.
     InProgress,
     /// A sync request has no callback.
     NotAsync,
     /// No such request in the caller's scope.
     NotFound,
+}
+
+/// What bounds a redelivery (SPEC §16 "Redelivery is bounded"): the backlog limits of
+/// POST /async, and how often one request may be redelivered (`--max-redeliveries`;
+/// 0 turns redelivery off).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedeliveryLimits {
+    pub backlog: AdmissionLimits,
+    pub max_redeliveries: u32,
+}
+
+impl RedeliveryLimits {
+    /// Why one more redelivery of a request redelivered `done` times already, of a tenant
+    /// with `tenant_pending` of the backlog's `pending`, is refused; `None` when it fits.
+    pub fn refusal(self, done: u64, pending: u64, tenant_pending: u64) -> Option<Redelivery> {
+        if done >= u64::from(self.max_redeliveries) {
+            return Some(Redelivery::TooManyRedeliveries);
+        }
+        match self.backlog.refusal(pending, tenant_pending) {
+            Some(Admission::QuotaExceeded) => Some(Redelivery::QuotaExceeded),
+            Some(_) => Some(Redelivery::Overloaded),
+            None => None,
+        }
+    }
 }
 
 /// Callbacks that ended in one minute (SPEC §11 chart data).

@@ -25,6 +25,7 @@ mod ops;
 mod paging;
 mod postgres;
 mod redelivery;
+mod redelivery_limits;
 mod requests;
 mod scale_out;
 mod schema;

@@ -539,11 +539,25 @@ impl Store for PgStore {
         id: Uuid,
         scope: &Scope,
         expire_after: Duration,
+        limits: RedeliveryLimits,
     ) -> StoreResult<Redelivery> {
         let scope = scope.clone();
+        // The backlog as admissions judge it: the kept counts' mirror (up to 1 s stale).
+        let counts = self.counts.clone();
+        let backlog = move |tenant: &str| {
+            let counts = counts.read().expect("counts lock");
+            (counts.backlog(), counts.backlog_of(tenant))
+        };
         let done = self
             .tx(move |c, d| {
-                Box::pin(async move { redeliver::redeliver(c, d, id, &scope, expire_after).await })
+                Box::pin(async move {
+                    let again = redeliver::Again {
+                        expire_after,
+                        limits,
+                        backlog: &backlog,
+                    };
+                    redeliver::redeliver(c, d, id, &scope, again).await
+                })
             })
             .await?;
         if done == Redelivery::Queued {

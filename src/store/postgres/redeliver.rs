@@ -14,19 +14,29 @@ use super::requests::{destination_id, transition};
 use crate::store::counts::Deltas;
 use crate::store::*;
 
+/// What a single redelivery needs besides the request: its expiry, its limits, and the
+/// backlog `(all tenants, this tenant)` for a tenant.
+pub(super) struct Again<'a> {
+    pub expire_after: Duration,
+    pub limits: RedeliveryLimits,
+    pub backlog: &'a (dyn Fn(&str) -> (u64, u64) + Send + Sync),
+}
+
 /// See `Store::redeliver`.
 pub(super) async fn redeliver(
     c: &mut PgConnection,
     d: &mut Deltas,
     id: Uuid,
     scope: &Scope,
-    expire_after: Duration,
+    again: Again<'_>,
 ) -> StoreResult<Redelivery> {
-    let row =
-        sqlx::query("SELECT tenant, mode, callback_status FROM requests WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *c)
-            .await?;
+    let expire_after = again.expire_after;
+    let row = sqlx::query(
+        "SELECT tenant, mode, callback_status, redeliveries FROM requests WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?;
     let Some(row) = row else {
         return Ok(Redelivery::NotFound);
     };
@@ -40,6 +50,14 @@ pub(super) async fn redeliver(
     if row.try_get::<Option<&str>, _>("callback_status")? == Some("pending") {
         return Ok(Redelivery::InProgress);
     }
+    let done: i32 = row.try_get("redeliveries")?;
+    let (pending, tenant_pending) = (again.backlog)(&tenant);
+    if let Some(refused) = again
+        .limits
+        .refusal(done.max(0) as u64, pending, tenant_pending)
+    {
+        return Ok(refused);
+    }
     queue_again(c, d, id, expire_after).await?;
     Ok(Redelivery::Queued)
 }
@@ -51,7 +69,14 @@ async fn queue_again(
     id: Uuid,
     expire_after: Duration,
 ) -> StoreResult<()> {
-    transition(c, d, id, "callback_status = 'pending'", |q| q).await?;
+    transition(
+        c,
+        d,
+        id,
+        "callback_status = 'pending', redeliveries = r.redeliveries + 1",
+        |q| q,
+    )
+    .await?;
     let row =
         sqlx::query("SELECT tenant, callback_url, callback_attempts FROM requests WHERE id = $1")
             .bind(id)

@@ -302,11 +302,12 @@ impl Store for SqliteStore {
         id: Uuid,
         scope: &Scope,
         expire_after: Duration,
+        limits: RedeliveryLimits,
     ) -> StoreResult<Redelivery> {
         let scope = scope.clone();
         let done = self
             .writer
-            .write(move |b| redeliver::redeliver(b, id, &scope, expire_after))
+            .write(move |b| redeliver::redeliver(b, id, &scope, expire_after, limits))
             .await?;
         if done == Redelivery::Queued {
             self.jobs.notify_one();

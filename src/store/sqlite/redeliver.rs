@@ -16,6 +16,7 @@ pub(super) fn redeliver(
     id: Uuid,
     scope: &Scope,
     expire_after: Duration,
+    limits: RedeliveryLimits,
 ) -> StoreResult<Redelivery> {
     let id = id.to_string();
     let Some(before) = Current::read(b.conn, &id)?.filter(|c| scope.sees(&c.tenant)) else {
@@ -26,6 +27,14 @@ pub(super) fn redeliver(
     }
     if before.callback == Some(CallbackStatus::Pending) {
         return Ok(Redelivery::InProgress);
+    }
+    let done: i64 = b
+        .conn
+        .prepare_cached("SELECT redeliveries FROM requests WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))?;
+    let (pending, tenant_pending) = b.backlog(&before.tenant);
+    if let Some(refused) = limits.refusal(done.max(0) as u64, pending, tenant_pending) {
+        return Ok(refused);
     }
     queue_again(b, &id, &before, expire_after)?;
     Ok(Redelivery::Queued)
@@ -44,7 +53,10 @@ fn queue_again(
         .prepare_cached("SELECT callback_url, callback_attempts FROM requests WHERE id = ?1")?
         .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     b.conn
-        .prepare_cached("UPDATE requests SET callback_status = 'pending' WHERE id = ?1")?
+        .prepare_cached(
+            "UPDATE requests SET callback_status = 'pending', redeliveries = redeliveries + 1
+             WHERE id = ?1",
+        )?
         .execute(params![id])?;
     before.moved_to(b, before.status, Some(CallbackStatus::Pending));
     let origin = url

@@ -1,0 +1,116 @@
+//! Redelivery is bounded (SPEC §16, §17; issue 19, item 3): a redelivery counts against
+//! the backlog limits of POST /async, and one request may be redelivered at most
+//! `--max-redeliveries` times.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::helpers::receiver::{Receiver, Reply};
+use crate::helpers::{Backend, TestApp};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn redeliver(app: &TestApp, id: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/requests/{id}/redeliver")))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A 429 `quota-exceeded` problem without `Retry-After`, whose detail names `flag`.
+async fn assert_refused(r: reqwest::Response, flag: &str) {
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_none(), "no Retry-After");
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/problems/quota-exceeded"),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains(flag),
+        "{problem}"
+    );
+}
+
+/// An async request whose only callback attempt fails.
+async fn failed_request(app: &TestApp, receiver: &Receiver) -> String {
+    let id = app.submit_async("fails", &receiver.url("/cb")).await;
+    let record = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(record["callback_status"], "failed");
+    id
+}
+
+async fn a_request_is_redelivered_at_most_max_redeliveries_times(backend: Backend) {
+    let receiver = Receiver::scripted("127.0.0.1", |_| Reply::status(500)).await;
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--callback-max-attempts", 1)
+        .arg("--max-redeliveries", 2)
+        .spawn()
+        .await;
+    let id = failed_request(&app, &receiver).await;
+    for _ in 0..2 {
+        assert_eq!(redeliver(&app, &id).await.status(), 202);
+        let record = app.wait_terminal(&id, WAIT).await;
+        assert_eq!(record["callback_status"], "failed");
+    }
+    assert_refused(redeliver(&app, &id).await, "--max-redeliveries").await;
+    assert_eq!(receiver.hits_for(&id).len(), 3, "no fourth attempt");
+}
+
+async fn max_redeliveries_0_turns_redelivery_off(backend: Backend) {
+    let receiver = Receiver::scripted("127.0.0.1", |_| Reply::status(500)).await;
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--callback-max-attempts", 1)
+        .arg("--max-redeliveries", 0)
+        .spawn()
+        .await;
+    let id = failed_request(&app, &receiver).await;
+    assert_refused(redeliver(&app, &id).await, "--max-redeliveries").await;
+    assert_eq!(app.record(&id).await["callback_status"], "failed");
+}
+
+/// With the backlog at a limit (one callback held open by a slow receiver), a
+/// redelivery is refused as POST /async would be: 429 for the tenant's limit, 503 for
+/// the global one; nothing is queued.
+async fn a_redelivery_counts_against_the_backlog_limits(backend: Backend) {
+    let failing = Receiver::scripted("127.0.0.1", |_| Reply::status(500)).await;
+    let slow = Receiver::scripted("127.0.0.1", |_| {
+        Reply::status(200).after(Duration::from_secs(30))
+    })
+    .await;
+    for (flag, status) in [
+        ("--max-pending-jobs-per-tenant", 429),
+        ("--max-pending-jobs", 503),
+    ] {
+        let app = TestApp::builder(backend)
+            .allow_loopback()
+            .arg("--callback-max-attempts", 1)
+            .arg(flag, 1)
+            .spawn()
+            .await;
+        let id = failed_request(&app, &failing).await;
+        let _held = app.submit_async("held open", &slow.url("/slow")).await;
+        // PostgreSQL judges the backlog on counts refreshed every second.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let r = redeliver(&app, &id).await;
+        assert_eq!(r.status(), status, "{flag}");
+        if status == 429 {
+            assert_refused(r, flag).await;
+        }
+        assert_eq!(app.record(&id).await["callback_status"], "failed", "{flag}");
+    }
+}
+
+both_backends!(
+    a_request_is_redelivered_at_most_max_redeliveries_times,
+    max_redeliveries_0_turns_redelivery_off,
+    a_redelivery_counts_against_the_backlog_limits,
+);
