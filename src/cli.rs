@@ -90,7 +90,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSUMA_SQLITE_SYNCHRONOUS", value_enum, default_value_t)]
     pub sqlite_synchronous: SqliteSyncArg,
 
-    /// PostgreSQL connections in this instance's pool (LISTEN takes one more); size
+    /// PostgreSQL connections in this instance's pool (LISTEN and the lease keeper take one more each); size
     /// the server's max_connections for all instances.
     #[arg(long, env = "CONSUMA_DATABASE_MAX_CONNECTIONS", default_value_t = crate::store::DEFAULT_PG_MAX_CONNECTIONS)]
     pub database_max_connections: u32,
