@@ -14,7 +14,9 @@ use super::error::{ApiError, Problem, ServiceUnavailable};
 use super::extract::{Fields, JsonObject};
 use super::state::AppState;
 use crate::auth::Caller;
-use crate::store::{AdmissionLimits, CallbackStatus, MinuteStats, Redelivery, RedeliveryLimits};
+use crate::store::{
+    AdmissionLimits, BulkRedelivery, CallbackStatus, MinuteStats, Redelivery, RedeliveryLimits,
+};
 
 /// The body of a 202 from POST /requests/{id}/redeliver.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -124,8 +126,11 @@ enum OnlyFailed {
 /// The body of a 202 from POST /requests/redeliver.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BulkRedeliveryQueued {
-    /// Failed callbacks matched at the call; they are queued in bounded batches.
+    /// Failed callbacks queued again by this call (at most 500, within the backlog's
+    /// headroom).
     pub redelivered: u64,
+    /// Matching failed callbacks remain (beyond 500, or over a backlog limit): call again.
+    pub more: bool,
 }
 
 /// Send every failed callback again, since a time.
@@ -133,7 +138,7 @@ pub struct BulkRedeliveryQueued {
     post, path = "/requests/redeliver", tag = "requests",
     request_body(content = BulkRedeliveryRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "The matching callbacks will be redelivered", body = BulkRedeliveryQueued),
+        (status = 202, description = "Up to 500 matching failed callbacks were queued again, within --max-pending-jobs(-per-tenant); `more`: call again", body = BulkRedeliveryQueued),
         (status = 400, description = "The body is not a JSON object", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within --http-body-timeout-ms of the headers; the connection is closed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit", body = Problem, content_type = "application/problem+json"),
@@ -183,16 +188,30 @@ pub async fn redeliver_failed(
         (false, Some(t)) if t != caller.tenant => None,
         (false, _) => Some(Some(caller.tenant.clone())),
     };
-    let redelivered = match scope {
-        Some(tenant) => state.store.bulk_redeliver(tenant, since).await?,
-        None => 0,
+    let config = &state.config;
+    let limits = RedeliveryLimits {
+        backlog: AdmissionLimits {
+            max_pending: config.max_pending_jobs,
+            max_pending_per_tenant: config.max_pending_jobs_per_tenant,
+        },
+        max_redeliveries: config.max_redeliveries,
     };
-    tracing::info!(redelivered, since = %since, "bulk redelivery queued");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(BulkRedeliveryQueued { redelivered }),
-    )
-        .into_response())
+    let expire = config.callback_expire_after;
+    let done = match scope {
+        Some(tenant) => {
+            state
+                .store
+                .bulk_redeliver(tenant, since, expire, limits)
+                .await?
+        }
+        None => BulkRedelivery::default(),
+    };
+    tracing::info!(redelivered = done.redelivered, more = done.more, since = %since, "bulk redelivery queued");
+    let body = BulkRedeliveryQueued {
+        redelivered: done.redelivered,
+        more: done.more,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 /// One minute of the chart.

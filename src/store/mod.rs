@@ -184,14 +184,18 @@ pub trait Store: Send + Sync + 'static {
         limits: RedeliveryLimits,
     ) -> StoreResult<Redelivery>;
 
-    /// Records a bulk redelivery of every failed callback of `tenant` (`None`: all
-    /// tenants) whose request was created at or after `since`, to be worked through by
-    /// [`Store::advance_bulk_redeliveries`]; returns how many match now.
+    /// Redelivers now, oldest first, up to [`BULK_REDELIVERY_MOST`] failed callbacks of
+    /// `tenant` (`None`: all tenants) whose request was created at or after `since`,
+    /// within `limits` (the backlog's headroom; requests redelivered
+    /// `--max-redeliveries` times are left out). Its cost grows with what it queues, not
+    /// with the failed records (SPEC §16).
     async fn bulk_redeliver(
         &self,
         tenant: Option<String>,
         since: DateTime<Utc>,
-    ) -> StoreResult<u64>;
+        expire_after: Duration,
+        limits: RedeliveryLimits,
+    ) -> StoreResult<BulkRedelivery>;
 
     /// Redelivers up to `batch` callbacks of the oldest bulk redelivery not yet done;
     /// returns how many it queued (0 when there is nothing to do).

@@ -492,6 +492,17 @@ impl RedeliveryLimits {
     }
 }
 
+/// What one bulk redelivery call did (SPEC §17): callbacks queued now, and whether
+/// matching failed callbacks remain (call again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkRedelivery {
+    pub redelivered: u64,
+    pub more: bool,
+}
+
+/// Most callbacks one bulk redelivery call queues.
+pub const BULK_REDELIVERY_MOST: usize = 500;
+
 /// Callbacks that ended in one minute (SPEC §11 chart data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MinuteStats {

@@ -109,7 +109,42 @@ async fn a_redelivery_counts_against_the_backlog_limits(backend: Backend) {
     }
 }
 
+/// A bulk redelivery queues only what the tenant's backlog limit leaves, and says that
+/// more matching failed callbacks remain.
+async fn a_bulk_redelivery_stops_at_the_backlog_limit_and_says_more(backend: Backend) {
+    // The first attempts fail; the redeliveries are held open, so they stay pending.
+    let receiver = Receiver::scripted("127.0.0.1", |n| match n {
+        0..=2 => Reply::status(500),
+        _ => Reply::status(200).after(Duration::from_secs(30)),
+    })
+    .await;
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--callback-max-attempts", 1)
+        .arg("--max-pending-jobs-per-tenant", 2)
+        .spawn()
+        .await;
+    let since = (chrono::Utc::now() - chrono::TimeDelta::seconds(5)).to_rfc3339();
+    let mut failed = Vec::new();
+    for _ in 0..3 {
+        failed.push(failed_request(&app, &receiver).await);
+    }
+    let r = app
+        .post_json(
+            "/requests/redeliver",
+            &serde_json::json!({"callback_status": "failed", "since": since}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"redelivered": 2, "more": true}));
+    let pending = app.get_json("/requests?callback_status=pending").await["total"].clone();
+    assert_eq!(pending, 2, "two queued, the third left for a later call");
+    assert_eq!(app.record(&failed[2]).await["callback_status"], "failed");
+}
+
 both_backends!(
+    a_bulk_redelivery_stops_at_the_backlog_limit_and_says_more,
     a_request_is_redelivered_at_most_max_redeliveries_times,
     max_redeliveries_0_turns_redelivery_off,
     a_redelivery_counts_against_the_backlog_limits,

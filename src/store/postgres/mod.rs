@@ -571,9 +571,31 @@ impl Store for PgStore {
         &self,
         tenant: Option<String>,
         since: DateTime<Utc>,
-    ) -> StoreResult<u64> {
-        self.tx(move |c, _| Box::pin(redeliver::bulk_redeliver(c, tenant, since)))
-            .await
+        expire_after: Duration,
+        limits: RedeliveryLimits,
+    ) -> StoreResult<BulkRedelivery> {
+        let counts = self.counts.clone();
+        let backlog = move |tenant: &str| {
+            let counts = counts.read().expect("counts lock");
+            (counts.backlog(), counts.backlog_of(tenant))
+        };
+        let done = self
+            .tx(move |c, d| {
+                Box::pin(async move {
+                    let again = redeliver::Again {
+                        expire_after,
+                        limits,
+                        backlog: &backlog,
+                    };
+                    redeliver::bulk_redeliver(c, d, tenant, since, again).await
+                })
+            })
+            .await?;
+        if done.redelivered > 0 {
+            self.jobs.notify_one();
+            self.announcer.announce();
+        }
+        Ok(done)
     }
 
     async fn advance_bulk_redeliveries(

@@ -113,33 +113,50 @@ async fn queue_again(
     Ok(())
 }
 
-/// See `Store::bulk_redeliver`.
+/// See `Store::bulk_redeliver`: failed state after failed state, oldest record first
+/// (rows another instance is redelivering are skipped), until [`BULK_REDELIVERY_MOST`]
+/// are queued or a limit stops it. The backlog is the kept counts' mirror plus what this
+/// call queued.
 pub(super) async fn bulk_redeliver(
     c: &mut PgConnection,
+    d: &mut Deltas,
     tenant: Option<String>,
     since: DateTime<Utc>,
-) -> StoreResult<u64> {
-    let states: Vec<i16> = failed_callback_states().iter().map(|s| *s as i16).collect();
-    let matched: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM unnest($1::smallint[]) AS s(state) CROSS JOIN LATERAL (
-             SELECT 1 FROM requests r
-             WHERE r.state = s.state AND r.created_at >= $2 AND ($3::text IS NULL OR r.tenant = $3)) m",
-    )
-    .bind(&states)
-    .bind(since)
-    .bind(&tenant)
-    .fetch_one(&mut *c)
-    .await?;
-    if matched > 0 {
-        sqlx::query(
-            "INSERT INTO bulk_redeliveries (tenant, since, until, created_at) VALUES ($1, $2, now(), now())",
+    again: Again<'_>,
+) -> StoreResult<BulkRedelivery> {
+    let mut done = BulkRedelivery::default();
+    for state in failed_callback_states().into_iter().map(|s| s as i16) {
+        let left = BULK_REDELIVERY_MOST - done.redelivered as usize;
+        // One more than may be queued: whether any is left over.
+        let rows = sqlx::query(
+            "SELECT id, tenant FROM requests
+             WHERE state = $1 AND created_at >= $2 AND created_at <= now()
+               AND ($3::text IS NULL OR tenant = $3) AND redeliveries < $4
+             ORDER BY created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED",
         )
-        .bind(&tenant)
+        .bind(state)
         .bind(since)
-        .execute(&mut *c)
+        .bind(&tenant)
+        .bind(again.limits.max_redeliveries as i32)
+        .bind(left as i64 + 1)
+        .fetch_all(&mut *c)
         .await?;
+        for row in &rows {
+            let owner: String = row.try_get("tenant")?;
+            let (all, mine) = (again.backlog)(&owner);
+            let pending = (all as i64 + d.backlog_change(None)).max(0) as u64;
+            let tenant_pending = (mine as i64 + d.backlog_change(Some(&owner))).max(0) as u64;
+            if done.redelivered as usize >= BULK_REDELIVERY_MOST
+                || again.limits.refusal(0, pending, tenant_pending).is_some()
+            {
+                done.more = true;
+                return Ok(done);
+            }
+            queue_again(c, d, row.try_get("id")?, again.expire_after).await?;
+            done.redelivered += 1;
+        }
     }
-    Ok(matched as u64)
+    Ok(done)
 }
 
 /// See `Store::advance_bulk_redeliveries`; instances share the tasks (`SKIP LOCKED`).

@@ -319,11 +319,20 @@ impl Store for SqliteStore {
         &self,
         tenant: Option<String>,
         since: DateTime<Utc>,
-    ) -> StoreResult<u64> {
+        expire_after: Duration,
+        limits: RedeliveryLimits,
+    ) -> StoreResult<BulkRedelivery> {
         let since = since.timestamp_millis();
-        self.writer
-            .write(move |b| redeliver::bulk_redeliver(b, tenant, since))
-            .await
+        let done = self
+            .writer
+            .write(move |b| {
+                redeliver::bulk_redeliver(b, tenant.as_deref(), since, expire_after, limits)
+            })
+            .await?;
+        if done.redelivered > 0 {
+            self.jobs.notify_one();
+        }
+        Ok(done)
     }
 
     async fn advance_bulk_redeliveries(
