@@ -124,7 +124,10 @@ pub struct RequestDetail {
     pub callback_next_attempt_at: Option<String>,
     /// 32 hex digits; the callback's `traceparent` continues this trace.
     pub trace_id: String,
+    /// The latest 100 attempts, oldest first (all of them: GET /requests/{id}/attempts).
     pub attempts: Vec<AttemptOut>,
+    /// How many attempts were made in all.
+    pub attempts_total: u64,
 }
 
 impl TryFrom<RequestRecord> for RequestDetail {
@@ -153,6 +156,7 @@ impl TryFrom<RequestRecord> for RequestDetail {
             callback_next_attempt_at: r.callback_next_attempt_at.map(ts),
             trace_id: r.trace_id,
             attempts: r.attempts.into_iter().map(AttemptOut::from).collect(),
+            attempts_total: r.attempts_total,
         })
     }
 }

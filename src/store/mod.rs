@@ -107,6 +107,16 @@ pub trait Store: Send + Sync + 'static {
     /// The record, if it exists and `scope` sees it.
     async fn get_request(&self, id: Uuid, scope: &Scope) -> StoreResult<Option<RequestRecord>>;
 
+    /// Up to `limit` attempts of the request numbered after `after`, in order; `None`
+    /// when the request does not exist or `scope` does not see it.
+    async fn attempts_after(
+        &self,
+        id: Uuid,
+        scope: &Scope,
+        after: u32,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<AttemptRecord>>>;
+
     /// One page, newest first, with the exact number of matching records (kept counts,
     /// never counted at request time).
     async fn list_requests(&self, filter: &ListFilter) -> StoreResult<Page>;

@@ -180,8 +180,14 @@ pub struct RequestRecord {
     /// running (SPEC §8); it may be in the past while the job waits for a worker or the cap.
     pub callback_next_attempt_at: Option<DateTime<Utc>>,
     pub trace_id: String,
+    /// The latest [`RECORD_ATTEMPTS`] attempts, oldest first.
     pub attempts: Vec<AttemptRecord>,
+    /// All attempts ever made (GET /requests/{id}/attempts pages through them).
+    pub attempts_total: u64,
 }
+
+/// Most attempts a record carries (SPEC §16); the rest are paged.
+pub const RECORD_ATTEMPTS: usize = 100;
 
 /// One row of GET /requests.
 #[derive(Debug, Clone)]

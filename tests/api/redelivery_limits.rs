@@ -144,8 +144,65 @@ async fn a_bulk_redelivery_stops_at_the_backlog_limit_and_says_more(backend: Bac
 }
 
 both_backends!(
+    attempts_are_paged_with_a_cursor,
     a_bulk_redelivery_stops_at_the_backlog_limit_and_says_more,
     a_request_is_redelivered_at_most_max_redeliveries_times,
     max_redeliveries_0_turns_redelivery_off,
     a_redelivery_counts_against_the_backlog_limits,
 );
+
+/// GET /requests/{id}/attempts pages through every attempt; the record says how many
+/// there are; a cursor of another request is a 422 problem.
+async fn attempts_are_paged_with_a_cursor(backend: Backend) {
+    let receiver = Receiver::scripted("127.0.0.1", |_| Reply::status(500)).await;
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--callback-max-attempts", 3)
+        .arg("--callback-base-delay-ms", 10)
+        .spawn()
+        .await;
+    let id = app.submit_async("three tries", &receiver.url("/cb")).await;
+    let other = app.submit_async("another", &receiver.url("/cb")).await;
+    let record = app.wait_terminal(&id, WAIT).await;
+    app.wait_terminal(&other, WAIT).await;
+    assert_eq!(record["attempts_total"], 3, "{record:#}");
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 3);
+
+    let first = app
+        .get_json(&format!("/requests/{id}/attempts?limit=2"))
+        .await;
+    let numbers = |page: &Value| -> Vec<u64> {
+        page["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["attempt"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(numbers(&first), [1, 2]);
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let second = app
+        .get_json(&format!("/requests/{id}/attempts?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(numbers(&second), [3]);
+    assert!(second["next_cursor"].is_null());
+
+    let r = app
+        .get(&format!("/requests/{other}/attempts?cursor={cursor}"))
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(
+        app.get(&format!("/requests/{unknown}/attempts"))
+            .await
+            .status(),
+        404
+    );
+}

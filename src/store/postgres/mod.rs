@@ -410,6 +410,20 @@ impl Store for PgStore {
             .await
     }
 
+    async fn attempts_after(
+        &self,
+        id: Uuid,
+        scope: &Scope,
+        after: u32,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<AttemptRecord>>> {
+        let scope = scope.clone();
+        self.tx(move |c, _| {
+            Box::pin(async move { reads::attempts_after(c, id, &scope, after, limit).await })
+        })
+        .await
+    }
+
     async fn list_requests(&self, filter: &ListFilter) -> StoreResult<Page> {
         let filter = filter.clone();
         self.tx(move |c, _| Box::pin(reads::list(c, filter))).await

@@ -183,6 +183,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn attempts_after(
+        &self,
+        id: Uuid,
+        scope: &Scope,
+        after: u32,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<AttemptRecord>>> {
+        let scope = scope.clone();
+        self.readers
+            .read(move |c| queries::attempts_after(c, id, &scope, after, limit))
+            .await
+    }
+
     async fn list_requests(&self, filter: &ListFilter) -> StoreResult<Page> {
         let filter = filter.clone();
         self.readers
