@@ -180,8 +180,10 @@ pub(super) async fn record_attempt(
     set_callback(c, d, id, attempt.attempt, status, sent, last_error).await?;
     match next {
         NextStep::RetryAt(at) => {
+            // clock_timestamp(), not now() (the transaction's start): the offset was taken
+            // just now, so the retry is due at `at`, not earlier by the transaction's age.
             sqlx::query(
-                "UPDATE jobs SET run_at = now() + $2::bigint * interval '1 millisecond',
+                "UPDATE jobs SET run_at = clock_timestamp() + $2::bigint * interval '1 millisecond',
                                  lease_token = NULL, manual = false
                  WHERE request_id = $1",
             )
