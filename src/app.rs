@@ -64,6 +64,7 @@ impl Application {
             .into());
         }
         tracing::info!(backend = store.backend(), url = %config.database_url, "database ready");
+        fail_interrupted_sync(store.as_ref()).await?;
         if !config.allow_callback_cidrs.is_empty() {
             let opened: Vec<String> = config
                 .allow_callback_cidrs
@@ -242,4 +243,27 @@ pub async fn serve_with(config: Config, works: crate::works::WorksBuilder) -> an
     tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
     app.run_until_stopped().await?;
     Ok(0)
+}
+
+/// Before serving: fails the /sync records whose work died with an earlier process
+/// (SPEC §16 "No record stays `processing`"), batch after batch.
+async fn fail_interrupted_sync(store: &dyn store::Store) -> anyhow::Result<()> {
+    let mut failed = 0;
+    loop {
+        match store
+            .fail_interrupted_sync(true)
+            .await
+            .context("cannot fail the /sync records an earlier process left processing")?
+        {
+            0 => break,
+            n => failed += n,
+        }
+    }
+    if failed > 0 {
+        tracing::warn!(
+            records = failed,
+            "/sync records left processing by a stopped process set failed (interrupted)"
+        );
+    }
+    Ok(())
 }

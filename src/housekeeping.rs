@@ -31,6 +31,10 @@ const PRUNE_PAUSE: Duration = Duration::from_millis(3);
 const REDELIVER_EVERY: Duration = Duration::from_millis(500);
 const REDELIVER_BATCH: usize = 500;
 
+/// How often /sync records of instances gone silent are looked for (PostgreSQL; SPEC
+/// §17: their heartbeat is older than 30 s).
+const INTERRUPTED_EVERY: Duration = Duration::from_secs(5);
+
 /// How often a heartbeat write is tried while writes fail (SPEC §9 "Readiness").
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
@@ -62,7 +66,14 @@ pub async fn run(
     let mut prune = tokio::time::interval(retention.map_or(SWEEP_EVERY, prune_every));
     let mut redeliver = tokio::time::interval(REDELIVER_EVERY);
     let mut probe = tokio::time::interval(PROBE_EVERY);
-    for tick in [&mut sweep, &mut prune, &mut redeliver, &mut probe] {
+    let mut interrupted = tokio::time::interval(INTERRUPTED_EVERY);
+    for tick in [
+        &mut sweep,
+        &mut prune,
+        &mut redeliver,
+        &mut probe,
+        &mut interrupted,
+    ] {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
@@ -72,6 +83,7 @@ pub async fn run(
                 let keep = retention.expect("guarded");
                 prune_pass(store.as_ref(), keep, &shutdown).await;
             }
+            _ = interrupted.tick() => fail_interrupted(store.as_ref(), &shutdown).await,
             _ = redeliver.tick() => redeliver_batches(store.as_ref(), expire_after, &shutdown).await,
             _ = probe.tick(), if !store.writes_healthy() => match store.probe_write().await {
                 Ok(()) => tracing::info!("writes succeed again"),
@@ -97,6 +109,23 @@ async fn redeliver_batches(
             Ok(n) => tracing::info!(queued = n, "bulk redelivery: a batch queued"),
             Err(e) => {
                 tracing::warn!(error = %e, "bulk redelivery: a batch failed; trying again soon");
+                return;
+            }
+        }
+    }
+}
+
+/// Fails the /sync records of instances whose heartbeat stopped, batch after batch.
+async fn fail_interrupted(store: &dyn Store, shutdown: &CancellationToken) {
+    while !shutdown.is_cancelled() {
+        match store.fail_interrupted_sync(false).await {
+            Ok(0) => return,
+            Ok(n) => tracing::warn!(
+                records = n,
+                "/sync records of an instance gone silent set failed (interrupted)"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not fail interrupted /sync records");
                 return;
             }
         }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::FutureExt;
 use serde::Serialize;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::idempotency::{self, ASYNC_SCOPE, SYNC_SCOPE};
@@ -135,7 +136,9 @@ impl Intake {
         }
     }
 
-    /// POST /sync: admit, work, record, answer.
+    /// POST /sync: admit, work, record, answer. The work and its record run in a task of
+    /// their own, which this awaits: a client that disconnects drops this future, not
+    /// the work, so the record still ends `completed` or `failed` (SPEC §16).
     pub async fn submit_sync(
         &self,
         request_id: Uuid,
@@ -144,9 +147,32 @@ impl Intake {
         key: Option<String>,
         trace_id: &str,
     ) -> Result<Submitted, IntakeError> {
+        let (this, tenant, trace_id) = (self.clone(), tenant.to_owned(), trace_id.to_owned());
+        let to_the_end = async move {
+            this.sync_to_the_end(request_id, &tenant, input, key, &trace_id)
+                .await
+        };
+        tokio::spawn(to_the_end.in_current_span())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "the /sync task ended without an answer");
+                IntakeError::Store(StoreError::Unavailable("the /sync task failed".into()))
+            })?
+    }
+
+    /// [`Intake::submit_sync`]'s steps, whatever the client does meanwhile.
+    async fn sync_to_the_end(
+        &self,
+        request_id: Uuid,
+        tenant: &str,
+        input: WorkInput,
+        key: Option<String>,
+        trace_id: &str,
+    ) -> Result<Submitted, IntakeError> {
         let json = input_json(&input, None);
-        // An unfinished /sync key is presumed abandoned once the work should long be done.
-        let hold = self.work_delay + Duration::from_secs(60);
+        // An unfinished /sync key is presumed abandoned once the work should long be done
+        // (SPEC §17: twice the work's delay, and a minute).
+        let hold = self.work_delay * 2 + Duration::from_secs(60);
         let claim = key
             .clone()
             .map(|k| idempotency::claim(tenant, SYNC_SCOPE, k, &json, None, hold));

@@ -61,7 +61,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSUMA_SQLITE_SYNCHRONOUS", value_enum, default_value_t)]
     pub sqlite_synchronous: SqliteSynchronous,
 
-    /// PostgreSQL connections in this instance's pool (LISTEN takes one more); size
+    /// PostgreSQL connections in this instance's pool (LISTEN and the lease keeper take one
+    /// more each); size
     /// the server's max_connections for all instances.
     #[arg(long, env = "CONSUMA_DATABASE_MAX_CONNECTIONS", default_value_t = crate::store::DEFAULT_PG_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub database_max_connections: u32,
@@ -186,6 +187,11 @@ pub struct ServeArgs {
     /// The same limit per tenant (POST /async then answers 429). 0 = only the global limit.
     #[arg(long, env = "CONSUMA_MAX_PENDING_JOBS_PER_TENANT", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
     pub max_pending_jobs_per_tenant: u64,
+
+    /// How many times one request's callback may be redelivered (0 to 10,000); then
+    /// POST /requests/{id}/redeliver answers 429. 0 turns redelivery off.
+    #[arg(long, env = "CONSUMA_MAX_REDELIVERIES", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub max_redeliveries: u32,
 
     /// Terminal records older than this are deleted (with their attempts and idempotency
     /// keys): a whole number followed by s, m, h or d (`90d`, `12h`, `10s`), or 0 to keep

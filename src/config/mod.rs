@@ -52,6 +52,8 @@ pub struct Config {
     pub callback_expire_after: Duration,
     pub max_pending_jobs: u64,
     pub max_pending_jobs_per_tenant: u64,
+    /// `--max-redeliveries` (SPEC §16): 0 turns redelivery off.
+    pub max_redeliveries: u32,
     /// `None`: keep everything.
     pub retention: Option<Duration>,
     pub http: HttpLimits,
@@ -124,6 +126,7 @@ impl Config {
             callback_expire_after: secs(a.callback_expire_after_secs),
             max_pending_jobs: a.max_pending_jobs,
             max_pending_jobs_per_tenant: a.max_pending_jobs_per_tenant,
+            max_redeliveries: a.max_redeliveries,
             retention: a.retention.0,
             async_ack_status: a.async_ack_status.code(),
             require_auth: a.require_auth,

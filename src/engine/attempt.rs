@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::Engine;
 use super::destinations::Health;
-use super::job::{JobError, Slot};
+use super::job::{JobError, Slot, until_recorded};
 use crate::delivery::{self, AttemptOutcome, Delivery, Verdict};
 use crate::store::{AttemptRecord, CircuitChange, ClaimedJob, NextStep, Trigger};
 use crate::telemetry::metrics as m;
@@ -78,11 +78,12 @@ impl Engine {
                 false => Trigger::Scheduled,
             },
         };
-        if !self
-            .store
-            .record_attempt(lease, &record, &next, circuit.as_ref())
-            .await?
-        {
+        let recorded = until_recorded(|| {
+            self.store
+                .record_attempt(lease, &record, &next, circuit.as_ref())
+        })
+        .await?;
+        if !recorded {
             return Err(JobError::LeaseLost);
         }
         self.report_attempt(job, &record, &next);

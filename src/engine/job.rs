@@ -7,6 +7,8 @@
 //! between, the lease expires and the job runs again; the callback body was fixed when
 //! the work ended, so a repeated delivery sends the same bytes with the same `webhook-id`.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use tracing::Instrument;
 
@@ -14,9 +16,7 @@ use super::Engine;
 use super::destinations::Admit;
 use crate::delivery;
 use crate::intake::run_work;
-use crate::store::{
-    AfterWork, ClaimedJob, FinishedWork, Lease, Mode, Phase, RequestStatus, StoreError,
-};
+use crate::store::{AfterWork, ClaimedJob, FinishedWork, Mode, Phase, RequestStatus, StoreError};
 use crate::telemetry::metrics as m;
 use crate::telemetry::trace_context;
 use crate::work::WorkInput;
@@ -74,11 +74,12 @@ impl Engine {
             attempt = job.attempts_made + 1,
         );
         trace_context::resume(&span, &job.trace_id);
-        let renewal = self.keep_lease(lease);
-        let outcome = tokio::select! {
-            outcome = self.work_and_deliver(job).instrument(span.clone()) => outcome,
-            lost = renewal => Err(lost),
-        };
+        // Renewed by the keeper, with every other running job's lease, until dropped. A
+        // lost lease shows when the job records its progress (the store checks it):
+        // the job's own record may end the lease in the very commit a renewal shares.
+        let kept = self.leases.keep(lease);
+        let outcome = self.work_and_deliver(job).instrument(span.clone()).await;
+        drop(kept);
         if let Err(e) = outcome {
             span.in_scope(|| match e {
                 JobError::LeaseLost => tracing::warn!("lease lost; another worker owns this job now"),
@@ -87,19 +88,6 @@ impl Engine {
                     tracing::warn!(error = %e, "could not record the job's progress; it will run again when its lease expires")
                 }
             });
-        }
-    }
-
-    /// Renews the lease every third of its length; returns only if it is lost.
-    async fn keep_lease(&self, lease: Lease) -> JobError {
-        let period = self.config.lease / 3;
-        loop {
-            tokio::time::sleep(period).await;
-            match self.store.renew_lease(lease, self.config.lease).await {
-                Ok(true) => {}
-                Ok(false) => return JobError::LeaseLost,
-                Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
-            }
         }
     }
 
@@ -141,11 +129,9 @@ impl Engine {
             Admit::Attempt => AfterWork::Deliver,
             Admit::AtCap | Admit::CircuitOpen => AfterWork::Wait,
         };
-        if !self
-            .store
-            .record_work(job.lease, &done, after, expires_at)
-            .await?
-        {
+        let recorded =
+            until_recorded(|| self.store.record_work(job.lease, &done, after, expires_at)).await?;
+        if !recorded {
             return Err(JobError::LeaseLost);
         }
         let named = job
@@ -284,6 +270,36 @@ fn body_of(
     let at = chrono::DateTime::from_timestamp_millis(completed_at.timestamp_millis())
         .unwrap_or(completed_at);
     delivery::payload::work_callback_body(request_id, result, at, work)
+}
+
+/// How long a record of a job's progress is retried while the database is unavailable.
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(120);
+/// Longest pause between two tries.
+const RECORD_RETRY_MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs `record` until it lands: a database briefly unavailable (a connection pool
+/// exhausted beside a flood of admissions) must not turn an attempt already made into
+/// one made again by the next owner (SPEC §16). The lease stays ours meanwhile (the
+/// keeper renews it); other errors, and an outage past [`RECORD_RETRY_FOR`], end the
+/// job as before (its lease then expires and it runs again).
+pub(super) async fn until_recorded<F, Fut>(mut record: F) -> Result<bool, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, StoreError>>,
+{
+    let give_up = tokio::time::Instant::now() + RECORD_RETRY_FOR;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match record().await {
+            Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() < give_up => {
+                metrics::counter!(m::DB_ERRORS, "op" => "record").increment(1);
+                tracing::debug!(error = %e, retry_in_ms = wait.as_millis() as u64, "could not record the job's progress yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RECORD_RETRY_MAX_WAIT);
+            }
+            other => return other,
+        }
+    }
 }
 
 pub(super) enum JobError {

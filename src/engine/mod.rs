@@ -20,6 +20,7 @@
 mod attempt;
 pub mod destinations;
 mod job;
+mod leases;
 /// A job's seat in the delivery pool, given back during a work's upstream calls.
 mod seat;
 
@@ -86,6 +87,8 @@ pub struct Engine {
     workers: Arc<Semaphore>,
     /// Jobs of named works that gave their seat back; at most twice the work pool.
     work_jobs: std::sync::atomic::AtomicUsize,
+    /// The leases of the jobs running here, renewed together.
+    leases: Arc<leases::Leases>,
 }
 
 impl Engine {
@@ -109,6 +112,7 @@ impl Engine {
             workers: Arc::new(Semaphore::new(config.workers)),
             work_jobs: Default::default(),
             config,
+            leases: Arc::default(),
         })
     }
 
@@ -176,6 +180,13 @@ impl Engine {
         let mut leases: HashMap<tokio::task::Id, Lease> = HashMap::new();
         self.adopt_legacy_jobs().await;
         let expiry = tokio::spawn(self.clone().expire_forever(shutdown.clone()));
+        // Stopped only after the drain: jobs finishing in the grace period keep theirs.
+        let keeper_stop = CancellationToken::new();
+        let keeper = tokio::spawn(self.leases.clone().renew_forever(
+            self.store.clone(),
+            self.config.lease,
+            keeper_stop.clone(),
+        ));
         let mut work_after = i64::MIN;
         let mut backoff = MIN_BACKOFF;
         tracing::info!(workers = self.config.workers, "job engine started");
@@ -245,6 +256,8 @@ impl Engine {
             }
         }
         self.drain(running, leases).await;
+        keeper_stop.cancel();
+        let _ = keeper.await;
         let _ = expiry.await;
     }
 

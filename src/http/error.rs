@@ -128,6 +128,10 @@ pub enum ApiError {
         "quota exceeded: this tenant has {0} callbacks waiting to be delivered (--max-pending-jobs-per-tenant); nothing was stored"
     )]
     QuotaExceeded(u64),
+    /// 429: a redelivery over the tenant's backlog or `--max-redeliveries` (SPEC §16);
+    /// no `Retry-After`: waiting does not make the second one pass.
+    #[error("quota exceeded: {0}")]
+    RedeliveryRefused(String),
     /// 500: the work itself failed on /sync (the record says `failed`).
     #[error("the work failed: {error}")]
     WorkFailed {
@@ -162,7 +166,7 @@ impl ApiError {
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Unavailable(_) | Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            QuotaExceeded(_) | RedeliveryRefused(_) => StatusCode::TOO_MANY_REQUESTS,
             WorkFailed { .. } | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -190,7 +194,7 @@ impl ApiError {
             MethodNotAllowed(_) => "method-not-allowed",
             Unavailable(_) => "service-unavailable",
             Overloaded(_) => "overloaded",
-            QuotaExceeded(_) => "quota-exceeded",
+            QuotaExceeded(_) | RedeliveryRefused(_) => "quota-exceeded",
             WorkFailed { .. } => "work-failed",
             Internal(_) => "internal-error",
         }
@@ -385,7 +389,7 @@ pub const PROBLEMS: &[(&str, &str)] = &[
     ),
     (
         "quota-exceeded",
-        "429: this tenant's backlog of callbacks not yet delivered is at --max-pending-jobs-per-tenant; nothing was stored. Retry after Retry-After.",
+        "429: this tenant's backlog of callbacks not yet delivered is at --max-pending-jobs-per-tenant (POST /async: retry after Retry-After), or a request was redelivered --max-redeliveries times; nothing was stored.",
     ),
     (
         "work-failed",
@@ -460,6 +464,7 @@ mod tests {
             Unavailable("x"),
             Overloaded(1),
             QuotaExceeded(1),
+            RedeliveryRefused("x".into()),
             WorkFailed {
                 request_id: uuid::Uuid::nil(),
                 error: "x".into(),
@@ -489,6 +494,7 @@ mod tests {
                 | Unavailable(_)
                 | Overloaded(_)
                 | QuotaExceeded(_)
+                | RedeliveryRefused(_)
                 | WorkFailed { .. }
                 | Internal(_) => {}
             }

@@ -1,5 +1,7 @@
 //! The HTTP API (SPEC §2): routes, the layer stack, and the one error type.
 
+/// GET /requests/{id}/attempts: every attempt of a request, page by page (SPEC §16).
+pub mod attempts;
 /// The authentication layer: a request's [`Caller`](crate::auth::Caller), or a 401.
 pub mod authenticate;
 pub mod capacity;
@@ -45,6 +47,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(works_async::post_async_work))
         .routes(routes!(requests::list_requests))
         .routes(routes!(requests::get_request))
+        .routes(routes!(attempts::list_attempts))
         .routes(routes!(redeliver::redeliver_one))
         .routes(routes!(redeliver::redeliver_failed))
         .routes(routes!(redeliver::callback_stats))

@@ -15,7 +15,21 @@ use super::extract::{Fields, JsonObject};
 use super::scope::{Scope, check_tenant};
 use super::state::AppState;
 use crate::auth::Caller;
-use crate::store::{CallbackStatus, MinuteStats, Redelivery};
+use crate::store::{
+    AdmissionLimits, BulkRedelivery, CallbackStatus, MinuteStats, Redelivery, RedeliveryLimits,
+};
+
+/// What a redelivery may not exceed (SPEC §16): the backlog limits of POST /async and
+/// `--max-redeliveries`.
+fn redelivery_limits(config: &crate::config::Config) -> RedeliveryLimits {
+    RedeliveryLimits {
+        backlog: AdmissionLimits {
+            max_pending: config.max_pending_jobs,
+            max_pending_per_tenant: config.max_pending_jobs_per_tenant,
+        },
+        max_redeliveries: config.max_redeliveries,
+    }
+}
 
 /// The body of a 202 from POST /requests/{id}/redeliver.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -44,6 +58,7 @@ pub struct RedeliveryQueued {
         (status = 404, description = "No such request (or another tenant's)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A delivery of this request is pending or running", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A sync request has no callback, or tenant is not a tenant name", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The tenant's backlog is at --max-pending-jobs-per-tenant, or the request was redelivered --max-redeliveries times (no Retry-After)", body = Problem, content_type = "application/problem+json"),
         ServiceUnavailable,
     )
 )]
@@ -57,13 +72,28 @@ pub async fn redeliver_one(
     let id = id.map_or_else(|_| "(undecodable)".to_owned(), |Path(id)| id);
     let unknown = || ApiError::NotFound(format!("no request with id {id:?}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| unknown())?;
-    let expire = state.config.callback_expire_after;
+    let config = &state.config;
+    let expire = config.callback_expire_after;
+    let limits = redelivery_limits(config);
     let scope = scope.store().ok_or_else(unknown)?;
-    match state.store.redeliver(uuid, &scope, expire).await? {
+    match state.store.redeliver(uuid, &scope, expire, limits).await? {
         Redelivery::Queued => {}
         Redelivery::NotFound => return Err(unknown()),
         Redelivery::NotAsync => return Err(ApiError::NotAsync),
         Redelivery::InProgress => return Err(ApiError::DeliveryInProgress),
+        Redelivery::Overloaded => return Err(ApiError::Overloaded(config.max_pending_jobs)),
+        Redelivery::QuotaExceeded => {
+            return Err(ApiError::RedeliveryRefused(format!(
+                "this tenant has {} callbacks waiting to be delivered (--max-pending-jobs-per-tenant); nothing was queued",
+                config.max_pending_jobs_per_tenant
+            )));
+        }
+        Redelivery::TooManyRedeliveries => {
+            return Err(ApiError::RedeliveryRefused(format!(
+                "this request was redelivered {} times, the most --max-redeliveries allows; nothing was queued",
+                config.max_redeliveries
+            )));
+        }
     }
     tracing::info!(request_id = %uuid, "redelivery queued");
     let body = RedeliveryQueued {
@@ -103,8 +133,11 @@ enum OnlyFailed {
 /// The body of a 202 from POST /requests/redeliver.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BulkRedeliveryQueued {
-    /// Failed callbacks matched at the call; they are queued in bounded batches.
+    /// Failed callbacks queued again by this call (at most 500, within the backlog's
+    /// headroom).
     pub redelivered: u64,
+    /// Matching failed callbacks remain (beyond 500, or over a backlog limit): call again.
+    pub more: bool,
 }
 
 /// Send every failed callback again, since a time.
@@ -113,7 +146,7 @@ pub struct BulkRedeliveryQueued {
     params(("tenant" = Option<String>, Query, description = "Scopes like GET /requests; the body's tenant narrows it further", pattern = "^[a-z0-9_-]{1,64}$")),
     request_body(content = BulkRedeliveryRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "The matching callbacks will be redelivered", body = BulkRedeliveryQueued),
+        (status = 202, description = "Up to 500 matching failed callbacks were queued again, within --max-pending-jobs(-per-tenant); `more`: call again", body = BulkRedeliveryQueued),
         (status = 400, description = "The body is not a JSON object", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within --http-body-timeout-ms of the headers; the connection is closed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit", body = Problem, content_type = "application/problem+json"),
@@ -156,17 +189,25 @@ pub async fn redeliver_failed(
         unreachable!("no field errors means both were read");
     };
     // The body's tenant narrows the request's scope by the same rule.
-    let scope = scope.and(Scope::of(&caller, tenant));
-    let redelivered = match scope.tenant() {
-        Some(tenant) => state.store.bulk_redeliver(tenant, since).await?,
-        None => 0,
+    let scope = scope.and(Scope::of(&caller, tenant)).tenant();
+    let config = &state.config;
+    let limits = redelivery_limits(config);
+    let expire = config.callback_expire_after;
+    let done = match scope {
+        Some(tenant) => {
+            state
+                .store
+                .bulk_redeliver(tenant, since, expire, limits)
+                .await?
+        }
+        None => BulkRedelivery::default(),
     };
-    tracing::info!(redelivered, since = %since, "bulk redelivery queued");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(BulkRedeliveryQueued { redelivered }),
-    )
-        .into_response())
+    tracing::info!(redelivered = done.redelivered, more = done.more, since = %since, "bulk redelivery queued");
+    let body = BulkRedeliveryQueued {
+        redelivered: done.redelivered,
+        more: done.more,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 /// One minute of the chart.

@@ -124,6 +124,7 @@ pub struct RequestDetail {
     pub callback_next_attempt_at: Option<String>,
     /// 32 hex digits; the callback's `traceparent` continues this trace.
     pub trace_id: String,
+    /// The latest 100 attempts, oldest first (all of them: GET /requests/{id}/attempts).
     pub attempts: Vec<AttemptOut>,
     /// The work the request named (SPEC §13): `text` or a configured work.
     #[schema(example = "text")]
@@ -132,6 +133,8 @@ pub struct RequestDetail {
     /// status_code|null, error|null}` (`text` has none).
     #[schema(value_type = Vec<Object>)]
     pub work_attempts: Value,
+    /// How many attempts were made in all.
+    pub attempts_total: u64,
 }
 
 impl TryFrom<RequestRecord> for RequestDetail {
@@ -167,6 +170,7 @@ impl TryFrom<RequestRecord> for RequestDetail {
                 Some(json) => parse(json)?,
                 None => Value::Array(Vec::new()),
             },
+            attempts_total: r.attempts_total,
         })
     }
 }

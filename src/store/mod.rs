@@ -107,6 +107,16 @@ pub trait Store: Send + Sync + 'static {
     /// The record, if it exists and `scope` sees it.
     async fn get_request(&self, id: Uuid, scope: &Scope) -> StoreResult<Option<RequestRecord>>;
 
+    /// Up to `limit` attempts of the request numbered after `after`, in order; `None`
+    /// when the request does not exist or `scope` does not see it.
+    async fn attempts_after(
+        &self,
+        id: Uuid,
+        scope: &Scope,
+        after: u32,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<AttemptRecord>>>;
+
     /// One page, newest first, with the exact number of matching records (kept counts,
     /// never counted at request time).
     async fn list_requests(&self, filter: &ListFilter) -> StoreResult<Page>;
@@ -123,6 +133,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Extends a lease; `false` when it is no longer ours.
     async fn renew_lease(&self, lease: Lease, lease_for: Duration) -> StoreResult<bool>;
+
+    /// Extends every lease of `leases` in one write (the engine's lease keeper); returns
+    /// the requests whose lease is no longer ours. Never waits behind admissions: on
+    /// SQLite it is an engine-lane write, on PostgreSQL it has a connection of its own.
+    async fn renew_leases(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Uuid>>;
 
     /// Stores the end of the work and moves the job to its delivery phase, expiring at
     /// `expires_at`; `false` (and nothing stored) when the lease is lost.
@@ -174,21 +189,28 @@ pub trait Store: Send + Sync + 'static {
     /// Puts a terminal async callback back to `pending` with a new delivery due now: same
     /// body, a fresh attempt budget, expiring `expire_after` from now, its first attempt
     /// marked manual.
+    /// Refused (nothing changed) when `limits` say so: the backlog as for POST /async,
+    /// and the request's redeliveries so far (SPEC §16).
     async fn redeliver(
         &self,
         id: Uuid,
         scope: &Scope,
         expire_after: Duration,
+        limits: RedeliveryLimits,
     ) -> StoreResult<Redelivery>;
 
-    /// Records a bulk redelivery of every failed callback of `tenant` (`None`: all
-    /// tenants) whose request was created at or after `since`, to be worked through by
-    /// [`Store::advance_bulk_redeliveries`]; returns how many match now.
+    /// Redelivers now, oldest first, up to [`BULK_REDELIVERY_MOST`] failed callbacks of
+    /// `tenant` (`None`: all tenants) whose request was created at or after `since`,
+    /// within `limits` (the backlog's headroom; requests redelivered
+    /// `--max-redeliveries` times are left out). Its cost grows with what it queues, not
+    /// with the failed records (SPEC §16).
     async fn bulk_redeliver(
         &self,
         tenant: Option<String>,
         since: DateTime<Utc>,
-    ) -> StoreResult<u64>;
+        expire_after: Duration,
+        limits: RedeliveryLimits,
+    ) -> StoreResult<BulkRedelivery>;
 
     /// Redelivers up to `batch` callbacks of the oldest bulk redelivery not yet done;
     /// returns how many it queued (0 when there is nothing to do).
@@ -212,6 +234,13 @@ pub trait Store: Send + Sync + 'static {
     /// chart minutes older than two hours and unused destinations; each in bounded
     /// batches.
     async fn sweep(&self, keep_keys: Duration, abandon_sync: Duration) -> StoreResult<SweepStats>;
+
+    /// Fails /sync records whose work was interrupted (error [`INTERRUPTED`]) and
+    /// returns how many: on SQLite, when `starting` (before serving; one instance owns
+    /// the file), every /sync record still `processing`, and none otherwise; on
+    /// PostgreSQL, those of instances whose heartbeat is older than 30 s. One bounded
+    /// batch per call: call again while it returns more than 0.
+    async fn fail_interrupted_sync(&self, starting: bool) -> StoreResult<u64>;
 
     /// Deletes up to `limit` terminal records created before `cutoff`, with their
     /// attempts and idempotency keys; returns how many (a backend may stop earlier to

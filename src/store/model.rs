@@ -186,12 +186,18 @@ pub struct RequestRecord {
     /// running (SPEC §8); it may be in the past while the job waits for a worker or the cap.
     pub callback_next_attempt_at: Option<DateTime<Utc>>,
     pub trace_id: String,
+    /// The latest [`RECORD_ATTEMPTS`] attempts, oldest first.
     pub attempts: Vec<AttemptRecord>,
     /// The work named (SPEC §13); `None` for the built-in `text`.
     pub work: Option<String>,
     /// A named work's upstream attempts as a JSON array; `None` when it made none.
     pub work_attempts: Option<String>,
+    /// All attempts ever made (GET /requests/{id}/attempts pages through them).
+    pub attempts_total: u64,
 }
+
+/// Most attempts a record carries (SPEC §16); the rest are paged.
+pub const RECORD_ATTEMPTS: usize = 100;
 
 /// One row of GET /requests.
 #[derive(Debug, Clone)]
@@ -449,6 +455,9 @@ pub struct JobCounts {
     pub circuits_open: u64,
 }
 
+/// The error of a /sync record whose work died with its process (SPEC §16).
+pub const INTERRUPTED: &str = "interrupted: the service stopped before the work ended";
+
 /// What the housekeeping sweep removed or closed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepStats {
@@ -465,6 +474,12 @@ pub struct SweepStats {
 pub enum Redelivery {
     /// The callback is `pending` again; a new delivery is queued.
     Queued,
+    /// The tenant's backlog is at `--max-pending-jobs-per-tenant` (429).
+    QuotaExceeded,
+    /// The backlog is at `--max-pending-jobs` (503).
+    Overloaded,
+    /// The request was redelivered `--max-redeliveries` times already (429).
+    TooManyRedeliveries,
     /// A delivery of that request is pending or running.
     InProgress,
     /// A sync request has no callback.
@@ -472,6 +487,41 @@ pub enum Redelivery {
     /// No such request in the caller's scope.
     NotFound,
 }
+
+/// What bounds a redelivery (SPEC §16 "Redelivery is bounded"): the backlog limits of
+/// POST /async, and how often one request may be redelivered (`--max-redeliveries`;
+/// 0 turns redelivery off).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedeliveryLimits {
+    pub backlog: AdmissionLimits,
+    pub max_redeliveries: u32,
+}
+
+impl RedeliveryLimits {
+    /// Why one more redelivery of a request redelivered `done` times already, of a tenant
+    /// with `tenant_pending` of the backlog's `pending`, is refused; `None` when it fits.
+    pub fn refusal(self, done: u64, pending: u64, tenant_pending: u64) -> Option<Redelivery> {
+        if done >= u64::from(self.max_redeliveries) {
+            return Some(Redelivery::TooManyRedeliveries);
+        }
+        match self.backlog.refusal(pending, tenant_pending) {
+            Some(Admission::QuotaExceeded) => Some(Redelivery::QuotaExceeded),
+            Some(_) => Some(Redelivery::Overloaded),
+            None => None,
+        }
+    }
+}
+
+/// What one bulk redelivery call did (SPEC §17): callbacks queued now, and whether
+/// matching failed callbacks remain (call again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkRedelivery {
+    pub redelivered: u64,
+    pub more: bool,
+}
+
+/// Most callbacks one bulk redelivery call queues.
+pub const BULK_REDELIVERY_MOST: usize = 500;
 
 /// Callbacks that ended in one minute (SPEC §11 chart data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

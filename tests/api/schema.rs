@@ -10,11 +10,12 @@ use crate::both_backends;
 use crate::helpers::{Backend, TestApp, work};
 
 /// The routes the router serves, apart from the Swagger UI under /docs.
-const SERVED: [&str; 16] = [
+const SERVED: [&str; 17] = [
     "/sync",
     "/async",
     "/requests",
     "/requests/{id}",
+    "/requests/{id}/attempts",
     "/requests/{id}/redeliver",
     "/requests/redeliver",
     "/stats/callbacks",

@@ -46,9 +46,8 @@ pub(super) async fn sweep(
             c,
             d,
             *id,
-            "status = 'failed', completed_at = $2,
-             error = 'interrupted: the service stopped before the work finished'",
-            |q| q.bind(super::ms(chrono::Utc::now())),
+            "status = 'failed', completed_at = $2, error = $3",
+            |q| q.bind(super::ms(chrono::Utc::now())).bind(INTERRUPTED),
         )
         .await?;
     }

@@ -36,6 +36,47 @@ pub(super) async fn renew_lease(
     Ok(renewed.rows_affected() == 1)
 }
 
+/// [`renew_lease`] for many leases; returns the requests whose lease is lost.
+///
+/// Never waits for a row lock: a job row locked by its owner's record (which checked
+/// the lease when it took the lock, and no claim can take a locked row) is skipped this
+/// time, neither renewed nor lost. Otherwise one renewal would wait for every record
+/// in flight, and those wait behind claims (`FOR KEY SHARE` on their destination).
+/// A lease is ours while its job row carries its token: every claim writes a new one,
+/// so a lease past its end that no claim took yet is still ours, and renewed.
+pub(super) async fn renew_leases(
+    c: &mut PgConnection,
+    leases: &[Lease],
+    lease_for: Duration,
+) -> StoreResult<Vec<uuid::Uuid>> {
+    let ids: Vec<uuid::Uuid> = leases.iter().map(|l| l.request_id).collect();
+    let tokens: Vec<uuid::Uuid> = leases.iter().map(|l| l.token).collect();
+    sqlx::query(
+        "UPDATE jobs SET run_at = now() + $3::bigint * interval '1 millisecond'
+         WHERE request_id IN (
+             SELECT j.request_id FROM jobs j
+             JOIN unnest($1::uuid[], $2::uuid[]) AS held(id, token)
+               ON j.request_id = held.id AND j.lease_token = held.token
+             FOR UPDATE OF j SKIP LOCKED)",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .bind(duration_ms(lease_for))
+    .execute(&mut *c)
+    .await?;
+    // Reads take no lock: a lease is lost when its job row no longer carries its token.
+    let lost: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT held.id FROM unnest($1::uuid[], $2::uuid[]) AS held(id, token)
+         WHERE NOT EXISTS (SELECT 1 FROM jobs j
+                           WHERE j.request_id = held.id AND j.lease_token = held.token)",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(lost)
+}
+
 /// The job's destination when `lease` still holds it (same token, not expired). Locks the
 /// job row until the transaction ends, so no claim can take the job while we record, and
 /// then the destination `FOR KEY SHARE` (see the claim's protocol).
@@ -139,8 +180,10 @@ pub(super) async fn record_attempt(
     set_callback(c, d, id, attempt.attempt, status, sent, last_error).await?;
     match next {
         NextStep::RetryAt(at) => {
+            // clock_timestamp(), not now() (the transaction's start): the offset was taken
+            // just now, so the retry is due at `at`, not earlier by the transaction's age.
             sqlx::query(
-                "UPDATE jobs SET run_at = now() + $2::bigint * interval '1 millisecond',
+                "UPDATE jobs SET run_at = clock_timestamp() + $2::bigint * interval '1 millisecond',
                                  lease_token = NULL, manual = false
                  WHERE request_id = $1",
             )

@@ -32,6 +32,7 @@ mod auth;
 mod claim;
 mod counts;
 mod housekeeping;
+mod instances;
 mod jobs;
 mod keys;
 mod listen;
@@ -63,8 +64,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PgStore {
     /// Admissions and reads.
     pool: PgPool,
-    /// The engine's claims, renewals and records.
+    /// The engine's claims and records.
     engine: PgPool,
+    /// The lease keeper's connection: renewals never wait for a connection behind
+    /// admissions or the engine's own claims and records (SPEC §16).
+    leases: PgPool,
     jobs: Arc<Notify>,
     /// The LISTEN task; stopped with the store.
     _listener: listen::ListenerTask,
@@ -76,6 +80,8 @@ pub struct PgStore {
     /// (tenant, origin) → destination id, so that an admission is one statement.
     destinations: Mutex<HashMap<(String, String), i64>>,
     health: WriteHealth,
+    /// This instance, named by its /sync records, and its heartbeat.
+    instance: instances::Instance,
 }
 
 /// Destination ids remembered at most (then the memory starts afresh).
@@ -83,7 +89,7 @@ const DESTINATION_CACHE: usize = 10_000;
 
 impl PgStore {
     /// Connects (`max_connections` in all: a quarter, at least 1, for the engine, the
-    /// rest for the API; LISTEN takes one more), migrates, and starts listening for jobs
+    /// rest for the API; LISTEN and the lease keeper take one more each), migrates, and starts listening for jobs
     /// enqueued by other instances.
     pub async fn open(url: &str, max_connections: u32) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)?.application_name("consuma");
@@ -91,6 +97,7 @@ impl PgStore {
         let engine_connections = (max_connections / 4).max(1);
         let pool = pool_of(&options, max_connections - engine_connections).await?;
         let engine = pool_of(&options, engine_connections).await?;
+        let leases = pool_of(&options, 1).await?;
         let jobs = Arc::new(Notify::new());
         // LISTEN holds its connection for good: it gets one of its own.
         let listener = listen::spawn(pool_of(&options, 1).await?, jobs.clone());
@@ -99,9 +106,11 @@ impl PgStore {
             counts::load_backlog(&pool).await.map_err(classify)?,
         ));
         let refresher = counts::Refresher::spawn(pool.clone(), counts.clone());
+        let instance = instances::Instance::start(engine.clone()).await?;
         Ok(Self {
             pool,
             engine,
+            leases,
             jobs,
             _listener: listener,
             announcer,
@@ -109,6 +118,7 @@ impl PgStore {
             _refresher: refresher,
             destinations: Mutex::new(HashMap::new()),
             health: WriteHealth::default(),
+            instance,
         })
     }
 
@@ -212,10 +222,15 @@ impl PgStore {
             let outcome = match claim.clone() {
                 None => {
                     let shard = counts::shard();
-                    let done =
-                        requests::insert_with_job(&self.pool, &req, destination, Some(shard))
-                            .await
-                            .map_err(classify);
+                    let done = requests::insert_with_job(
+                        &self.pool,
+                        &req,
+                        destination,
+                        Some(shard),
+                        self.instance.id,
+                    )
+                    .await
+                    .map_err(classify);
                     self.health.note(&done);
                     done.map(|()| {
                         let mut d = Deltas::default();
@@ -226,8 +241,16 @@ impl PgStore {
                 }
                 Some(claim) => {
                     let req = req.clone();
+                    let instance = self.instance.id;
                     self.tx(move |c, d| {
-                        Box::pin(requests::admit_with_key(c, d, req, destination, claim))
+                        Box::pin(requests::admit_with_key(
+                            c,
+                            d,
+                            req,
+                            destination,
+                            claim,
+                            instance,
+                        ))
                     })
                     .await
                 }
@@ -387,6 +410,20 @@ impl Store for PgStore {
             .await
     }
 
+    async fn attempts_after(
+        &self,
+        id: Uuid,
+        scope: &Scope,
+        after: u32,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<AttemptRecord>>> {
+        let scope = scope.clone();
+        self.tx(move |c, _| {
+            Box::pin(async move { reads::attempts_after(c, id, &scope, after, limit).await })
+        })
+        .await
+    }
+
     async fn list_requests(&self, filter: &ListFilter) -> StoreResult<Page> {
         let filter = filter.clone();
         self.tx(move |c, _| Box::pin(reads::list(c, filter))).await
@@ -410,6 +447,17 @@ impl Store for PgStore {
         jobs::renew_lease(&self.engine, lease, lease_for)
             .await
             .map_err(classify)
+    }
+
+    async fn renew_leases(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Uuid>> {
+        let result = async {
+            let mut c = self.leases.acquire().await?;
+            jobs::renew_leases(&mut c, leases, lease_for).await
+        }
+        .await
+        .map_err(classify);
+        self.health.note(&result);
+        result
     }
 
     async fn record_work(
@@ -516,11 +564,25 @@ impl Store for PgStore {
         id: Uuid,
         scope: &Scope,
         expire_after: Duration,
+        limits: RedeliveryLimits,
     ) -> StoreResult<Redelivery> {
         let scope = scope.clone();
+        // The backlog as admissions judge it: the kept counts' mirror (up to 1 s stale).
+        let counts = self.counts.clone();
+        let backlog = move |tenant: &str| {
+            let counts = counts.read().expect("counts lock");
+            (counts.backlog(), counts.backlog_of(tenant))
+        };
         let done = self
             .tx(move |c, d| {
-                Box::pin(async move { redeliver::redeliver(c, d, id, &scope, expire_after).await })
+                Box::pin(async move {
+                    let again = redeliver::Again {
+                        expire_after,
+                        limits,
+                        backlog: &backlog,
+                    };
+                    redeliver::redeliver(c, d, id, &scope, again).await
+                })
             })
             .await?;
         if done == Redelivery::Queued {
@@ -534,9 +596,31 @@ impl Store for PgStore {
         &self,
         tenant: Option<String>,
         since: DateTime<Utc>,
-    ) -> StoreResult<u64> {
-        self.tx(move |c, _| Box::pin(redeliver::bulk_redeliver(c, tenant, since)))
-            .await
+        expire_after: Duration,
+        limits: RedeliveryLimits,
+    ) -> StoreResult<BulkRedelivery> {
+        let counts = self.counts.clone();
+        let backlog = move |tenant: &str| {
+            let counts = counts.read().expect("counts lock");
+            (counts.backlog(), counts.backlog_of(tenant))
+        };
+        let done = self
+            .tx(move |c, d| {
+                Box::pin(async move {
+                    let again = redeliver::Again {
+                        expire_after,
+                        limits,
+                        backlog: &backlog,
+                    };
+                    redeliver::bulk_redeliver(c, d, tenant, since, again).await
+                })
+            })
+            .await?;
+        if done.redelivered > 0 {
+            self.jobs.notify_one();
+            self.announcer.announce();
+        }
+        Ok(done)
     }
 
     async fn advance_bulk_redeliveries(
@@ -572,6 +656,11 @@ impl Store for PgStore {
             .await?;
         stats.idle_destinations = housekeeping::forget_idle_destinations(&self.pool).await;
         Ok(stats)
+    }
+
+    async fn fail_interrupted_sync(&self, _starting: bool) -> StoreResult<u64> {
+        self.tx(|c, d| Box::pin(instances::fail_interrupted(c, d)))
+            .await
     }
 
     async fn prune(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<u64> {

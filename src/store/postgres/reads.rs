@@ -31,10 +31,19 @@ pub(super) async fn get(
     if !scope.sees(&record.tenant) {
         return Ok(None);
     }
-    let attempts = sqlx::query("SELECT * FROM attempts WHERE request_id = $1 ORDER BY attempt")
+    let attempts = sqlx::query(
+        "SELECT * FROM (SELECT * FROM attempts WHERE request_id = $1 ORDER BY attempt DESC LIMIT $2) a
+         ORDER BY attempt",
+    )
+    .bind(id)
+    .bind(RECORD_ATTEMPTS as i64)
+    .fetch_all(&mut *c)
+    .await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE request_id = $1")
         .bind(id)
-        .fetch_all(&mut *c)
+        .fetch_one(&mut *c)
         .await?;
+    record.attempts_total = total as u64;
     record.attempts = attempts
         .iter()
         .map(attempt_from_row)
@@ -206,7 +215,38 @@ fn record_from_row(row: &PgRow) -> StoreResult<RequestRecord> {
         attempts: Vec::new(),
         work: row.try_get("work")?,
         work_attempts: row.try_get("work_attempts")?,
+        attempts_total: 0,
     })
+}
+
+/// See `Store::attempts_after`.
+pub(super) async fn attempts_after(
+    c: &mut PgConnection,
+    id: Uuid,
+    scope: &Scope,
+    after: u32,
+    limit: usize,
+) -> StoreResult<Option<Vec<AttemptRecord>>> {
+    let tenant: Option<String> = sqlx::query_scalar("SELECT tenant FROM requests WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
+    if !tenant.is_some_and(|t| scope.sees(&t)) {
+        return Ok(None);
+    }
+    let rows = sqlx::query(
+        "SELECT * FROM attempts WHERE request_id = $1 AND attempt > $2 ORDER BY attempt LIMIT $3",
+    )
+    .bind(id)
+    .bind(after as i32)
+    .bind(limit as i64)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(Some(
+        rows.iter()
+            .map(attempt_from_row)
+            .collect::<StoreResult<_>>()?,
+    ))
 }
 
 fn attempt_from_row(row: &PgRow) -> StoreResult<AttemptRecord> {

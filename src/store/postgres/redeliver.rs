@@ -14,19 +14,29 @@ use super::requests::{destination_id, transition};
 use crate::store::counts::Deltas;
 use crate::store::*;
 
+/// What a single redelivery needs besides the request: its expiry, its limits, and the
+/// backlog `(all tenants, this tenant)` for a tenant.
+pub(super) struct Again<'a> {
+    pub expire_after: Duration,
+    pub limits: RedeliveryLimits,
+    pub backlog: &'a (dyn Fn(&str) -> (u64, u64) + Send + Sync),
+}
+
 /// See `Store::redeliver`.
 pub(super) async fn redeliver(
     c: &mut PgConnection,
     d: &mut Deltas,
     id: Uuid,
     scope: &Scope,
-    expire_after: Duration,
+    again: Again<'_>,
 ) -> StoreResult<Redelivery> {
-    let row =
-        sqlx::query("SELECT tenant, mode, callback_status FROM requests WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *c)
-            .await?;
+    let expire_after = again.expire_after;
+    let row = sqlx::query(
+        "SELECT tenant, mode, callback_status, redeliveries FROM requests WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?;
     let Some(row) = row else {
         return Ok(Redelivery::NotFound);
     };
@@ -40,6 +50,14 @@ pub(super) async fn redeliver(
     if row.try_get::<Option<&str>, _>("callback_status")? == Some("pending") {
         return Ok(Redelivery::InProgress);
     }
+    let done: i32 = row.try_get("redeliveries")?;
+    let (pending, tenant_pending) = (again.backlog)(&tenant);
+    if let Some(refused) = again
+        .limits
+        .refusal(done.max(0) as u64, pending, tenant_pending)
+    {
+        return Ok(refused);
+    }
     queue_again(c, d, id, expire_after).await?;
     Ok(Redelivery::Queued)
 }
@@ -51,7 +69,14 @@ async fn queue_again(
     id: Uuid,
     expire_after: Duration,
 ) -> StoreResult<()> {
-    transition(c, d, id, "callback_status = 'pending'", |q| q).await?;
+    transition(
+        c,
+        d,
+        id,
+        "callback_status = 'pending', redeliveries = r.redeliveries + 1",
+        |q| q,
+    )
+    .await?;
     let row =
         sqlx::query("SELECT tenant, callback_url, callback_attempts FROM requests WHERE id = $1")
             .bind(id)
@@ -88,33 +113,50 @@ async fn queue_again(
     Ok(())
 }
 
-/// See `Store::bulk_redeliver`.
+/// See `Store::bulk_redeliver`: failed state after failed state, oldest record first
+/// (rows another instance is redelivering are skipped), until [`BULK_REDELIVERY_MOST`]
+/// are queued or a limit stops it. The backlog is the kept counts' mirror plus what this
+/// call queued.
 pub(super) async fn bulk_redeliver(
     c: &mut PgConnection,
+    d: &mut Deltas,
     tenant: Option<String>,
     since: DateTime<Utc>,
-) -> StoreResult<u64> {
-    let states: Vec<i16> = failed_callback_states().iter().map(|s| *s as i16).collect();
-    let matched: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM unnest($1::smallint[]) AS s(state) CROSS JOIN LATERAL (
-             SELECT 1 FROM requests r
-             WHERE r.state = s.state AND r.created_at >= $2 AND ($3::text IS NULL OR r.tenant = $3)) m",
-    )
-    .bind(&states)
-    .bind(since)
-    .bind(&tenant)
-    .fetch_one(&mut *c)
-    .await?;
-    if matched > 0 {
-        sqlx::query(
-            "INSERT INTO bulk_redeliveries (tenant, since, until, created_at) VALUES ($1, $2, now(), now())",
+    again: Again<'_>,
+) -> StoreResult<BulkRedelivery> {
+    let mut done = BulkRedelivery::default();
+    for state in failed_callback_states().into_iter().map(|s| s as i16) {
+        let left = BULK_REDELIVERY_MOST - done.redelivered as usize;
+        // One more than may be queued: whether any is left over.
+        let rows = sqlx::query(
+            "SELECT id, tenant FROM requests
+             WHERE state = $1 AND created_at >= $2 AND created_at <= now()
+               AND ($3::text IS NULL OR tenant = $3) AND redeliveries < $4
+             ORDER BY created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED",
         )
-        .bind(&tenant)
+        .bind(state)
         .bind(since)
-        .execute(&mut *c)
+        .bind(&tenant)
+        .bind(again.limits.max_redeliveries as i32)
+        .bind(left as i64 + 1)
+        .fetch_all(&mut *c)
         .await?;
+        for row in &rows {
+            let owner: String = row.try_get("tenant")?;
+            let (all, mine) = (again.backlog)(&owner);
+            let pending = (all as i64 + d.backlog_change(None)).max(0) as u64;
+            let tenant_pending = (mine as i64 + d.backlog_change(Some(&owner))).max(0) as u64;
+            if done.redelivered as usize >= BULK_REDELIVERY_MOST
+                || again.limits.refusal(0, pending, tenant_pending).is_some()
+            {
+                done.more = true;
+                return Ok(done);
+            }
+            queue_again(c, d, row.try_get("id")?, again.expire_after).await?;
+            done.redelivered += 1;
+        }
     }
-    Ok(matched as u64)
+    Ok(done)
 }
 
 /// See `Store::advance_bulk_redeliveries`; instances share the tasks (`SKIP LOCKED`).

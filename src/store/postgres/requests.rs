@@ -19,12 +19,13 @@ pub(super) async fn admit_with_key(
     req: NewRequest,
     destination: Option<i64>,
     claim: IdempotencyClaim,
+    instance: Uuid,
 ) -> StoreResult<Admission> {
     let verdict = keys::take(c, &claim, req.id).await?;
     if verdict != Admission::Admitted {
         return Ok(verdict);
     }
-    insert_with_job(&mut *c, &req, destination, None).await?;
+    insert_with_job(&mut *c, &req, destination, None, instance).await?;
     d.added(&req.tenant, state_of_new(&req));
     Ok(Admission::Admitted)
 }
@@ -37,20 +38,24 @@ pub(super) fn state_of_new(req: &NewRequest) -> i64 {
 /// Stores a request and, for async, its job (due at once, by the database clock) in ONE
 /// statement: atomic by itself, so an admission without a key needs no BEGIN/COMMIT
 /// round trips. With `count_shard`, the statement also adds the record to the kept
-/// counts (a keyed admission counts through its transaction instead).
+/// counts (a keyed admission counts through its transaction instead). A /sync record
+/// (started at once) names `instance`, whose heartbeat vouches for its work.
 pub(super) async fn insert_with_job(
     e: impl PgExecutor<'_>,
     req: &NewRequest,
     destination: Option<i64>,
     count_shard: Option<i16>,
+    instance: Uuid,
 ) -> StoreResult<()> {
     let callback_status = (req.mode == Mode::Async).then_some(CallbackStatus::Pending.as_str());
     let started = req.status == RequestStatus::Processing;
     sqlx::query(
         "WITH request AS (
              INSERT INTO requests (id, tenant, mode, status, input_data, created_at, started_at,
-                                   trace_id, callback_url, callback_status, work, upstream_key)
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END, $8, $9, $10, $13, $14)
+                                   trace_id, callback_url, callback_status, work, upstream_key,
+                                   instance_id)
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END, $8, $9, $10, $13, $14,
+                     CASE WHEN $7 THEN $15::uuid END)
              RETURNING id, mode, tenant, state
          ), job AS (
              INSERT INTO jobs (request_id, destination_id, phase, run_at)
@@ -76,6 +81,7 @@ pub(super) async fn insert_with_job(
     .bind(count_shard)
     .bind(&req.work)
     .bind(&req.upstream_key)
+    .bind(instance)
     .execute(e)
     .await?;
     Ok(())

@@ -53,6 +53,12 @@ pub(super) fn sweep(
     })
 }
 
+/// Every /sync record still `processing`, at start: their work died with the process
+/// that ran it (SPEC §16). One batch per call; returns how many.
+pub(super) fn fail_interrupted_sync(b: &mut Batch<'_>) -> StoreResult<u64> {
+    close_abandoned_sync(b, i64::MAX)
+}
+
 /// /sync requests still `processing` long after they started lost their process.
 fn close_abandoned_sync(b: &mut Batch<'_>, started_before: i64) -> StoreResult<u64> {
     let processing = state_code(Mode::Sync, RequestStatus::Processing, None);
@@ -67,11 +73,9 @@ fn close_abandoned_sync(b: &mut Batch<'_>, started_before: i64) -> StoreResult<u
         };
         b.conn
             .prepare_cached(
-                "UPDATE requests SET status = 'failed', completed_at = ?1,
-                        error = 'interrupted: the service stopped before the work finished'
-                 WHERE id = ?2",
+                "UPDATE requests SET status = 'failed', completed_at = ?1, error = ?3 WHERE id = ?2",
             )?
-            .execute(params![now_ms(), id])?;
+            .execute(params![now_ms(), id, INTERRUPTED])?;
         before.moved_to(b, RequestStatus::Failed, None);
     }
     Ok(ids.len() as u64)

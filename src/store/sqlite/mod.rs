@@ -181,6 +181,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn attempts_after(
+        &self,
+        id: Uuid,
+        scope: &Scope,
+        after: u32,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<AttemptRecord>>> {
+        let scope = scope.clone();
+        self.readers
+            .read(move |c| queries::attempts_after(c, id, &scope, after, limit))
+            .await
+    }
+
     async fn list_requests(&self, filter: &ListFilter) -> StoreResult<Page> {
         let filter = filter.clone();
         self.readers
@@ -206,6 +219,13 @@ impl Store for SqliteStore {
     async fn renew_lease(&self, lease: Lease, lease_for: Duration) -> StoreResult<bool> {
         self.writer
             .write_engine(move |b| ops::renew(b.conn, lease, lease_for))
+            .await
+    }
+
+    async fn renew_leases(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Uuid>> {
+        let leases = leases.to_vec();
+        self.writer
+            .write_engine(move |b| ops::renew_all(b.conn, &leases, lease_for))
             .await
     }
 
@@ -297,11 +317,12 @@ impl Store for SqliteStore {
         id: Uuid,
         scope: &Scope,
         expire_after: Duration,
+        limits: RedeliveryLimits,
     ) -> StoreResult<Redelivery> {
         let scope = scope.clone();
         let done = self
             .writer
-            .write(move |b| redeliver::redeliver(b, id, &scope, expire_after))
+            .write(move |b| redeliver::redeliver(b, id, &scope, expire_after, limits))
             .await?;
         if done == Redelivery::Queued {
             self.jobs.notify_one();
@@ -313,11 +334,20 @@ impl Store for SqliteStore {
         &self,
         tenant: Option<String>,
         since: DateTime<Utc>,
-    ) -> StoreResult<u64> {
+        expire_after: Duration,
+        limits: RedeliveryLimits,
+    ) -> StoreResult<BulkRedelivery> {
         let since = since.timestamp_millis();
-        self.writer
-            .write(move |b| redeliver::bulk_redeliver(b, tenant, since))
-            .await
+        let done = self
+            .writer
+            .write(move |b| {
+                redeliver::bulk_redeliver(b, tenant.as_deref(), since, expire_after, limits)
+            })
+            .await?;
+        if done.redelivered > 0 {
+            self.jobs.notify_one();
+        }
+        Ok(done)
     }
 
     async fn advance_bulk_redeliveries(
@@ -350,6 +380,13 @@ impl Store for SqliteStore {
         self.writer
             .write_background(move |b| housekeeping::sweep(b, keep_keys, abandon_sync))
             .await
+    }
+
+    async fn fail_interrupted_sync(&self, starting: bool) -> StoreResult<u64> {
+        if !starting {
+            return Ok(0);
+        }
+        self.writer.write(housekeeping::fail_interrupted_sync).await
     }
 
     async fn prune(&self, cutoff: DateTime<Utc>, limit: usize) -> StoreResult<u64> {

@@ -50,6 +50,31 @@ pub(super) fn renew(c: &Connection, lease: Lease, lease_for: Duration) -> StoreR
     Ok(renewed == 1)
 }
 
+/// [`renew`] for many leases in one operation; returns the requests whose lease is lost.
+/// A lease is ours while its job carries its token (every claim writes a new one), so a
+/// lease past its end that no claim took yet is renewed too.
+pub(super) fn renew_all(
+    c: &Connection,
+    leases: &[Lease],
+    lease_for: Duration,
+) -> StoreResult<Vec<uuid::Uuid>> {
+    let until = after(lease_for);
+    let mut stmt =
+        c.prepare_cached("UPDATE jobs SET run_at = ?1 WHERE request_id = ?2 AND lease_token = ?3")?;
+    let mut lost = Vec::new();
+    for lease in leases {
+        let renewed = stmt.execute(params![
+            until,
+            lease.request_id.to_string(),
+            lease.token.to_string()
+        ])?;
+        if renewed == 0 {
+            lost.push(lease.request_id);
+        }
+    }
+    Ok(lost)
+}
+
 /// Makes a destination's deliveries due no later than `at` (never before its block ends).
 pub(super) fn lower_deliver_due(c: &Connection, destination: i64, at: i64) -> StoreResult<()> {
     c.prepare_cached(

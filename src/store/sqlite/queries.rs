@@ -56,6 +56,7 @@ fn record(r: &Row<'_>) -> StoreResult<RequestRecord> {
         attempts: Vec::new(),
         work: r.get("work")?,
         work_attempts: r.get("work_attempts")?,
+        attempts_total: 0,
     })
 }
 
@@ -97,13 +98,43 @@ pub(super) fn get_request(
     if !scope.sees(&found.tenant) {
         return Ok(None);
     }
-    let mut stmt =
-        tx.prepare_cached("SELECT * FROM attempts WHERE request_id = ?1 ORDER BY attempt")?;
-    found.attempts = collect(stmt.query(params![id])?, attempt)?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT * FROM (SELECT * FROM attempts WHERE request_id = ?1 ORDER BY attempt DESC LIMIT ?2)
+         ORDER BY attempt",
+    )?;
+    found.attempts = collect(stmt.query(params![id, RECORD_ATTEMPTS as i64])?, attempt)?;
+    found.attempts_total = tx
+        .prepare_cached("SELECT count(*) FROM attempts WHERE request_id = ?1")?
+        .query_row(params![id], |r| r.get::<_, i64>(0))? as u64;
     if found.callback_status == Some(CallbackStatus::Pending) {
         plan_of(&tx, &id, now, &mut found)?;
     }
     Ok(Some(found))
+}
+
+/// See `Store::attempts_after`.
+pub(super) fn attempts_after(
+    c: &Connection,
+    id: Uuid,
+    scope: &Scope,
+    after: u32,
+    limit: usize,
+) -> StoreResult<Option<Vec<AttemptRecord>>> {
+    let id = id.to_string();
+    let tenant: Option<String> = c
+        .prepare_cached("SELECT tenant FROM requests WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?;
+    if !tenant.is_some_and(|t| scope.sees(&t)) {
+        return Ok(None);
+    }
+    let mut stmt = c.prepare_cached(
+        "SELECT * FROM attempts WHERE request_id = ?1 AND attempt > ?2 ORDER BY attempt LIMIT ?3",
+    )?;
+    Ok(Some(collect(
+        stmt.query(params![id, after, limit as i64])?,
+        attempt,
+    )?))
 }
 
 /// Fills in the next planned attempt of a pending callback, and why it waits when its

@@ -17,6 +17,7 @@ pub(super) fn redeliver(
     id: Uuid,
     scope: &Scope,
     expire_after: Duration,
+    limits: RedeliveryLimits,
 ) -> StoreResult<Redelivery> {
     let id = id.to_string();
     let Some(before) = Current::read(b.conn, &id)?.filter(|c| scope.sees(&c.tenant)) else {
@@ -27,6 +28,14 @@ pub(super) fn redeliver(
     }
     if before.callback == Some(CallbackStatus::Pending) {
         return Ok(Redelivery::InProgress);
+    }
+    let done: i64 = b
+        .conn
+        .prepare_cached("SELECT redeliveries FROM requests WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))?;
+    let (pending, tenant_pending) = b.backlog(&before.tenant);
+    if let Some(refused) = limits.refusal(done.max(0) as u64, pending, tenant_pending) {
+        return Ok(refused);
     }
     queue_again(b, &id, &before, expire_after)?;
     Ok(Redelivery::Queued)
@@ -45,7 +54,10 @@ fn queue_again(
         .prepare_cached("SELECT callback_url, callback_attempts FROM requests WHERE id = ?1")?
         .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     b.conn
-        .prepare_cached("UPDATE requests SET callback_status = 'pending' WHERE id = ?1")?
+        .prepare_cached(
+            "UPDATE requests SET callback_status = 'pending', redeliveries = redeliveries + 1
+             WHERE id = ?1",
+        )?
         .execute(params![id])?;
     before.moved_to(b, before.status, Some(CallbackStatus::Pending));
     let origin = url
@@ -69,35 +81,52 @@ fn queue_again(
     lower_deliver_due(c, destination, now)
 }
 
-/// See `Store::bulk_redeliver`.
+/// See `Store::bulk_redeliver`: failed state after failed state, oldest record first,
+/// until [`BULK_REDELIVERY_MOST`] are queued or a limit stops it.
 pub(super) fn bulk_redeliver(
     b: &mut Batch<'_>,
-    tenant: Option<String>,
+    tenant: Option<&str>,
     since: i64,
-) -> StoreResult<u64> {
-    let now = now_ms();
-    let mut matched = 0;
+    expire_after: Duration,
+    limits: RedeliveryLimits,
+) -> StoreResult<BulkRedelivery> {
+    let until = now_ms();
+    let mut done = BulkRedelivery::default();
     for state in failed_callback_states() {
-        let n: i64 = match &tenant {
-            Some(t) => b.conn.prepare_cached(
-                "SELECT count(*) FROM requests WHERE tenant = ?1 AND state = ?2 AND created_at >= ?3",
-            )?
-            .query_row(params![t, state, since], |r| r.get(0))?,
-            None => b.conn.prepare_cached(
-                "SELECT count(*) FROM requests WHERE state = ?1 AND created_at >= ?2",
-            )?
-            .query_row(params![state, since], |r| r.get(0))?,
-        };
-        matched += n as u64;
+        let mut after = (since - 1, String::new());
+        loop {
+            let left = BULK_REDELIVERY_MOST - done.redelivered as usize;
+            // One more than may be queued: whether any is left over.
+            let ids = next_failed(
+                b.conn,
+                tenant,
+                state,
+                (since, until),
+                (after.0, &after.1),
+                (left + 1, limits.max_redeliveries),
+            )?;
+            let Some((last_id, last_at)) = ids.last().cloned() else {
+                break;
+            };
+            after = (last_at, last_id);
+            for (id, _) in &ids {
+                let Some(before) = Current::read(b.conn, id)? else {
+                    continue;
+                };
+                let (pending, tenant_pending) = b.backlog(&before.tenant);
+                // Redeliveries so far are below the limit (the query's filter).
+                if done.redelivered as usize >= BULK_REDELIVERY_MOST
+                    || limits.refusal(0, pending, tenant_pending).is_some()
+                {
+                    done.more = true;
+                    return Ok(done);
+                }
+                queue_again(b, id, &before, expire_after)?;
+                done.redelivered += 1;
+            }
+        }
     }
-    if matched > 0 {
-        b.conn
-            .prepare_cached(
-                "INSERT INTO bulk_redeliveries (tenant, since, until, created_at) VALUES (?1, ?2, ?3, ?3)",
-            )?
-            .execute(params![tenant, since, now])?;
-    }
-    Ok(matched)
+    Ok(done)
 }
 
 /// See `Store::advance_bulk_redeliveries`: the oldest task's next batch, one failed state
@@ -152,7 +181,7 @@ pub(super) fn advance_bulk(
             state,
             (since, until),
             (from_at, &from_id),
-            batch,
+            (batch, u32::MAX),
         )?;
         for (id, _) in &ids {
             if let Some(before) = Current::read(b.conn, id)? {
@@ -182,19 +211,19 @@ fn next_failed(
     state: i64,
     (since, until): (i64, i64),
     (after_at, after_id): (i64, &str),
-    limit: usize,
+    (limit, max_redeliveries): (usize, u32),
 ) -> StoreResult<Vec<(String, i64)>> {
     let sql = match tenant {
         Some(_) => {
             "SELECT id, created_at FROM requests
              WHERE tenant = ?6 AND state = ?1 AND created_at >= ?2 AND created_at <= ?3
-               AND (created_at, id) > (?4, ?5)
+               AND (created_at, id) > (?4, ?5) AND redeliveries < ?8
              ORDER BY created_at, id LIMIT ?7"
         }
         None => {
             "SELECT id, created_at FROM requests
              WHERE ?6 IS NULL AND state = ?1 AND created_at >= ?2 AND created_at <= ?3
-               AND (created_at, id) > (?4, ?5)
+               AND (created_at, id) > (?4, ?5) AND redeliveries < ?8
              ORDER BY created_at, id LIMIT ?7"
         }
     };
@@ -207,7 +236,8 @@ fn next_failed(
                 after_at,
                 after_id,
                 tenant,
-                limit as i64
+                limit as i64,
+                max_redeliveries
             ],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?
