@@ -43,6 +43,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub job_poll: Duration,
     pub max_body_bytes: usize,
+    pub callback_min_in_flight_per_destination: u32,
     pub callback_max_in_flight_per_destination: u32,
     pub callback_breaker_cooldown: Duration,
     pub callback_expire_after: Duration,
@@ -77,6 +78,29 @@ impl HttpLimits {
             max_connections: in_range("max-connections", a.max_connections, 1, 1_000_000)?,
         })
     }
+}
+
+/// `--callback-min/max-in-flight-per-destination`: each in its range, the minimum at
+/// most the maximum.
+fn in_flight_bounds(a: &ServeArgs) -> Result<(u32, u32), ConfigError> {
+    let min = in_range(
+        "callback-min-in-flight-per-destination",
+        a.callback_min_in_flight_per_destination,
+        1,
+        1000,
+    )?;
+    let max = in_range(
+        "callback-max-in-flight-per-destination",
+        a.callback_max_in_flight_per_destination,
+        1,
+        10_000,
+    )?;
+    if min > max {
+        return Err(ConfigError(format!(
+            "--callback-min-in-flight-per-destination {min} is above --callback-max-in-flight-per-destination {max}: set them equal to fix the limit"
+        )));
+    }
+    Ok((min, max))
 }
 
 fn in_range<T: PartialOrd + std::fmt::Display>(
@@ -135,6 +159,7 @@ impl Config {
                 SigningSecret::parse(s).map_err(|e| ConfigError(format!("--signing-secret: {e}")))
             })
             .transpose()?;
+        let (min_in_flight, max_in_flight) = in_flight_bounds(&a)?;
         Ok(Self {
             bind,
             database_url: DatabaseUrl::from_flag_or_env(a.database_url.as_deref())?,
@@ -185,12 +210,8 @@ impl Config {
             )?),
             job_poll: Duration::from_millis(in_range("job-poll-ms", a.job_poll_ms, 10, 3_600_000)?),
             max_body_bytes: in_range("max-body-bytes", a.max_body_bytes, 1024, 16 * 1024 * 1024)?,
-            callback_max_in_flight_per_destination: in_range(
-                "callback-max-in-flight-per-destination",
-                a.callback_max_in_flight_per_destination,
-                1,
-                1000,
-            )?,
+            callback_min_in_flight_per_destination: min_in_flight,
+            callback_max_in_flight_per_destination: max_in_flight,
             callback_breaker_cooldown: Duration::from_millis(in_range(
                 "callback-breaker-cooldown-ms",
                 a.callback_breaker_cooldown_ms,

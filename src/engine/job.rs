@@ -55,7 +55,7 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if self.held {
             let mut book = self.engine.destinations();
-            let was_full = book.in_flight(self.destination) >= book.cap();
+            let was_full = book.full(self.destination);
             book.abandon(self.destination);
             if was_full {
                 self.engine.wake.notify_one();

@@ -2,8 +2,8 @@
 //!
 //! Jobs are rows. The dispatcher claims due jobs with a lease, as many as there are free
 //! workers (`--workers`, a semaphore), fairly across destinations, and runs each in a task
-//! of its own ([`job`]). [`destinations`] keeps this instance's cap and circuit view of
-//! each destination; a job that may not attempt now goes back to its queue without
+//! of its own ([`job`]). [`destinations`] keeps this instance's adaptive limit
+//! ([`limit`]) and circuit view of each destination; a job that may not attempt now goes back to its queue without
 //! holding a worker.
 //! When nothing is due it sleeps until the earliest due time (a retry's `run_at`, or a
 //! lease that will expire), or until the store signals a new job, or for at most
@@ -20,6 +20,7 @@
 mod attempt;
 pub mod destinations;
 mod job;
+pub mod limit;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,8 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// Longest idle sleep: the fallback when no signal arrives (a lost wake-up).
     pub poll: Duration,
+    /// `--callback-min-in-flight-per-destination`.
+    pub min_in_flight_per_destination: u32,
     /// `--callback-max-in-flight-per-destination`.
     pub max_in_flight_per_destination: u32,
     /// `--callback-breaker-cooldown-ms`.
@@ -85,10 +88,12 @@ impl Engine {
         config: EngineConfig,
     ) -> Arc<Self> {
         let wake = store.job_signal();
-        let destinations = Destinations::new(
+        let bounds = limit::Bounds::new(
+            config.min_in_flight_per_destination,
             config.max_in_flight_per_destination,
-            config.breaker_cooldown,
+            config.workers,
         );
+        let destinations = Destinations::new(bounds, config.breaker_cooldown);
         Arc::new(Self {
             store,
             client,

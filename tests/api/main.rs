@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod adaptive;
 mod auth;
 mod backlog;
 mod callbacks;
