@@ -116,6 +116,7 @@ impl Application {
             keys: auth.keys.clone(),
             metrics: metrics::install(),
             shutdown,
+            engine: engine.clone(),
         };
         Ok(Self {
             listener,

@@ -87,6 +87,8 @@ pub enum Admit {
     AtCap,
     /// The circuit is open (or being probed): wait for it.
     CircuitOpen,
+    /// Paused, or rate limited (every attempt then goes through a claim): wait for it.
+    Held,
 }
 
 impl Destinations {
@@ -125,6 +127,9 @@ impl Destinations {
     /// For a job whose work just ended: take a slot if the destination's circuit is closed
     /// and it is under the cap.
     pub fn try_begin(&mut self, d: &Destination, now: DateTime<Utc>) -> Admit {
+        if d.paused || d.rate_limited {
+            return Admit::Held;
+        }
         let state = self.state(d.id);
         if state.open(now) || d.blocked_until.is_some() {
             return Admit::CircuitOpen;
@@ -278,6 +283,8 @@ mod tests {
             origin: "https://a.example:443".into(),
             blocked_until: blocked.then(Utc::now),
             cooldown,
+            paused: false,
+            rate_limited: false,
         }
     }
 

@@ -139,7 +139,7 @@ impl Engine {
         let slot = (admit == Admit::Attempt).then(|| Slot::new(self, job.destination.id));
         let after = match admit {
             Admit::Attempt => AfterWork::Deliver,
-            Admit::AtCap | Admit::CircuitOpen => AfterWork::Wait,
+            Admit::AtCap | Admit::CircuitOpen | Admit::Held => AfterWork::Wait,
         };
         if !self
             .store

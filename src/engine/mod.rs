@@ -104,6 +104,12 @@ impl Engine {
         })
     }
 
+    /// `destination`'s in-flight limit and attempts running here now.
+    pub fn destination_view(&self, destination: i64) -> (u32, u32) {
+        let book = self.destinations();
+        (book.limit(destination), book.in_flight(destination))
+    }
+
     fn destinations(&self) -> std::sync::MutexGuard<'_, Destinations> {
         self.destinations.lock().expect("destinations lock")
     }

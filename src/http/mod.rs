@@ -4,6 +4,7 @@
 pub mod authenticate;
 pub mod capacity;
 pub mod cursor;
+pub mod destinations;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -36,6 +37,11 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(submit::post_async))
         .routes(routes!(requests::list_requests))
         .routes(routes!(requests::get_request))
+        .routes(routes!(destinations::list_destinations))
+        .routes(routes!(
+            destinations::get_destination,
+            destinations::patch_destination
+        ))
         .routes(routes!(redeliver::redeliver_one))
         .routes(routes!(redeliver::redeliver_failed))
         .routes(routes!(redeliver::callback_stats))

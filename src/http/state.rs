@@ -22,6 +22,9 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Cancelled when shutdown begins: /readyz turns 503 and new work is refused.
     pub shutdown: CancellationToken,
+    /// This instance's job engine (none on an accept-only node): its view of each
+    /// destination's limit and attempts in flight.
+    pub engine: Option<std::sync::Arc<crate::engine::Engine>>,
 }
 
 impl AppState {

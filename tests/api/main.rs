@@ -13,6 +13,7 @@ mod callbacks;
 mod config;
 mod conformance;
 mod console;
+mod destinations;
 mod durability;
 mod edge;
 mod errors;

@@ -10,11 +10,13 @@ use crate::both_backends;
 use crate::helpers::{Backend, TestApp, work};
 
 /// The routes the router serves, apart from the Swagger UI under /docs.
-const SERVED: [&str; 13] = [
+const SERVED: [&str; 15] = [
     "/sync",
     "/async",
     "/requests",
     "/requests/{id}",
+    "/destinations",
+    "/destinations/{id}",
     "/requests/{id}/redeliver",
     "/requests/redeliver",
     "/stats/callbacks",

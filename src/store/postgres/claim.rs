@@ -90,7 +90,7 @@ async fn delivery_destinations(
     req: &ClaimRequest,
 ) -> StoreResult<HashMap<i64, Destination>> {
     let due: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM destinations WHERE deliver_due_at <= now()
+        "SELECT id FROM destinations WHERE deliver_due_at <= now() AND paused_since IS NULL
          ORDER BY deliver_due_at LIMIT $1",
     )
     .bind(DELIVERY_QUEUES)
@@ -102,8 +102,10 @@ async fn delivery_destinations(
         .collect();
     with_room.sort_unstable();
     let rows = sqlx::query(
-        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations
-         WHERE id = ANY($1) AND deliver_due_at <= now() ORDER BY id FOR UPDATE",
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms, paused_since IS NOT NULL AS paused,
+                rate_limit_per_s IS NOT NULL AS rate_limited FROM destinations
+         WHERE id = ANY($1) AND deliver_due_at <= now() AND paused_since IS NULL
+         ORDER BY id FOR UPDATE",
     )
     .bind(&with_room)
     .fetch_all(&mut *c)
@@ -122,6 +124,8 @@ pub(super) fn destination_from_row(r: &PgRow) -> StoreResult<Destination> {
         cooldown: r
             .try_get::<Option<i64>, _>("cooldown_ms")?
             .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+        paused: r.try_get("paused")?,
+        rate_limited: r.try_get("rate_limited")?,
     })
 }
 
@@ -130,7 +134,8 @@ async fn load_destinations(c: &mut PgConnection, ids: &[i64]) -> StoreResult<Vec
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
-        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations WHERE id = ANY($1)",
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms, paused_since IS NOT NULL AS paused,
+                rate_limit_per_s IS NOT NULL AS rate_limited FROM destinations WHERE id = ANY($1)",
     )
     .bind(ids)
     .fetch_all(&mut *c)
@@ -361,7 +366,8 @@ pub(super) async fn next_due_at(
         "SELECT (extract(epoch FROM least(
                     (SELECT min(run_at) FROM jobs WHERE phase = 0),
                     (SELECT deliver_due_at FROM destinations
-                     WHERE deliver_due_at IS NOT NULL AND NOT (id = ANY($1))
+                     WHERE deliver_due_at IS NOT NULL AND paused_since IS NULL
+                       AND NOT (id = ANY($1))
                      ORDER BY deliver_due_at LIMIT 1)) - now()) * 1000)::float8",
     )
     .bind(at_cap)

@@ -31,6 +31,7 @@
 mod auth;
 mod claim;
 mod counts;
+mod destinations;
 mod housekeeping;
 mod jobs;
 mod keys;
@@ -343,6 +344,33 @@ impl Store for PgStore {
 
     fn job_signal(&self) -> Arc<Notify> {
         self.jobs.clone()
+    }
+
+    async fn list_destinations(&self, q: &DestinationQuery) -> StoreResult<Vec<DestinationInfo>> {
+        destinations::list(&self.pool, q).await.map_err(classify)
+    }
+
+    async fn find_destination(
+        &self,
+        tenant: &str,
+        origin: &str,
+    ) -> StoreResult<Option<DestinationInfo>> {
+        destinations::find(&self.pool, tenant, origin)
+            .await
+            .map_err(classify)
+    }
+
+    async fn change_destination(
+        &self,
+        tenant: &str,
+        origin: &str,
+        change: DestinationChange,
+    ) -> StoreResult<Option<DestinationInfo>> {
+        let changed = destinations::change(&self.pool, tenant, origin, change)
+            .await
+            .map_err(classify)?;
+        self.jobs.notify_one();
+        Ok(changed)
     }
 
     async fn admit(

@@ -88,8 +88,9 @@ fn delivery_queues(
     seen: &mut HashMap<i64, Destination>,
 ) -> StoreResult<Vec<Queue>> {
     let mut stmt = c.prepare_cached(
-        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations
-         WHERE deliver_due_at <= ?1 ORDER BY deliver_due_at LIMIT ?2",
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms, paused_since IS NOT NULL,
+                rate_limit_per_s IS NOT NULL FROM destinations
+         WHERE deliver_due_at <= ?1 AND paused_since IS NULL ORDER BY deliver_due_at LIMIT ?2",
     )?;
     let rows = stmt
         .query_map(params![now, DELIVERY_QUEUES as i64], destination_row)?
@@ -120,12 +121,15 @@ fn destination_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Destination> {
         cooldown: r
             .get::<_, Option<i64>>(4)?
             .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+        paused: r.get(5)?,
+        rate_limited: r.get(6)?,
     })
 }
 
 fn load_destination(c: &Connection, id: i64) -> StoreResult<Destination> {
     Ok(c.prepare_cached(
-        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations WHERE id = ?1",
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms, paused_since IS NOT NULL,
+                rate_limit_per_s IS NOT NULL FROM destinations WHERE id = ?1",
     )?
     .query_row(params![id], destination_row)?)
 }
@@ -282,8 +286,8 @@ pub(super) fn next_due_at(c: &Connection, at_cap: &[i64]) -> StoreResult<Option<
         .prepare_cached("SELECT min(run_at) FROM jobs WHERE phase = 0")?
         .query_row([], |r| r.get(0))?;
     let mut stmt = c.prepare_cached(
-        "SELECT id, deliver_due_at FROM destinations WHERE deliver_due_at IS NOT NULL
-         ORDER BY deliver_due_at",
+        "SELECT id, deliver_due_at FROM destinations
+         WHERE deliver_due_at IS NOT NULL AND paused_since IS NULL ORDER BY deliver_due_at",
     )?;
     let mut rows = stmt.query([])?;
     let mut delivery = None;
