@@ -13,6 +13,7 @@ pub mod counts;
 pub mod destinations;
 pub mod model;
 pub mod postgres;
+pub mod rate;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -31,6 +31,7 @@ mod ops;
 mod origins;
 mod paging;
 mod postgres;
+mod rate_limit;
 mod redelivery;
 mod requests;
 mod scale_out;
