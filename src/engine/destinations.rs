@@ -16,7 +16,7 @@
 //!   30 times the setting); an answer closes it, whether from the probe or from an
 //!   attempt that was already running.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -76,6 +76,10 @@ pub struct Destinations {
     bounds: Bounds,
     cooldown: Duration,
     states: HashMap<i64, State>,
+    /// Paused or rate-limited destinations as last read from the store (every instance
+    /// refreshes them every 250 ms): work that ends does not attempt them directly, even
+    /// when its claim saw them otherwise.
+    held: HashSet<i64>,
 }
 
 /// What the engine does with a job whose work just ended.
@@ -97,7 +101,13 @@ impl Destinations {
             bounds,
             cooldown,
             states: HashMap::new(),
+            held: HashSet::new(),
         }
+    }
+
+    /// The paused and rate-limited destinations, as the store has them now.
+    pub fn set_held(&mut self, held: impl IntoIterator<Item = i64>) {
+        self.held = held.into_iter().collect();
     }
 
     /// The limit of a destination this instance knows nothing about.
@@ -127,7 +137,7 @@ impl Destinations {
     /// For a job whose work just ended: take a slot if the destination's circuit is closed
     /// and it is under the cap.
     pub fn try_begin(&mut self, d: &Destination, now: DateTime<Utc>) -> Admit {
-        if d.paused || d.rate_limited {
+        if d.paused || d.rate_limited || self.held.contains(&d.id) {
             return Admit::Held;
         }
         let state = self.state(d.id);
@@ -332,6 +342,26 @@ mod tests {
             "an idle destination keeps a learned limit"
         );
         assert_eq!(book.limit(8), 16, "another destination starts at 16");
+    }
+
+    #[test]
+    fn paused_rate_limited_or_held_destinations_are_not_attempted_after_work() {
+        let mut book = fixed(4);
+        let mut d = dest(false, None);
+        d.paused = true;
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Held);
+        d.paused = false;
+        d.rate_limited = true;
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Held);
+        d.rate_limited = false;
+        book.set_held([7]);
+        assert_eq!(
+            book.try_begin(&d, Utc::now()),
+            Admit::Held,
+            "paused since the claim"
+        );
+        book.set_held([]);
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
     }
 
     #[test]

@@ -140,7 +140,9 @@ impl Engine {
         }
     }
 
-    /// Ends deliveries past their expiry, every [`EXPIRY_EVERY`], until shutdown.
+    /// Ends deliveries past their expiry, every [`EXPIRY_EVERY`], until shutdown; reads
+    /// the paused and rate-limited destinations as often (a pause holds on every
+    /// instance within 1 s).
     async fn expire_forever(self: Arc<Self>, shutdown: CancellationToken) {
         let reason = format!(
             "expired: not delivered within {} s of the end of its work or of its last redelivery",
@@ -152,6 +154,12 @@ impl Engine {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
+            }
+            match self.store.held_destinations().await {
+                Ok(held) => self.destinations().set_held(held),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not read the paused and rate-limited destinations")
+                }
             }
             match self.store.expire_deliveries(EXPIRY_BATCH, &reason).await {
                 Ok(0) => {}

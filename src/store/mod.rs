@@ -89,6 +89,9 @@ pub trait Store: Send + Sync + 'static {
     /// A page of destinations in (tenant, origin) order.
     async fn list_destinations(&self, q: &DestinationQuery) -> StoreResult<Vec<DestinationInfo>>;
 
+    /// Destinations whose attempts must all go through a claim: paused, or rate limited.
+    async fn held_destinations(&self) -> StoreResult<Vec<i64>>;
+
     /// The destination `(tenant, origin)`, if it exists.
     async fn find_destination(
         &self,

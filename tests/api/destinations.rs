@@ -322,21 +322,95 @@ async fn paused_time_does_not_count_towards_expiry(backend: Backend) {
         .unwrap()
         .to_owned();
     let path = format!("/destinations/{id}");
-    let (status, _) = send(&app, None, Method::PATCH, &path, Some(json!({"paused": true}))).await;
+    let (status, _) = send(
+        &app,
+        None,
+        Method::PATCH,
+        &path,
+        Some(json!({"paused": true})),
+    )
+    .await;
     assert_eq!(status, 200);
     let held = submit(&app, None, &receiver.url("/hook")).await;
-    wait_until(&app, &format!("/requests/{held}"), |r| r["status"] == "completed").await;
+    wait_until(&app, &format!("/requests/{held}"), |r| {
+        r["status"] == "completed"
+    })
+    .await;
     // Twice the expiry, and the sweeper runs every 250 ms.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let r = app.record(&held).await;
-    assert_eq!(r["callback_status"], "pending", "not expired while paused: {r:#}");
-    let (status, _) = send(&app, None, Method::PATCH, &path, Some(json!({"paused": false}))).await;
+    assert_eq!(
+        r["callback_status"], "pending",
+        "not expired while paused: {r:#}"
+    );
+    let (status, _) = send(
+        &app,
+        None,
+        Method::PATCH,
+        &path,
+        Some(json!({"paused": false})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let r = app.wait_terminal(&held, Duration::from_secs(30)).await;
+    assert_eq!(r["callback_status"], "sent", "{r:#}");
+}
+
+/// A pause that lands while a request's work runs holds its first attempt too (the
+/// claim that started the work saw the destination unpaused).
+async fn a_pause_during_the_work_holds_its_first_attempt(backend: Backend) {
+    let receiver = Receiver::ok().await;
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--work-delay-ms", 1500)
+        .spawn()
+        .await;
+    let first = submit(&app, None, &receiver.url("/hook")).await;
+    app.wait_terminal(&first, Duration::from_secs(30)).await;
+    let id = app.record(&first).await["destination_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let held = submit(&app, None, &receiver.url("/hook")).await;
+    wait_until(&app, &format!("/requests/{held}"), |r| {
+        r["status"] == "processing"
+    })
+    .await;
+    let path = format!("/destinations/{id}");
+    let (status, _) = send(
+        &app,
+        None,
+        Method::PATCH,
+        &path,
+        Some(json!({"paused": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_until(&app, &format!("/requests/{held}"), |r| {
+        r["status"] == "completed"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        receiver.hits().len(),
+        1,
+        "the work's first attempt waits too"
+    );
+    let (status, _) = send(
+        &app,
+        None,
+        Method::PATCH,
+        &path,
+        Some(json!({"paused": false})),
+    )
+    .await;
     assert_eq!(status, 200);
     let r = app.wait_terminal(&held, Duration::from_secs(30)).await;
     assert_eq!(r["callback_status"], "sent", "{r:#}");
 }
 
 both_backends!(
+    a_pause_during_the_work_holds_its_first_attempt,
     paused_time_does_not_count_towards_expiry,
     pause_holds_every_attempt_and_resume_delivers_them_all,
     destinations_are_scoped_like_requests,

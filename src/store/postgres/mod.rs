@@ -350,6 +350,15 @@ impl Store for PgStore {
         destinations::list(&self.pool, q).await.map_err(classify)
     }
 
+    async fn held_destinations(&self) -> StoreResult<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT id FROM destinations WHERE paused_since IS NOT NULL OR rate_limit_per_s IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e.into()))
+    }
+
     async fn find_destination(
         &self,
         tenant: &str,

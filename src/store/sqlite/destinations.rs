@@ -55,6 +55,17 @@ pub(super) fn list(c: &Connection, q: &DestinationQuery) -> StoreResult<Vec<Dest
     Ok(rows)
 }
 
+/// Paused or rate-limited destinations.
+pub(super) fn held(c: &Connection) -> StoreResult<Vec<i64>> {
+    let ids = c
+        .prepare_cached(
+            "SELECT id FROM destinations WHERE paused_since IS NOT NULL OR rate_limit_per_s IS NOT NULL",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
 pub(super) fn find(
     c: &Connection,
     tenant: &str,

@@ -151,6 +151,10 @@ impl Store for SqliteStore {
         self.readers.read(move |c| destinations::list(c, &q)).await
     }
 
+    async fn held_destinations(&self) -> StoreResult<Vec<i64>> {
+        self.readers.read(destinations::held).await
+    }
+
     async fn find_destination(
         &self,
         tenant: &str,
