@@ -97,6 +97,8 @@ impl Application {
                         base_delay: config.callback_base_delay,
                         shutdown_grace: config.shutdown_grace,
                         poll: config.job_poll,
+                        min_in_flight_per_destination: config
+                            .callback_min_in_flight_per_destination,
                         max_in_flight_per_destination: config
                             .callback_max_in_flight_per_destination,
                         breaker_cooldown: config.callback_breaker_cooldown,
@@ -138,6 +140,7 @@ impl Application {
             metrics: metrics::install(),
             shutdown,
             works,
+            engine: engine.clone(),
         };
         Ok(Self {
             listener,

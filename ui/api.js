@@ -16,13 +16,19 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(path, method = 'GET') {
+/** Calls the API; `body`, when given, goes as JSON. */
+export async function api(path, method = 'GET', body = undefined) {
   const headers = { Accept: 'application/json' };
   const key = sessionStorage.getItem(KEY);
   if (key) headers.Authorization = `Bearer ${key}`;
-  const response = await fetch(path, { method, headers, cache: 'no-store' });
+  const init = { method, headers, cache: 'no-store' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
   if (response.status === 401) throw new Refused();
-  const body = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, body);
-  return body;
+  const answer = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, answer);
+  return answer;
 }

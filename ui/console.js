@@ -2,7 +2,8 @@
 //
 // Every page is this module (with dom.js, api.js and chart.js beside it) on one HTML
 // shell (ui/index.html): it asks GET /me who the key is, then draws the page the URL
-// names — /ui (the list and the chart) or /ui/requests/<id> (one request) — and keeps
+// names — /ui (the list and the chart), /ui/requests/<id> (one request) or
+// /ui/destinations[/<id>] (destinations.js) — and keeps
 // it current by polling. Links are real links, so every view is a URL that loads
 // directly. The API key, when the service
 // requires one, lives in sessionStorage and goes out as `Authorization: Bearer`.
@@ -12,6 +13,7 @@
 
 import { ApiError, KEY, Refused, api } from './api.js';
 import { drawChart } from './chart.js';
+import { destinationHref, destinationsPage } from './destinations.js';
 import { badge, h, json, say, when } from './dom.js';
 
 const LIST_POLL_MS = 2000;
@@ -73,8 +75,12 @@ async function start() {
 function enter(me) {
   account(me);
   const match = location.pathname.match(/^\/ui\/requests\/([^/]+)\/?$/);
+  const destination = location.pathname.match(/^\/ui\/destinations(?:\/([^/]+))?\/?$/);
   if (match) requestPage(decodeURIComponent(match[1]));
-  else listPage(me);
+  else if (destination) {
+    const only = destination[1] ? decodeURIComponent(destination[1]) : null;
+    destinationsPage({ show, poll, failed, signIn }, only);
+  } else listPage(me);
 }
 
 /** The account corner: who the key is, and a way out. */
@@ -170,6 +176,7 @@ function listPage(me) {
       h('input', { id: 'filter-tenant', name: 'tenant', value: query.get('tenant') || '',
         autocomplete: 'off', spellcheck: 'false', pattern: '[a-z0-9_\\-]{1,64}' })));
   const gen = show(
+    h('p', {}, h('a', { href: '/ui/destinations' }, 'Destinations')),
     h('h1', {}, 'Requests'),
     chartSection(chart),
     h('div', { class: 'tools' }, filters, searchForm()),
@@ -370,7 +377,8 @@ function requestSections(r, actions) {
     sections.push(h('section', { 'aria-labelledby': 'callback-heading' },
       h('h2', { id: 'callback-heading' }, 'Callback'),
       h('dl', { class: 'facts' },
-        fact('Callback URL', 'callback_url'), fact('Callback status', 'callback_status'),
+        fact('Callback URL', 'callback_url'), fact('Destination', 'destination_id'),
+        fact('Callback status', 'callback_status'),
         fact('Attempts made', 'callback_attempts'), fact('Last error', 'callback_last_error'),
         fact('Sent at', 'callback_sent_at'), fact('Next planned attempt', 'callback_next_attempt_at')),
       actions,
@@ -394,6 +402,8 @@ function updateRequest(body, r) {
     created_at: when(r.created_at), completed_at: when(r.completed_at),
     callback_sent_at: when(r.callback_sent_at), callback_next_attempt_at: when(r.callback_next_attempt_at),
     trace_id: h('code', {}, r.trace_id),
+    destination_id: r.destination_id
+      && h('a', { href: destinationHref(r.destination_id) }, originOf(r.callback_url)),
     input_data: json(r.input_data), output_data: json(r.output_data),
     work_attempts: json(r.work_attempts),
   };
@@ -409,6 +419,17 @@ function updateRequest(body, r) {
     const cells = [String(a.attempt), when(a.started_at, true), a.status_code === null ? '—' : String(a.status_code),
       `${a.duration_ms} ms`, a.error || '—', a.trigger];
     tbody.append(h('tr', {}, cells.map((c, j) => h('td', { 'data-label': ATTEMPT_COLUMNS[j] }, c))));
+  }
+}
+
+/** `scheme://host:port` of a callback URL, as a destination names it. */
+function originOf(url) {
+  try {
+    const u = new URL(url);
+    const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+    return `${u.protocol}//${u.hostname}:${port}`;
+  } catch {
+    return url;
   }
 }
 

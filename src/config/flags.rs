@@ -148,13 +148,24 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSUMA_MAX_BODY_BYTES", default_value_t = 256 * 1024, value_parser = RangedU64ValueParser::<usize>::new().range(1024..=16 * 1024 * 1024))]
     pub max_body_bytes: usize,
 
-    /// Most delivery attempts this instance makes to one destination (a tenant and a
-    /// callback origin) at once, 1 to 1,000.
+    /// Fewest delivery attempts at once this instance allows one destination (a tenant
+    /// and a callback origin) however it fares, 1 to 1,000: the adaptive limit's floor.
+    #[arg(
+        long,
+        env = "CONSUMA_CALLBACK_MIN_IN_FLIGHT_PER_DESTINATION",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u32).range(1..=1000),
+    )]
+    pub callback_min_in_flight_per_destination: u32,
+
+    /// Most delivery attempts this instance makes to one destination at once, 1 to
+    /// 10,000 (and at most half of `--workers`): the adaptive limit's ceiling. Equal to
+    /// the minimum, it fixes the limit.
     #[arg(
         long,
         env = "CONSUMA_CALLBACK_MAX_IN_FLIGHT_PER_DESTINATION",
-        default_value_t = 16,
-        value_parser = clap::value_parser!(u32).range(1..=1000),
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=10_000),
     )]
     pub callback_max_in_flight_per_destination: u32,
 

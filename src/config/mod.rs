@@ -47,6 +47,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub job_poll: Duration,
     pub max_body_bytes: usize,
+    pub callback_min_in_flight_per_destination: u32,
     pub callback_max_in_flight_per_destination: u32,
     pub callback_breaker_cooldown: Duration,
     pub callback_expire_after: Duration,
@@ -87,10 +88,19 @@ impl HttpLimits {
 impl Config {
     /// The checked flags as the service's types. Ranges and formats were checked by clap
     /// ([`flags`]); what is left is the database URL, which may also come from
-    /// `DATABASE_URL`.
+    /// `DATABASE_URL`, and the adaptive limit's floor against its ceiling.
     pub fn from_args(a: ServeArgs) -> Result<Self, ConfigError> {
         let ms = Duration::from_millis;
         let secs = Duration::from_secs;
+        let (min, max) = (
+            a.callback_min_in_flight_per_destination,
+            a.callback_max_in_flight_per_destination,
+        );
+        if min > max {
+            return Err(ConfigError(format!(
+                "--callback-min-in-flight-per-destination {min} is above --callback-max-in-flight-per-destination {max}: set them equal to fix the limit"
+            )));
+        }
         Ok(Self {
             bind: a.bind,
             database_url: DatabaseUrl::from_flag_or_env(a.database_url.as_deref())?,
@@ -121,6 +131,7 @@ impl Config {
             shutdown_grace: secs(a.shutdown_grace_secs),
             job_poll: ms(a.job_poll_ms),
             max_body_bytes: a.max_body_bytes,
+            callback_min_in_flight_per_destination: a.callback_min_in_flight_per_destination,
             callback_max_in_flight_per_destination: a.callback_max_in_flight_per_destination,
             callback_breaker_cooldown: ms(a.callback_breaker_cooldown_ms),
             callback_expire_after: secs(a.callback_expire_after_secs),

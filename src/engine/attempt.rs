@@ -51,11 +51,11 @@ impl Engine {
         let (circuit, was_full) = {
             let mut book = self.destinations();
             slot.release();
-            let was_full = book.in_flight(job.destination.id) >= book.cap();
+            let was_full = book.full(job.destination.id);
             let change = book.finish(
                 &job.destination,
                 job.probe,
-                health_of(&outcome),
+                (health_of(&outcome), outcome.duration),
                 outcome.error.as_deref(),
                 now,
             );

@@ -1,5 +1,6 @@
-//! This instance's view of each destination (SPEC §8): attempts running now (the cap),
-//! consecutive counted failures, and whether it knows the circuit to be open.
+//! This instance's view of each destination (SPEC §8, §14): attempts running now, its
+//! adaptive in-flight limit ([`super::limit`]), consecutive counted failures, and whether
+//! it knows the circuit to be open.
 //!
 //! Pure and clock-free: the engine asks it before an attempt and tells it after; it
 //! answers with the [`CircuitChange`] to store with the attempt. What every instance
@@ -15,11 +16,12 @@
 //!   30 times the setting); an answer closes it, whether from the probe or from an
 //!   attempt that was already running.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::limit::{Bounds, Limit, Sample};
 use crate::store::{CircuitChange, Destination};
 
 /// Consecutive counted failures that open a circuit.
@@ -38,9 +40,10 @@ pub enum Health {
     Neutral,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct State {
     in_flight: u32,
+    limit: Limit,
     failures: u32,
     /// This instance opened the circuit (or saw a probe fail) until then, and has not
     /// seen it close. It holds back attempts even before the block is stored; it lapses
@@ -49,17 +52,34 @@ struct State {
 }
 
 impl State {
+    fn new(bounds: Bounds) -> Self {
+        Self {
+            in_flight: 0,
+            limit: Limit::new(bounds),
+            failures: 0,
+            open_until: None,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.in_flight >= self.limit.get()
+    }
+
     fn open(&self, now: DateTime<Utc>) -> bool {
         self.open_until.is_some_and(|until| until > now)
     }
 }
 
-/// Per-destination caps and circuits of one instance.
+/// Per-destination limits and circuits of one instance.
 #[derive(Debug)]
 pub struct Destinations {
-    cap: u32,
+    bounds: Bounds,
     cooldown: Duration,
     states: HashMap<i64, State>,
+    /// Paused or rate-limited destinations as last read from the store (every instance
+    /// refreshes them every 250 ms): work that ends does not attempt them directly, even
+    /// when its claim saw them otherwise.
+    held: HashSet<i64>,
 }
 
 /// What the engine does with a job whose work just ended.
@@ -71,29 +91,60 @@ pub enum Admit {
     AtCap,
     /// The circuit is open (or being probed): wait for it.
     CircuitOpen,
+    /// Paused, or rate limited (every attempt then goes through a claim): wait for it.
+    Held,
 }
 
 impl Destinations {
-    pub fn new(cap: u32, cooldown: Duration) -> Self {
+    pub fn new(bounds: Bounds, cooldown: Duration) -> Self {
         Self {
-            cap: cap.max(1),
+            bounds,
             cooldown,
             states: HashMap::new(),
+            held: HashSet::new(),
         }
     }
 
+    /// The paused and rate-limited destinations, as the store has them now.
+    pub fn set_held(&mut self, held: impl IntoIterator<Item = i64>) {
+        self.held = held.into_iter().collect();
+    }
+
+    /// The limit of a destination this instance knows nothing about.
     pub fn cap(&self) -> u32 {
-        self.cap
+        self.bounds.start()
+    }
+
+    /// `destination`'s in-flight limit here now.
+    pub fn limit(&self, destination: i64) -> u32 {
+        self.states
+            .get(&destination)
+            .map_or(self.cap(), |s| s.limit.get())
+    }
+
+    /// Whether `destination` has as many attempts running here as its limit allows.
+    pub fn full(&self, destination: i64) -> bool {
+        self.states.get(&destination).is_some_and(State::full)
+    }
+
+    fn state(&mut self, destination: i64) -> &mut State {
+        let bounds = self.bounds;
+        self.states
+            .entry(destination)
+            .or_insert_with(|| State::new(bounds))
     }
 
     /// For a job whose work just ended: take a slot if the destination's circuit is closed
     /// and it is under the cap.
     pub fn try_begin(&mut self, d: &Destination, now: DateTime<Utc>) -> Admit {
-        let state = self.states.entry(d.id).or_default();
+        if d.paused || d.rate_limited || self.held.contains(&d.id) {
+            return Admit::Held;
+        }
+        let state = self.state(d.id);
         if state.open(now) || d.blocked_until.is_some() {
             return Admit::CircuitOpen;
         }
-        if state.in_flight >= self.cap {
+        if state.full() {
             return Admit::AtCap;
         }
         state.in_flight += 1;
@@ -104,9 +155,8 @@ impl Destinations {
     /// ended since the claim may have taken the last) and this instance has not just
     /// opened the circuit; a probe always goes.
     pub fn begin(&mut self, destination: i64, probe: bool, now: DateTime<Utc>) -> bool {
-        let cap = self.cap;
-        let state = self.states.entry(destination).or_default();
-        if !probe && (state.in_flight >= cap || state.open(now)) {
+        let state = self.state(destination);
+        if !probe && (state.full() || state.open(now)) {
             return false;
         }
         state.in_flight += 1;
@@ -121,18 +171,25 @@ impl Destinations {
         self.forget_if_idle(destination);
     }
 
-    /// Records the end of an attempt to `d` (a `probe` or not) at `now`; returns the
-    /// change to store with it, if any. `why` is the attempt's error, for the reason.
+    /// Records the end of an attempt to `d` (a `probe` or not) at `now`, after `took`;
+    /// returns the change to store with it, if any. `why` is the attempt's error, for the
+    /// reason.
     pub fn finish(
         &mut self,
         d: &Destination,
         probe: bool,
-        health: Health,
+        (health, took): (Health, Duration),
         why: Option<&str>,
         now: DateTime<Utc>,
     ) -> Option<CircuitChange> {
         let cooldown = self.cooldown;
-        let state = self.states.entry(d.id).or_default();
+        let state = self.state(d.id);
+        let sample = match health {
+            Health::Answered => Sample::Answered(took),
+            Health::Failed => Sample::Dropped,
+            Health::Neutral => Sample::Neutral,
+        };
+        state.limit.record(sample, state.in_flight.max(1));
         state.in_flight = state.in_flight.saturating_sub(1);
         let change = match health {
             Health::Neutral => None,
@@ -172,20 +229,20 @@ impl Destinations {
         change
     }
 
-    /// Destinations with attempts running here, and how many more each may take.
+    /// Destinations this instance knows (attempts running, or a limit learned), and how
+    /// many more attempts each may take now.
     pub fn slots_left(&self) -> HashMap<i64, u32> {
         self.states
             .iter()
-            .filter(|(_, s)| s.in_flight > 0)
-            .map(|(id, s)| (*id, self.cap.saturating_sub(s.in_flight)))
+            .map(|(id, s)| (*id, s.limit.get().saturating_sub(s.in_flight)))
             .collect()
     }
 
-    /// Destinations at this instance's cap.
+    /// Destinations at their limit here.
     pub fn at_cap(&self) -> Vec<i64> {
         self.states
             .iter()
-            .filter(|(_, s)| s.in_flight >= self.cap)
+            .filter(|(_, s)| s.full())
             .map(|(id, _)| *id)
             .collect()
     }
@@ -201,6 +258,7 @@ impl Destinations {
             && s.in_flight == 0
             && s.failures == 0
             && s.open_until.is_none()
+            && s.limit.get() == self.bounds.start()
         {
             self.states.remove(&destination);
         }
@@ -221,6 +279,12 @@ mod tests {
     use super::*;
 
     const COOL: Duration = Duration::from_secs(10);
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Books whose limit is fixed at `cap`.
+    fn fixed(cap: u32) -> Destinations {
+        Destinations::new(Bounds::new(cap, cap, 1024), COOL)
+    }
 
     fn dest(blocked: bool, cooldown: Option<Duration>) -> Destination {
         Destination {
@@ -229,30 +293,80 @@ mod tests {
             origin: "https://a.example:443".into(),
             blocked_until: blocked.then(Utc::now),
             cooldown,
+            paused: false,
+            rate_limited: false,
         }
     }
 
     fn fail(book: &mut Destinations, d: &Destination, probe: bool) -> Option<CircuitChange> {
-        book.finish(d, probe, Health::Failed, Some("timeout"), Utc::now())
+        book.finish(d, probe, (Health::Failed, MS), Some("timeout"), Utc::now())
     }
 
     #[test]
     fn the_cap_bounds_attempts_and_frees_a_slot_when_one_ends() {
-        let mut book = Destinations::new(2, COOL);
+        let mut book = fixed(2);
         let d = dest(false, None);
         assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
         assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
         assert_eq!(book.try_begin(&d, Utc::now()), Admit::AtCap);
         assert_eq!(book.at_cap(), vec![7]);
         assert_eq!(book.slots_left()[&7], 0);
-        book.finish(&d, false, Health::Answered, None, Utc::now());
+        book.finish(&d, false, (Health::Answered, MS), None, Utc::now());
         assert_eq!(book.slots_left()[&7], 1);
         assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
     }
 
     #[test]
+    fn the_limit_adapts_per_destination_and_is_kept_while_learned() {
+        let mut book = Destinations::new(Bounds::new(4, 256, 256), COOL);
+        let d = dest(false, None);
+        for _ in 0..16 {
+            assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
+        }
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::AtCap);
+        book.finish(&d, false, (Health::Answered, MS), None, Utc::now());
+        assert_eq!(
+            book.limit(7),
+            17,
+            "a fast answer under load grows the limit"
+        );
+        assert_eq!(book.slots_left()[&7], 2);
+        for _ in 0..15 {
+            book.finish(&d, false, (Health::Failed, MS), None, Utc::now());
+        }
+        assert_eq!(book.in_flight(7), 0);
+        assert!(book.limit(7) < 16, "failures shrink it: {}", book.limit(7));
+        assert!(book.at_cap().is_empty());
+        assert!(
+            book.slots_left().contains_key(&7),
+            "an idle destination keeps a learned limit"
+        );
+        assert_eq!(book.limit(8), 16, "another destination starts at 16");
+    }
+
+    #[test]
+    fn paused_rate_limited_or_held_destinations_are_not_attempted_after_work() {
+        let mut book = fixed(4);
+        let mut d = dest(false, None);
+        d.paused = true;
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Held);
+        d.paused = false;
+        d.rate_limited = true;
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Held);
+        d.rate_limited = false;
+        book.set_held([7]);
+        assert_eq!(
+            book.try_begin(&d, Utc::now()),
+            Admit::Held,
+            "paused since the claim"
+        );
+        book.set_held([]);
+        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
+    }
+
+    #[test]
     fn five_counted_failures_in_a_row_open_the_circuit_once() {
-        let mut book = Destinations::new(16, COOL);
+        let mut book = fixed(16);
         let d = dest(false, None);
         for _ in 0..4 {
             book.begin(7, false, Utc::now());
@@ -281,7 +395,7 @@ mod tests {
 
     #[test]
     fn an_answer_in_between_resets_the_count_and_neutral_refusals_do_not_count() {
-        let mut book = Destinations::new(16, COOL);
+        let mut book = fixed(16);
         let d = dest(false, None);
         for health in [
             Health::Failed,
@@ -293,13 +407,13 @@ mod tests {
             Health::Failed,
         ] {
             book.begin(7, false, Utc::now());
-            assert_eq!(book.finish(&d, false, health, None, Utc::now()), None);
+            assert_eq!(book.finish(&d, false, (health, MS), None, Utc::now()), None);
         }
     }
 
     #[test]
     fn a_failed_probe_doubles_the_cool_down_up_to_thirty_times() {
-        let mut book = Destinations::new(16, COOL);
+        let mut book = fixed(16);
         let Some(CircuitChange::Open { cooldown, .. }) =
             fail(&mut book, &dest(true, Some(COOL)), true)
         else {
@@ -316,22 +430,22 @@ mod tests {
 
     #[test]
     fn an_answer_to_a_probe_or_a_late_attempt_closes_the_circuit() {
-        let mut book = Destinations::new(16, COOL);
+        let mut book = fixed(16);
         let d = dest(true, Some(COOL));
         assert_eq!(
-            book.finish(&d, true, Health::Answered, None, Utc::now()),
+            book.finish(&d, true, (Health::Answered, MS), None, Utc::now()),
             Some(CircuitChange::Close { destination: 7 })
         );
         book.begin(7, false, Utc::now());
         assert_eq!(
-            book.finish(&d, false, Health::Answered, None, Utc::now()),
+            book.finish(&d, false, (Health::Answered, MS), None, Utc::now()),
             Some(CircuitChange::Close { destination: 7 })
         );
     }
 
     #[test]
     fn a_claimed_delivery_finds_no_slot_when_work_took_the_last() {
-        let mut book = Destinations::new(1, COOL);
+        let mut book = fixed(1);
         let d = dest(false, None);
         assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
         assert!(!book.begin(7, false, Utc::now()));
@@ -340,7 +454,7 @@ mod tests {
 
     #[test]
     fn idle_destinations_are_forgotten() {
-        let mut book = Destinations::new(4, COOL);
+        let mut book = fixed(4);
         let d = dest(false, None);
         book.try_begin(&d, Utc::now());
         book.abandon(7);

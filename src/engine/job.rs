@@ -55,7 +55,7 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if self.held {
             let mut book = self.engine.destinations();
-            let was_full = book.in_flight(self.destination) >= book.cap();
+            let was_full = book.full(self.destination);
             book.abandon(self.destination);
             if was_full {
                 self.engine.wake.notify_one();
@@ -127,7 +127,7 @@ impl Engine {
         let slot = (admit == Admit::Attempt).then(|| Slot::new(self, job.destination.id));
         let after = match admit {
             Admit::Attempt => AfterWork::Deliver,
-            Admit::AtCap | Admit::CircuitOpen => AfterWork::Wait,
+            Admit::AtCap | Admit::CircuitOpen | Admit::Held => AfterWork::Wait,
         };
         let recorded =
             until_recorded(|| self.store.record_work(job.lease, &done, after, expires_at)).await?;

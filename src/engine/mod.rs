@@ -2,8 +2,8 @@
 //!
 //! Jobs are rows. The dispatcher claims due jobs with a lease, as many as there are free
 //! workers (`--workers`, a semaphore), fairly across destinations, and runs each in a task
-//! of its own ([`job`]). [`destinations`] keeps this instance's cap and circuit view of
-//! each destination; a job that may not attempt now goes back to its queue without
+//! of its own ([`job`]). [`destinations`] keeps this instance's adaptive limit
+//! ([`limit`]) and circuit view of each destination; a job that may not attempt now goes back to its queue without
 //! holding a worker.
 //! When nothing is due it sleeps until the earliest due time (a retry's `run_at`, or a
 //! lease that will expire), or until the store signals a new job, or for at most
@@ -21,6 +21,7 @@ mod attempt;
 pub mod destinations;
 mod job;
 mod leases;
+pub mod limit;
 /// A job's seat in the delivery pool, given back during a work's upstream calls.
 mod seat;
 
@@ -60,6 +61,8 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// Longest idle sleep: the fallback when no signal arrives (a lost wake-up).
     pub poll: Duration,
+    /// `--callback-min-in-flight-per-destination`.
+    pub min_in_flight_per_destination: u32,
     /// `--callback-max-in-flight-per-destination`.
     pub max_in_flight_per_destination: u32,
     /// `--callback-breaker-cooldown-ms`.
@@ -99,10 +102,12 @@ impl Engine {
         config: EngineConfig,
     ) -> Arc<Self> {
         let wake = store.job_signal();
-        let destinations = Destinations::new(
+        let bounds = limit::Bounds::new(
+            config.min_in_flight_per_destination,
             config.max_in_flight_per_destination,
-            config.breaker_cooldown,
+            config.workers,
         );
+        let destinations = Destinations::new(bounds, config.breaker_cooldown);
         Arc::new(Self {
             store,
             client,
@@ -114,6 +119,12 @@ impl Engine {
             config,
             leases: Arc::default(),
         })
+    }
+
+    /// `destination`'s in-flight limit and attempts running here now.
+    pub fn destination_view(&self, destination: i64) -> (u32, u32) {
+        let book = self.destinations();
+        (book.limit(destination), book.in_flight(destination))
     }
 
     fn destinations(&self) -> std::sync::MutexGuard<'_, Destinations> {
@@ -146,7 +157,9 @@ impl Engine {
         }
     }
 
-    /// Ends deliveries past their expiry, every [`EXPIRY_EVERY`], until shutdown.
+    /// Ends deliveries past their expiry, every [`EXPIRY_EVERY`], until shutdown; reads
+    /// the paused and rate-limited destinations as often (a pause holds on every
+    /// instance within 1 s).
     async fn expire_forever(self: Arc<Self>, shutdown: CancellationToken) {
         let reason = format!(
             "expired: not delivered within {} s of the end of its work or of its last redelivery",
@@ -158,6 +171,12 @@ impl Engine {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
+            }
+            match self.store.held_destinations().await {
+                Ok(held) => self.destinations().set_held(held),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not read the paused and rate-limited destinations")
+                }
             }
             match self.store.expire_deliveries(EXPIRY_BATCH, &reason).await {
                 Ok(0) => {}

@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod authenticate;
 pub mod capacity;
 pub mod cursor;
+pub mod destinations;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -48,6 +49,11 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(requests::list_requests))
         .routes(routes!(requests::get_request))
         .routes(routes!(attempts::list_attempts))
+        .routes(routes!(destinations::list_destinations))
+        .routes(routes!(
+            destinations::get_destination,
+            destinations::patch_destination
+        ))
         .routes(routes!(redeliver::redeliver_one))
         .routes(routes!(redeliver::redeliver_failed))
         .routes(routes!(redeliver::callback_stats))

@@ -114,6 +114,8 @@ pub struct RequestDetail {
     pub created_at: String,
     pub completed_at: Option<String>,
     pub callback_url: Option<String>,
+    /// The id of the callback's destination (GET /destinations/{id}); `null` for sync.
+    pub destination_id: Option<String>,
     pub callback_status: Option<CallbackStatus>,
     pub callback_attempts: u32,
     pub callback_last_error: Option<String>,
@@ -147,7 +149,7 @@ impl TryFrom<RequestRecord> for RequestDetail {
         };
         Ok(Self {
             id: r.id,
-            tenant: r.tenant,
+            tenant: r.tenant.clone(),
             mode: r.mode,
             input_data: parse(&r.input_data)?,
             output_data: r.output_data.as_deref().map(parse).transpose()?,
@@ -155,6 +157,11 @@ impl TryFrom<RequestRecord> for RequestDetail {
             error: r.error,
             created_at: ts(r.created_at),
             completed_at: r.completed_at.map(ts),
+            destination_id: r
+                .callback_url
+                .as_deref()
+                .and_then(crate::store::origin_of_str)
+                .map(|origin| super::destinations::destination_id(&r.tenant, &origin)),
             callback_url: r.callback_url,
             callback_status: r.callback_status,
             callback_attempts: r.callback_attempts,

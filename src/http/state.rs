@@ -24,6 +24,9 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The works this instance serves (SPEC §13): `text` and the configured ones.
     pub works: Arc<crate::works::Registry>,
+    /// This instance's job engine (none on an accept-only node): its view of each
+    /// destination's limit and attempts in flight.
+    pub engine: Option<std::sync::Arc<crate::engine::Engine>>,
 }
 
 impl AppState {

@@ -88,7 +88,7 @@ static SHELL: LazyLock<Asset> = LazyLock::new(|| {
 });
 
 /// The files under `/ui/assets/`, by name.
-static ASSETS: LazyLock<[(&str, Asset); 6]> = LazyLock::new(|| {
+static ASSETS: LazyLock<[(&str, Asset); 7]> = LazyLock::new(|| {
     const JS: &str = "text/javascript; charset=utf-8";
     [
         (
@@ -97,6 +97,10 @@ static ASSETS: LazyLock<[(&str, Asset); 6]> = LazyLock::new(|| {
         ),
         ("dom.js", Asset::new(include_str!("../../ui/dom.js"), JS)),
         ("api.js", Asset::new(include_str!("../../ui/api.js"), JS)),
+        (
+            "destinations.js",
+            Asset::new(include_str!("../../ui/destinations.js"), JS),
+        ),
         (
             "chart.js",
             Asset::new(include_str!("../../ui/chart.js"), JS),
@@ -122,6 +126,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/ui", get(shell))
         .route("/ui/", get(shell))
         .route("/ui/requests/{id}", get(shell))
+        .route("/ui/destinations", get(shell))
+        .route("/ui/destinations/{id}", get(shell))
         .route("/ui/assets/{name}", get(asset))
 }
 
@@ -161,6 +167,7 @@ mod tests {
                 "dom.js",
                 "api.js",
                 "chart.js",
+                "destinations.js",
                 "console.js"
             ]
         );

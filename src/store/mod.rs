@@ -10,8 +10,10 @@
 pub mod auth;
 pub mod claim_plan;
 pub mod counts;
+pub mod destinations;
 pub mod model;
 pub mod postgres;
+pub mod rate;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use auth::*;
+pub use destinations::*;
 pub use model::*;
 
 use crate::config::{DatabaseUrl, SqliteSynchronous};
@@ -80,6 +83,30 @@ pub trait Store: Send + Sync + 'static {
     /// Notified whenever a job may have become due: after an async admission on this
     /// instance, and (PostgreSQL) when another instance enqueues one.
     fn job_signal(&self) -> Arc<Notify>;
+
+    // --- Destinations (SPEC §14) ---------------------------------------------------
+
+    /// A page of destinations in (tenant, origin) order.
+    async fn list_destinations(&self, q: &DestinationQuery) -> StoreResult<Vec<DestinationInfo>>;
+
+    /// Destinations whose attempts must all go through a claim: paused, or rate limited.
+    async fn held_destinations(&self) -> StoreResult<Vec<i64>>;
+
+    /// The destination `(tenant, origin)`, if it exists.
+    async fn find_destination(
+        &self,
+        tenant: &str,
+        origin: &str,
+    ) -> StoreResult<Option<DestinationInfo>>;
+
+    /// Applies `change` to the destination `(tenant, origin)`; `None` if it does not
+    /// exist. A pause starts (or ends, adding its length to the paused total) here.
+    async fn change_destination(
+        &self,
+        tenant: &str,
+        origin: &str,
+        change: DestinationChange,
+    ) -> StoreResult<Option<DestinationInfo>>;
 
     // --- Requests -----------------------------------------------------------------
 

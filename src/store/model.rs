@@ -352,6 +352,10 @@ pub struct Destination {
     pub blocked_until: Option<DateTime<Utc>>,
     /// The cool-down in force while the circuit is open or being probed.
     pub cooldown: Option<std::time::Duration>,
+    /// Paused (SPEC §14): no attempt starts.
+    pub paused: bool,
+    /// A rate limit is set: every attempt goes through a claim, which spaces them.
+    pub rate_limited: bool,
 }
 
 /// A job handed to a worker by [`Store::claim_due_jobs`](super::Store::claim_due_jobs).

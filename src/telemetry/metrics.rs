@@ -32,6 +32,8 @@ pub const DELIVERY_LATENCY: &str = "consuma_callback_delivery_seconds";
 /// Database errors, by `op`.
 pub const DB_ERRORS: &str = "consuma_db_errors_total";
 /// Idempotent replays answered, by `route`.
+/// Counter: PATCH /destinations/{id} that changed a destination (SPEC §14).
+pub const DESTINATION_CHANGES: &str = "consuma_destination_changes_total";
 pub const IDEMPOTENT_REPLAYS: &str = "consuma_idempotent_replays_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -65,6 +67,7 @@ fn at_zero() {
     use metrics::{counter, gauge, histogram};
     counter!(CALLBACK_DEFERRED).increment(0);
     counter!(PRUNED).increment(0);
+    counter!(DESTINATION_CHANGES).increment(0);
     gauge!(CIRCUITS_OPEN).set(0.0);
     let scrape = [("route", "/metrics"), ("method", "GET"), ("status", "200")];
     counter!(HTTP_REQUESTS, &scrape).increment(0);
@@ -121,6 +124,10 @@ fn describe() {
         "Async jobs: pending = callbacks not yet terminal (all instances), processing = running here"
     );
     describe_counter!(CALLBACK_ATTEMPTS, "Callback delivery attempts by outcome");
+    describe_counter!(
+        DESTINATION_CHANGES,
+        "Destinations paused, resumed or given a rate limit (PATCH /destinations/{id})"
+    );
     describe_histogram!(
         DELIVERY_LATENCY,
         Unit::Seconds,

@@ -513,3 +513,67 @@ async fn signing_in_with_a_key_shows_its_tenant_and_a_wrong_key_is_refused() {
     b.assert_same_origin(&app.base).await;
     b.close().await;
 }
+
+/// SPEC §14: a request's page links to its destination; the Destinations page pauses,
+/// sets a rate and resumes it, each through the API, and lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_destinations_page_pauses_limits_and_resumes_a_destination() {
+    let Some(b) = Browser::start(LAPTOP).await else {
+        return;
+    };
+    let receiver = Receiver::ok().await;
+    let app = TestApp::builder(Backend::Sqlite)
+        .allow_loopback()
+        .spawn()
+        .await;
+    let id = app.submit_async("hello", &receiver.url("/hook")).await;
+    app.wait_terminal(&id, PATIENCE).await;
+    let destination = app.record(&id).await["destination_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let origin = format!("http://{}", receiver.addr);
+    let api = format!("/destinations/{destination}");
+
+    b.goto(&app.url(&format!("/ui/requests/{id}"))).await;
+    let link = format!("//a[@href='/ui/destinations/{destination}']");
+    b.eventually(
+        "the request's link to its destination",
+        PATIENCE,
+        || async { b.client.find(Locator::XPath(&link)).await.ok() },
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    b.wait_for_text("1 destination").await;
+    b.wait_for_text(&origin).await;
+
+    b.button("Pause").await.click().await.unwrap();
+    b.button("Resume").await;
+    assert_eq!(app.get_json(&api).await["paused"], true);
+    b.wait_for_text("paused").await;
+
+    let rate = b
+        .field(&format!("Rate limit of {origin} (per second)"))
+        .await;
+    rate.send_keys("5").await.unwrap();
+    b.button("Set rate").await.click().await.unwrap();
+    b.eventually("the rate stored", PATIENCE, || async {
+        (app.get_json(&api).await["rate_limit_per_s"] == 5.0).then_some(())
+    })
+    .await;
+
+    b.button("Resume").await.click().await.unwrap();
+    b.wait_for_text("limited to 5/s").await;
+    assert_eq!(app.get_json(&api).await["paused"], false);
+
+    b.goto(&app.url("/ui/destinations")).await;
+    b.wait_for_text("limited to 5/s").await;
+    b.assert_fits(LAPTOP, "the destinations page").await;
+    b.assert_same_origin(&app.base).await;
+    b.resize(PHONE).await;
+    b.assert_fits(PHONE, "the destinations page on a phone")
+        .await;
+    b.close().await;
+}

@@ -86,6 +86,7 @@ async fn at_most_the_cap_of_attempts_reach_one_destination_at_once(backend: Back
     .await;
     let app = TestApp::builder(backend)
         .allow_loopback()
+        .arg("--callback-min-in-flight-per-destination", 3)
         .arg("--callback-max-in-flight-per-destination", 3)
         .spawn()
         .await;
@@ -115,6 +116,7 @@ async fn the_circuit_opens_defers_probes_and_closes_on_recovery(backend: Backend
     .await;
     let app = TestApp::builder(backend)
         .allow_loopback()
+        .arg("--callback-min-in-flight-per-destination", 1)
         .arg("--callback-max-in-flight-per-destination", 1)
         .arg("--callback-breaker-cooldown-ms", 1500)
         .arg("--callback-base-delay-ms", 100)
@@ -186,6 +188,7 @@ async fn circuits_do_not_leak_between_origins_that_differ_by_port_or_scheme(back
     let healthy = Receiver::ok().await;
     let app = TestApp::builder(backend)
         .allow_loopback()
+        .arg("--callback-min-in-flight-per-destination", 1)
         .arg("--callback-max-in-flight-per-destination", 1)
         .arg("--callback-breaker-cooldown-ms", 60_000)
         .arg("--callback-base-delay-ms", 50)

@@ -6,12 +6,14 @@
 
 mod helpers;
 
+mod adaptive;
 mod auth;
 mod backlog;
 mod callbacks;
 mod config;
 mod conformance;
 mod console;
+mod destinations;
 mod durability;
 mod edge;
 mod errors;
@@ -31,6 +33,7 @@ mod ops;
 mod origins;
 mod paging;
 mod postgres;
+mod rate_limit;
 mod redelivery;
 mod redelivery_limits;
 mod requests;

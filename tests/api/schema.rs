@@ -10,12 +10,14 @@ use crate::both_backends;
 use crate::helpers::{Backend, TestApp, work};
 
 /// The routes the router serves, apart from the Swagger UI under /docs.
-const SERVED: [&str; 17] = [
+const SERVED: [&str; 19] = [
     "/sync",
     "/async",
     "/requests",
     "/requests/{id}",
     "/requests/{id}/attempts",
+    "/destinations",
+    "/destinations/{id}",
     "/requests/{id}/redeliver",
     "/requests/redeliver",
     "/stats/callbacks",

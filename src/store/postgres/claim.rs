@@ -33,11 +33,14 @@ pub(super) async fn claim(
     req: &ClaimRequest,
 ) -> StoreResult<ClaimBatch> {
     let token = Uuid::new_v4();
-    let mut destinations = delivery_destinations(c, req).await?;
+    let (mut destinations, rated) = delivery_destinations(c, req).await?;
     let mut queues: Vec<Queue> = destinations
         .values()
         .map(|dest| {
-            let slots = req.slots_left.get(&dest.id).copied().unwrap_or(req.cap);
+            let mut slots = req.slots_left.get(&dest.id).copied().unwrap_or(req.cap);
+            if let Some(&(rate, ahead_ms)) = rated.get(&dest.id) {
+                slots = slots.min(rate::allowed(rate, ahead_ms));
+            }
             match dest.blocked_until.is_some() {
                 true => Queue::delivery(dest.id, 1, true),
                 false => Queue::delivery(dest.id, slots, false),
@@ -70,7 +73,7 @@ pub(super) async fn claim(
             leased.extend(mine.into_iter().map(|r| (q.clone(), r)));
         }
     }
-    settle_delivery_queues(c, plan.into_queues()).await?;
+    settle_delivery_queues(c, plan.into_queues(), &rated).await?;
     let missing: Vec<i64> = work
         .iter()
         .copied()
@@ -84,13 +87,18 @@ pub(super) async fn claim(
         .map(|jobs| ClaimBatch { jobs, work_after })
 }
 
-/// Destinations with deliveries due and room here, locked in id order.
+/// A rate-limited destination's rate, and how far its theoretical arrival time lies
+/// ahead of now (ms; 0 when past), by id.
+type Rated = HashMap<i64, (f64, f64)>;
+
+/// Destinations with deliveries due and room here, locked in id order; and the rates of
+/// those with a rate limit.
 async fn delivery_destinations(
     c: &mut PgConnection,
     req: &ClaimRequest,
-) -> StoreResult<HashMap<i64, Destination>> {
+) -> StoreResult<(HashMap<i64, Destination>, Rated)> {
     let due: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM destinations WHERE deliver_due_at <= now()
+        "SELECT id FROM destinations WHERE deliver_due_at <= now() AND paused_since IS NULL
          ORDER BY deliver_due_at LIMIT $1",
     )
     .bind(DELIVERY_QUEUES)
@@ -102,15 +110,26 @@ async fn delivery_destinations(
         .collect();
     with_room.sort_unstable();
     let rows = sqlx::query(
-        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations
-         WHERE id = ANY($1) AND deliver_due_at <= now() ORDER BY id FOR UPDATE",
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms, paused_since IS NOT NULL AS paused,
+                rate_limit_per_s IS NOT NULL AS rate_limited, rate_limit_per_s,
+                (extract(epoch FROM greatest(rate_tat, now()) - now()) * 1000)::float8 AS ahead_ms
+         FROM destinations
+         WHERE id = ANY($1) AND deliver_due_at <= now() AND paused_since IS NULL
+         ORDER BY id FOR UPDATE",
     )
     .bind(&with_room)
     .fetch_all(&mut *c)
     .await?;
-    rows.iter()
-        .map(|r| destination_from_row(r).map(|d| (d.id, d)))
-        .collect()
+    let mut rated = Rated::new();
+    let mut found = HashMap::new();
+    for r in &rows {
+        let d = destination_from_row(r)?;
+        if let Some(rate) = r.try_get::<Option<f64>, _>("rate_limit_per_s")? {
+            rated.insert(d.id, (rate, r.try_get("ahead_ms")?));
+        }
+        found.insert(d.id, d);
+    }
+    Ok((found, rated))
 }
 
 pub(super) fn destination_from_row(r: &PgRow) -> StoreResult<Destination> {
@@ -122,6 +141,8 @@ pub(super) fn destination_from_row(r: &PgRow) -> StoreResult<Destination> {
         cooldown: r
             .try_get::<Option<i64>, _>("cooldown_ms")?
             .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+        paused: r.try_get("paused")?,
+        rate_limited: r.try_get("rate_limited")?,
     })
 }
 
@@ -130,7 +151,8 @@ async fn load_destinations(c: &mut PgConnection, ids: &[i64]) -> StoreResult<Vec
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
-        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations WHERE id = ANY($1)",
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms, paused_since IS NOT NULL AS paused,
+                rate_limit_per_s IS NOT NULL AS rate_limited FROM destinations WHERE id = ANY($1)",
     )
     .bind(ids)
     .fetch_all(&mut *c)
@@ -232,7 +254,33 @@ async fn take_round(
 
 /// Probes hold the block for one more cool-down while they run; every delivery queue
 /// served is next due at its earliest job, never before its block ends.
-async fn settle_delivery_queues(c: &mut PgConnection, queues: Vec<Queue>) -> StoreResult<()> {
+async fn settle_delivery_queues(
+    c: &mut PgConnection,
+    queues: Vec<Queue>,
+    rated: &Rated,
+) -> StoreResult<()> {
+    let mut reserved: Vec<i64> = Vec::new();
+    let mut advance_ms: Vec<i64> = Vec::new();
+    for q in queues
+        .iter()
+        .filter(|q| q.phase == Phase::Delivery && q.taken > 0)
+    {
+        if let Some(&(rate, _)) = rated.get(&q.destination) {
+            reserved.push(q.destination);
+            advance_ms.push(rate::advance_ms(rate, q.taken));
+        }
+    }
+    if !reserved.is_empty() {
+        sqlx::query(
+            "UPDATE destinations d
+             SET rate_tat = greatest(d.rate_tat, now()) + u.ms * interval '1 millisecond'
+             FROM unnest($1::bigint[], $2::bigint[]) AS u(id, ms) WHERE d.id = u.id",
+        )
+        .bind(&reserved)
+        .bind(&advance_ms)
+        .execute(&mut *c)
+        .await?;
+    }
     let probed: Vec<i64> = queues
         .iter()
         .filter(|q| q.probe && q.taken > 0)
@@ -240,7 +288,9 @@ async fn settle_delivery_queues(c: &mut PgConnection, queues: Vec<Queue>) -> Sto
         .collect();
     let served: Vec<i64> = queues
         .iter()
-        .filter(|q| q.phase == Phase::Delivery && q.slots > 0)
+        .filter(|q| {
+            q.phase == Phase::Delivery && (q.slots > 0 || rated.contains_key(&q.destination))
+        })
         .map(|q| q.destination)
         .collect();
     if !probed.is_empty() {
@@ -257,7 +307,7 @@ async fn settle_delivery_queues(c: &mut PgConnection, queues: Vec<Queue>) -> Sto
         sqlx::query(
             "UPDATE destinations d SET deliver_due_at = (
                  SELECT CASE WHEN min(j.run_at) IS NULL THEN NULL
-                             ELSE greatest(min(j.run_at), d.blocked_until) END
+                             ELSE greatest(min(j.run_at), d.blocked_until, d.rate_tat) END
                  FROM jobs j WHERE j.phase = 1 AND j.destination_id = d.id)
              WHERE d.id = ANY($1)",
         )
@@ -363,7 +413,8 @@ pub(super) async fn next_due_at(
         "SELECT (extract(epoch FROM least(
                     (SELECT min(run_at) FROM jobs WHERE phase = 0),
                     (SELECT deliver_due_at FROM destinations
-                     WHERE deliver_due_at IS NOT NULL AND NOT (id = ANY($1))
+                     WHERE deliver_due_at IS NOT NULL AND paused_since IS NULL
+                       AND NOT (id = ANY($1))
                      ORDER BY deliver_due_at LIMIT 1)) - now()) * 1000)::float8",
     )
     .bind(at_cap)

@@ -76,6 +76,7 @@ pub(super) async fn forget_idle_destinations(pool: &PgPool) -> u64 {
         "DELETE FROM destinations WHERE id IN (
              SELECT d.id FROM destinations d
              WHERE d.blocked_until IS NULL AND d.deliver_due_at IS NULL
+               AND d.paused_since IS NULL AND d.rate_limit_per_s IS NULL
                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.destination_id = d.id)
              LIMIT $1 FOR UPDATE SKIP LOCKED)",
     )

@@ -140,7 +140,11 @@ pub(super) async fn record_work(
     let offset: f64 = sqlx::query_scalar(
         "UPDATE jobs SET phase = 1, expires_at = now() + $2::bigint * interval '1 millisecond',
                 lease_token = CASE WHEN $3 THEN NULL ELSE lease_token END,
-                run_at = CASE WHEN $3 THEN now() ELSE run_at END
+                run_at = CASE WHEN $3 THEN now() ELSE run_at END,
+                paused_base_ms = coalesce((SELECT d.paused_total_ms
+                     + CASE WHEN d.paused_since IS NULL THEN 0
+                            ELSE (extract(epoch FROM now() - d.paused_since) * 1000)::bigint END
+                     FROM destinations d WHERE d.id = jobs.destination_id), 0)
          WHERE request_id = $1
          RETURNING (extract(epoch FROM run_at - now()) * 1000)::float8",
     )
@@ -312,10 +316,16 @@ pub(super) async fn expire(
         "DELETE FROM jobs WHERE request_id IN (
              SELECT request_id FROM jobs
              WHERE expires_at <= now() AND (lease_token IS NULL OR run_at <= now())
+               AND expires_at + least($2, greatest(0, coalesce((SELECT d.paused_total_ms
+                     + CASE WHEN d.paused_since IS NULL THEN 0
+                            ELSE (extract(epoch FROM now() - d.paused_since) * 1000)::bigint END
+                     FROM destinations d WHERE d.id = jobs.destination_id), 0) - paused_base_ms))
+                   * interval '1 millisecond' <= now()
              LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING request_id",
     )
     .bind(limit as i64)
+    .bind(MAX_PAUSE_CREDIT_MS)
     .fetch_all(&mut *c)
     .await?;
     for id in &ids {

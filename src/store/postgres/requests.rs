@@ -40,6 +40,9 @@ pub(super) fn state_of_new(req: &NewRequest) -> i64 {
 /// round trips. With `count_shard`, the statement also adds the record to the kept
 /// counts (a keyed admission counts through its transaction instead). A /sync record
 /// (started at once) names `instance`, whose heartbeat vouches for its work.
+/// The destination's
+/// `FOR KEY SHARE` (the job's foreign key) is taken before the count row is locked: a
+/// claim locks destinations, then count rows, and the opposite order deadlocked.
 pub(super) async fn insert_with_job(
     e: impl PgExecutor<'_>,
     req: &NewRequest,
@@ -60,9 +63,12 @@ pub(super) async fn insert_with_job(
          ), job AS (
              INSERT INTO jobs (request_id, destination_id, phase, run_at)
              SELECT id, $11, 0, now() FROM request WHERE mode = 'async'
+         ), destination AS (
+             SELECT id FROM destinations WHERE id = $11 FOR KEY SHARE
          ), counted AS (
              INSERT INTO request_counts (tenant, state, shard, n)
-             SELECT tenant, state, $12, 1 FROM request WHERE $12 IS NOT NULL
+             SELECT tenant, state, $12, 1 FROM request
+             WHERE $12 IS NOT NULL AND ($11::bigint IS NULL OR EXISTS (SELECT 1 FROM destination))
              ON CONFLICT (tenant, state, shard) DO UPDATE SET n = request_counts.n + 1
          )
          SELECT 1",

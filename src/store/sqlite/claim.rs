@@ -5,7 +5,9 @@
 //! - **Deliveries** are found through `destinations.deliver_due_at` (an index on a table
 //!   of destinations, not of jobs). An open circuit is one row: its due time is pushed to
 //!   the block's end, so its waiting jobs are not looked at until then; a destination at
-//!   this instance's cap is passed over by its id.
+//!   this instance's cap is passed over by its id, a paused one is not found at all, and a
+//!   rate-limited one gives what its GCRA reservation allows ([`crate::store::rate`]),
+//!   its due time then moving to its next send time.
 //! - **Work** is never blocked or capped, but it is shared too: the destinations with
 //!   work waiting are visited round-robin (a skip scan over `jobs_queue`, one index seek
 //!   per destination), starting after the last one served.
@@ -35,7 +37,8 @@ pub(super) fn claim(b: &mut Batch<'_>, req: &ClaimRequest) -> StoreResult<ClaimB
     let lease_end = now + req.lease_for.as_millis() as i64;
     let token = Uuid::new_v4();
     let mut destinations = HashMap::new();
-    let mut queues = delivery_queues(b.conn, req, now, &mut destinations)?;
+    let mut rated = HashMap::new();
+    let mut queues = delivery_queues(b.conn, req, now, &mut destinations, &mut rated)?;
     queues.extend(
         work_queues(b.conn, req.work_after)?
             .into_iter()
@@ -60,7 +63,18 @@ pub(super) fn claim(b: &mut Batch<'_>, req: &ClaimRequest) -> StoreResult<ClaimB
         }
     }
     for queue in plan.into_queues() {
-        if queue.phase == Phase::Delivery && queue.slots > 0 {
+        let delivery = queue.phase == Phase::Delivery;
+        let rate = rated.get(&queue.destination).filter(|_| delivery);
+        if let Some(&(rate, base)) = rate
+            && queue.taken > 0
+        {
+            reserve(
+                b.conn,
+                queue.destination,
+                base + rate::advance_ms(rate, queue.taken),
+            )?;
+        }
+        if delivery && (queue.slots > 0 || rate.is_some()) {
             settle_delivery_queue(b.conn, &queue, now)?;
         }
     }
@@ -80,23 +94,36 @@ pub(super) fn claim(b: &mut Batch<'_>, req: &ClaimRequest) -> StoreResult<ClaimB
 }
 
 /// Destinations with deliveries due now, with how many jobs each may give this instance:
-/// one (the probe) for an open circuit whose cool-down has ended, else its free slots.
+/// one (the probe) for an open circuit whose cool-down has ended, else its free slots,
+/// and no more than its rate limit allows now. `rated` gets each rate-limited
+/// destination's rate and the time its reservations start from (Unix ms).
 fn delivery_queues(
     c: &Connection,
     req: &ClaimRequest,
     now: i64,
     seen: &mut HashMap<i64, Destination>,
+    rated: &mut HashMap<i64, (f64, i64)>,
 ) -> StoreResult<Vec<Queue>> {
     let mut stmt = c.prepare_cached(
-        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations
-         WHERE deliver_due_at <= ?1 ORDER BY deliver_due_at LIMIT ?2",
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms, paused_since IS NOT NULL,
+                rate_limit_per_s IS NOT NULL, rate_limit_per_s, rate_tat FROM destinations
+         WHERE deliver_due_at <= ?1 AND paused_since IS NULL ORDER BY deliver_due_at LIMIT ?2",
     )?;
     let rows = stmt
-        .query_map(params![now, DELIVERY_QUEUES as i64], destination_row)?
+        .query_map(params![now, DELIVERY_QUEUES as i64], |r| {
+            let rate: Option<f64> = r.get(7)?;
+            let tat: Option<i64> = r.get(8)?;
+            Ok((destination_row(r)?, rate, tat))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut queues = Vec::new();
-    for d in rows {
-        let slots = req.slots_left.get(&d.id).copied().unwrap_or(req.cap);
+    for (d, rate, tat) in rows {
+        let mut slots = req.slots_left.get(&d.id).copied().unwrap_or(req.cap);
+        if let Some(rate) = rate {
+            let base = tat.unwrap_or(now).max(now);
+            slots = slots.min(rate::allowed(rate, (base - now) as f64));
+            rated.insert(d.id, (rate, base));
+        }
         let probe = d.blocked_until.is_some();
         let queue = match probe {
             // One probe per destination, and only by an instance with room for it.
@@ -120,12 +147,15 @@ fn destination_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Destination> {
         cooldown: r
             .get::<_, Option<i64>>(4)?
             .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+        paused: r.get(5)?,
+        rate_limited: r.get(6)?,
     })
 }
 
 fn load_destination(c: &Connection, id: i64) -> StoreResult<Destination> {
     Ok(c.prepare_cached(
-        "SELECT id, tenant, origin, blocked_until, cooldown_ms FROM destinations WHERE id = ?1",
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms, paused_since IS NOT NULL,
+                rate_limit_per_s IS NOT NULL FROM destinations WHERE id = ?1",
     )?
     .query_row(params![id], destination_row)?)
 }
@@ -216,11 +246,19 @@ fn settle_delivery_queue(c: &Connection, queue: &Queue, now: i64) -> StoreResult
     c.prepare_cached(
         "UPDATE destinations SET deliver_due_at = (
              SELECT CASE WHEN min(j.run_at) IS NULL THEN NULL
-                         ELSE max(min(j.run_at), coalesce(destinations.blocked_until, 0)) END
+                         ELSE max(min(j.run_at), coalesce(destinations.blocked_until, 0),
+                                  coalesce(destinations.rate_tat, 0)) END
              FROM jobs j WHERE j.phase = 1 AND j.destination_id = ?1)
          WHERE id = ?1",
     )?
     .execute(params![queue.destination])?;
+    Ok(())
+}
+
+/// Moves a rate-limited destination's theoretical arrival time to `tat` (Unix ms).
+fn reserve(c: &Connection, destination: i64, tat: i64) -> StoreResult<()> {
+    c.prepare_cached("UPDATE destinations SET rate_tat = ?2 WHERE id = ?1")?
+        .execute(params![destination, tat])?;
     Ok(())
 }
 
@@ -284,8 +322,8 @@ pub(super) fn next_due_at(c: &Connection, at_cap: &[i64]) -> StoreResult<Option<
         .prepare_cached("SELECT min(run_at) FROM jobs WHERE phase = 0")?
         .query_row([], |r| r.get(0))?;
     let mut stmt = c.prepare_cached(
-        "SELECT id, deliver_due_at FROM destinations WHERE deliver_due_at IS NOT NULL
-         ORDER BY deliver_due_at",
+        "SELECT id, deliver_due_at FROM destinations
+         WHERE deliver_due_at IS NOT NULL AND paused_since IS NULL ORDER BY deliver_due_at",
     )?;
     let mut rows = stmt.query([])?;
     let mut delivery = None;

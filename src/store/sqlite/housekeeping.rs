@@ -40,6 +40,7 @@ pub(super) fn sweep(
             "DELETE FROM destinations WHERE id IN (
                  SELECT d.id FROM destinations d
                  WHERE d.blocked_until IS NULL AND d.deliver_due_at IS NULL
+                   AND d.paused_since IS NULL AND d.rate_limit_per_s IS NULL
                    AND NOT EXISTS (SELECT 1 FROM jobs WHERE phase = 0 AND destination_id = d.id)
                    AND NOT EXISTS (SELECT 1 FROM jobs WHERE phase = 1 AND destination_id = d.id)
                  LIMIT ?1)",

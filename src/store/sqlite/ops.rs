@@ -101,13 +101,23 @@ pub(super) fn record_work(
     let run_at = match after_work {
         AfterWork::Deliver => c
             .prepare_cached(
-                "UPDATE jobs SET phase = 1, expires_at = ?2 WHERE request_id = ?1 RETURNING run_at",
+                "UPDATE jobs SET phase = 1, expires_at = ?2, paused_base_ms = coalesce((
+                     SELECT d.paused_total_ms + CASE WHEN d.paused_since IS NULL THEN 0
+                                                     ELSE max(?3 - d.paused_since, 0) END
+                     FROM destinations d WHERE d.id = jobs.destination_id), 0)
+                 WHERE request_id = ?1 RETURNING run_at",
             )?
-            .query_row(params![id, ms(expires_at)], |r| r.get::<_, i64>(0))?,
+            .query_row(params![id, ms(expires_at), now_ms()], |r| {
+                r.get::<_, i64>(0)
+            })?,
         AfterWork::Wait => {
             let now = now_ms();
             c.prepare_cached(
-                "UPDATE jobs SET phase = 1, expires_at = ?2, lease_token = NULL, run_at = ?3
+                "UPDATE jobs SET phase = 1, expires_at = ?2, lease_token = NULL, run_at = ?3,
+                     paused_base_ms = coalesce((
+                         SELECT d.paused_total_ms + CASE WHEN d.paused_since IS NULL THEN 0
+                                                         ELSE max(?3 - d.paused_since, 0) END
+                         FROM destinations d WHERE d.id = jobs.destination_id), 0)
                  WHERE request_id = ?1",
             )?
             .execute(params![id, ms(expires_at), now])?;
@@ -271,9 +281,12 @@ pub(super) fn expire(b: &mut Batch<'_>, limit: usize, reason: &str) -> StoreResu
         .prepare_cached(
             "SELECT request_id FROM jobs
              WHERE expires_at <= ?1 AND (lease_token IS NULL OR run_at <= ?1)
+               AND expires_at + min(?3, max(0, coalesce((SELECT (d.paused_total_ms
+                     + CASE WHEN d.paused_since IS NULL THEN 0 ELSE ?1 - d.paused_since END)
+                     FROM destinations d WHERE d.id = jobs.destination_id), 0) - paused_base_ms)) <= ?1
              LIMIT ?2",
         )?
-        .query_map(params![now, limit as i64], |r| r.get(0))?
+        .query_map(params![now, limit as i64, MAX_PAUSE_CREDIT_MS], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &ids {
         let attempts: i64 = b

@@ -205,6 +205,14 @@ impl Receiver {
             .map_or(0, |(_, max)| *max)
     }
 
+    /// Forgets the most deliveries seen at once so far: [`Self::max_concurrent`] counts
+    /// from the deliveries in progress now.
+    pub fn reset_max_concurrent(&self) {
+        if let Some((now, max)) = self.in_progress.lock().unwrap().get_mut("") {
+            *max = *now;
+        }
+    }
+
     /// The callback URL for this receiver.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
