@@ -259,14 +259,32 @@ fn key_prefix(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    token.chars().take(12).collect()
+    token
+        .chars()
+        .take(crate::auth::keys::DISPLAY_PREFIX_CHARS)
+        .collect()
+}
+
+/// The body of PATCH /destinations/{id}, as documented: at least one member (SPEC §17:
+/// `{}` is a 422), nothing else. The handler reads the raw object to name every bad field.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
+#[allow(dead_code)] // a document of the body, not a value the handler builds
+pub struct DestinationPatch {
+    /// Hold (`true`) or release (`false`) every attempt to the destination.
+    #[schema(value_type = bool, required = false)]
+    paused: Option<bool>,
+    /// Attempts per second across every instance, 0.01 to 100,000; `null` removes it.
+    #[schema(minimum = 0.01, maximum = 100_000.0)]
+    rate_limit_per_s: Option<f64>,
 }
 
 /// Pause, resume, or set the rate limit of a destination.
 #[utoipa::path(
     patch, path = "/destinations/{id}", tag = "destinations",
     params(("id" = String, Path, description = "The destination's id (another tenant's: 404)")),
-    request_body(content = Object, description = "`paused` (bool) and/or `rate_limit_per_s` (0.01 to 100000, or null to remove)"),
+    request_body(content = DestinationPatch, description = "`paused` (bool) and/or `rate_limit_per_s` (0.01 to 100000, or null to remove); `{}` is a 422"),
     responses(
         (status = 200, description = "The destination, changed", body = DestinationOut),
         (status = 400, description = "The body is not JSON, or not an object", body = Problem, content_type = "application/problem+json"),

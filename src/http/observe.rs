@@ -88,6 +88,8 @@ pub fn route_label(path: &str) -> &'static str {
         "/sync" => "/sync",
         "/async" => "/async",
         "/works" => "/works",
+        "/destinations" => "/destinations",
+        p if p.starts_with("/destinations/") => "/destinations/{id}",
         p if is_work_route(p, "/sync/") => "/sync/{work}",
         p if is_work_route(p, "/async/") => "/async/{work}",
         "/requests" => "/requests",
@@ -101,6 +103,7 @@ pub fn route_label(path: &str) -> &'static str {
         p if p == "/docs" || p.starts_with("/docs/") => "/docs",
         p if p == "/ui" || p.starts_with("/ui/") => "/ui",
         p if p.starts_with("/requests/") && p.ends_with("/redeliver") => "/requests/{id}/redeliver",
+        p if p.starts_with("/requests/") && p.ends_with("/attempts") => "/requests/{id}/attempts",
         p if p.starts_with("/requests/") => "/requests/{id}",
         p if p.starts_with("/problems/") => "/problems/{slug}",
         _ => "unmatched",
@@ -146,7 +149,13 @@ fn needs_problem_body(response: &Response) -> bool {
 /// The methods a route answers, for the `Allow` header of a 405.
 fn allowed_methods(route: &str) -> &'static str {
     match route {
-        "/sync" | "/async" | "/requests/redeliver" | "/requests/{id}/redeliver" => "POST",
+        "/sync"
+        | "/async"
+        | "/sync/{work}"
+        | "/async/{work}"
+        | "/requests/redeliver"
+        | "/requests/{id}/redeliver" => "POST",
+        "/destinations/{id}" => "GET, HEAD, PATCH",
         _ => "GET, HEAD",
     }
 }
