@@ -121,6 +121,13 @@ impl Engine {
         &self,
         job: &ClaimedJob,
     ) -> Result<Option<(String, chrono::DateTime<Utc>, Slot<'_>)>, JobError> {
+        if let Some(wait) = self.work_is_full(job) {
+            // SPEC §13 "Isolation": over its work's max_in_flight a job waits in the store,
+            // holding no worker and no lease, so a hung upstream cannot fill the pools.
+            tracing::debug!(work = ?job.work, "work at max_in_flight; the job waits");
+            self.store.defer_work(job.lease, wait).await?;
+            return Ok(None);
+        }
         let (done, body) = self.do_the_work(job).await;
         let expires_at = done.completed_at + self.config.expire_after;
         let admit = self.destinations().try_begin(&job.destination, Utc::now());
@@ -156,6 +163,24 @@ impl Engine {
                 Ok(None)
             }
         }
+    }
+
+    /// For a job of a named work whose slots (its `max_in_flight`, or its share of
+    /// `--work-workers`) are all taken here: how long it waits before it is claimed again,
+    /// a quarter of the work's timeout, from 100 ms to 2 s.
+    fn work_is_full(&self, job: &ClaimedJob) -> Option<std::time::Duration> {
+        let name = job
+            .work
+            .as_deref()
+            .filter(|w| *w != crate::works::registry::TEXT)?;
+        let work = self.config.works.named(name)?;
+        let full = work.slots.available_permits() == 0
+            || self.config.works.pool().available_permits() == 0;
+        let wait = (work.settings.timeout / 4).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(2),
+        );
+        full.then_some(wait)
     }
 
     /// The work itself, and the finished record and callback body it makes.

@@ -151,11 +151,14 @@ fn publish(args: &LoadArgs, report: &Report) -> i32 {
     if unauthorized {
         eprintln!("{API_KEY_HINT}");
     }
-    if args.json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{report}");
-    }
+    // A reader that went away (`consuma load --json | head`) is not a failure of the run.
+    let text = match args.json {
+        true => format!("{}\n", report.to_json()),
+        false => report.to_string(),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut out, text.as_bytes())
+        .and_then(|()| std::io::Write::flush(&mut out));
     let html_written = match &args.html {
         Some(path) => html::write(path, report)
             .map_err(|e| eprintln!("consuma load: cannot write --html {}: {e}", path.display()))

@@ -189,6 +189,11 @@ pub trait Store: Send + Sync + 'static {
     /// Gives a job back, claimable at once (shutdown).
     async fn release_lease(&self, lease: Lease) -> StoreResult<()>;
 
+    /// Gives a job in its work phase back, claimable after `wait`, spending no attempt: its
+    /// work is at `max_in_flight` here (SPEC §13 "Isolation": a job over it waits holding
+    /// no worker and no lease).
+    async fn defer_work(&self, lease: Lease, wait: std::time::Duration) -> StoreResult<()>;
+
     /// Ends (`failed`, `callback_last_error` = `reason(expires_at)`) up to `limit`
     /// deliveries whose time ran out and that have no attempt running; returns how many.
     async fn expire_deliveries(&self, limit: usize, reason: &str) -> StoreResult<u64>;

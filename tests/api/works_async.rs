@@ -317,6 +317,56 @@ async fn a_hung_upstream_costs_other_works_and_callbacks_nothing(backend: Backen
 
 both_backends!(a_hung_upstream_costs_other_works_and_callbacks_nothing);
 
+/// §13 "Isolation" at scale: far more jobs of a hung work than both pools hold. Jobs over
+/// the work's `max_in_flight` wait in the store (holding no worker, no lease, no slot of
+/// the work pool), so `text` and a healthy work are called back while the hung work's two
+/// calls are still open and its other jobs have not called the upstream at all.
+async fn jobs_over_max_in_flight_wait_in_the_store(backend: Backend) {
+    let (up, receiver, dir) = (
+        Upstream::start().await,
+        Receiver::ok().await,
+        tempfile::tempdir().unwrap(),
+    );
+    let text = format!(
+        "[works.hang]\nkind = \"http\"\nurl = \"{}\"\ntimeout = \"60s\"\nmax_in_flight = 2\n\n[works.ok]\nkind = \"http\"\nurl = \"{}\"\n",
+        up.url("/hang"),
+        up.url("/ok")
+    );
+    std::fs::write(dir.path().join("works.toml"), text).unwrap();
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--works", dir.path().join("works.toml").display())
+        .arg("--workers", 4)
+        .arg("--work-workers", 4)
+        .arg("--work-delay-ms", 0)
+        .spawn()
+        .await;
+    // 40 > 2 × --work-workers (jobs away from their seat) + --workers (seats).
+    let hung = 40;
+    for _ in 0..hung {
+        let body = json!({"callback_url": receiver.url("/hung")}).to_string();
+        assert_eq!(submit(&app, "hang", &body).await.0, 202);
+    }
+    up.wait_for(2).await;
+    for i in 0..10 {
+        app.submit_async(&format!("t{i}"), &receiver.url("/text"))
+            .await;
+        let body = json!({"i": i, "callback_url": receiver.url("/healthy")}).to_string();
+        assert_eq!(submit(&app, "ok", &body).await.0, 202);
+    }
+    let hits = receiver.wait_for(20, Duration::from_secs(50)).await;
+    assert!(
+        hits.iter().all(|h| h.path != "/hung"),
+        "no hung attempt has ended"
+    );
+    assert_eq!(hits.iter().filter(|h| h.path == "/healthy").count(), 10);
+    assert_eq!(hits.iter().filter(|h| h.path == "/text").count(), 10);
+    let calls = up.seen().iter().filter(|s| s.path == "/hang").count();
+    assert_eq!(calls, 2, "the hung work made only its max_in_flight calls");
+}
+
+both_backends!(jobs_over_max_in_flight_wait_in_the_store);
+
 /// §17 "Two pools" and "Sync answers": with `--work-workers 2` no work holds more than
 /// one call; two hung works hold both, so a sync request of a third finds no slot within
 /// its timeout: 503 work-busy, `Retry-After: 1`, and no record.

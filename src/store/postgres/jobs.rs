@@ -289,6 +289,25 @@ async fn apply_circuit(c: &mut PgConnection, change: &CircuitChange) -> StoreRes
 }
 
 /// Gives the job back, claimable at once by any instance.
+/// A work-phase job given back, due after `wait` (its work is at `max_in_flight`).
+pub(super) async fn defer_work(
+    c: &mut PgConnection,
+    lease: Lease,
+    wait: std::time::Duration,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE jobs SET lease_token = NULL,
+                run_at = clock_timestamp() + make_interval(secs => $3)
+         WHERE request_id = $1 AND lease_token = $2 AND phase = 0",
+    )
+    .bind(lease.request_id)
+    .bind(lease.token)
+    .bind(wait.as_secs_f64())
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
 pub(super) async fn release_lease(c: &mut PgConnection, lease: Lease) -> StoreResult<()> {
     let Some(destination) = hold_lease(c, lease).await? else {
         return Ok(());

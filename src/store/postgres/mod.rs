@@ -545,6 +545,11 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn defer_work(&self, lease: Lease, wait: std::time::Duration) -> StoreResult<()> {
+        self.engine_tx(move |c, _| Box::pin(jobs::defer_work(c, lease, wait)))
+            .await
+    }
+
     async fn expire_deliveries(&self, limit: usize, reason: &str) -> StoreResult<u64> {
         let reason = reason.to_owned();
         self.engine_tx(move |c, d| {

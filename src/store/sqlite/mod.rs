@@ -299,6 +299,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn defer_work(&self, lease: Lease, wait: Duration) -> StoreResult<()> {
+        self.writer
+            .write_engine(move |b| ops::defer_work(b.conn, lease, wait))
+            .await
+    }
+
     async fn expire_deliveries(&self, limit: usize, reason: &str) -> StoreResult<u64> {
         let reason = reason.to_owned();
         self.writer

@@ -254,6 +254,21 @@ fn apply_circuit(c: &Connection, change: &CircuitChange) -> StoreResult<()> {
     Ok(())
 }
 
+/// A work-phase job given back, due after `wait` (its work is at `max_in_flight`).
+pub(super) fn defer_work(c: &Connection, lease: Lease, wait: Duration) -> StoreResult<()> {
+    c.prepare_cached(
+        "UPDATE jobs SET lease_token = NULL, run_at = ?3
+         WHERE request_id = ?1 AND lease_token = ?2 AND phase = ?4",
+    )?
+    .execute(params![
+        lease.request_id.to_string(),
+        lease.token.to_string(),
+        after(wait),
+        Phase::Work as i64
+    ])?;
+    Ok(())
+}
+
 pub(super) fn release(c: &Connection, lease: Lease) -> StoreResult<()> {
     let now = now_ms();
     let released = c
