@@ -48,3 +48,4 @@ mod works_async;
 mod works_console;
 mod works_file;
 mod works_sync;
+mod works_sync_order;

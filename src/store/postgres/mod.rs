@@ -431,6 +431,14 @@ impl Store for PgStore {
         Ok(admission)
     }
 
+    async fn idempotency_verdict(
+        &self,
+        claim: &IdempotencyClaim,
+    ) -> StoreResult<Option<Admission>> {
+        let mut c = self.pool.acquire().await.map_err(|e| classify(e.into()))?;
+        requests::replay_of(&mut c, claim).await.map_err(classify)
+    }
+
     async fn finish_sync(
         &self,
         id: Uuid,
