@@ -106,6 +106,7 @@ pub(super) fn admit(
     ])?;
     b.deltas.added(
         &req.tenant,
+        req.work.as_deref(),
         state_code(req.mode, req.status, callback_status),
     );
     if let (true, Some(origin)) = (is_async, &req.origin) {
