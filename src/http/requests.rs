@@ -42,6 +42,9 @@ pub struct RequestSummaryOut {
     pub completed_at: Option<String>,
     /// `null` for sync requests.
     pub callback_status: Option<CallbackStatus>,
+    /// The work the request named (SPEC §13): `text` or a configured work.
+    #[schema(example = "text")]
+    pub work: String,
 }
 
 impl From<RequestSummary> for RequestSummaryOut {
@@ -54,6 +57,9 @@ impl From<RequestSummary> for RequestSummaryOut {
             created_at: ts(s.created_at),
             completed_at: s.completed_at.map(ts),
             callback_status: s.callback_status,
+            work: s
+                .work
+                .unwrap_or_else(|| crate::works::registry::TEXT.to_owned()),
         }
     }
 }

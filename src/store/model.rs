@@ -209,6 +209,8 @@ pub struct RequestSummary {
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub callback_status: Option<CallbackStatus>,
+    /// The work the request named (`None`: made before works, a `text` record).
+    pub work: Option<String>,
 }
 
 /// Whose records a read may see (SPEC §10).

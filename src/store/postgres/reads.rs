@@ -126,7 +126,8 @@ pub(super) async fn list(c: &mut PgConnection, f: ListFilter) -> StoreResult<Pag
         .map(|(s, w)| arm(&mut args, &f, (s, w), limit + offset))
         .collect();
     let sql = format!(
-        "SELECT r.id, r.tenant, r.mode, r.status, r.created_at, r.completed_at, r.callback_status
+        "SELECT r.id, r.tenant, r.mode, r.status, r.created_at, r.completed_at, r.callback_status,
+                r.work
          FROM (SELECT id, created_at FROM ({}) u
                ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}) p
          JOIN requests r ON r.id = p.id
@@ -213,6 +214,7 @@ fn summary_from_row(row: &PgRow) -> StoreResult<RequestSummary> {
             .try_get::<Option<&str>, _>("callback_status")?
             .map(|s| parse_enum(s, CallbackStatus::parse))
             .transpose()?,
+        work: row.try_get("work")?,
     })
 }
 
@@ -236,7 +238,7 @@ fn record_from_row(row: &PgRow) -> StoreResult<RequestRecord> {
         callback_next_attempt_at: None,
         trace_id: row.try_get("trace_id")?,
         attempts: Vec::new(),
-        work: row.try_get("work")?,
+        work: s.work,
         work_attempts: row.try_get("work_attempts")?,
         attempts_total: 0,
     })

@@ -31,6 +31,7 @@ fn summary(r: &Row<'_>) -> StoreResult<RequestSummary> {
             .get::<_, Option<String>>("callback_status")?
             .map(|s| parse_enum(&s, CallbackStatus::parse))
             .transpose()?,
+        work: r.get("work")?,
     })
 }
 
@@ -54,7 +55,7 @@ fn record(r: &Row<'_>) -> StoreResult<RequestRecord> {
         callback_next_attempt_at: None,
         trace_id: r.get("trace_id")?,
         attempts: Vec::new(),
-        work: r.get("work")?,
+        work: s.work,
         work_attempts: r.get("work_attempts")?,
         attempts_total: 0,
     })
@@ -205,7 +206,8 @@ pub(super) fn list_requests(c: &Connection, f: &ListFilter) -> StoreResult<Page>
         PageStart::After(_) => 0,
     });
     let sql = format!(
-        "SELECT r.id, r.tenant, r.mode, r.status, r.created_at, r.completed_at, r.callback_status
+        "SELECT r.id, r.tenant, r.mode, r.status, r.created_at, r.completed_at, r.callback_status,
+                r.work
          FROM ({} ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}) p
          JOIN requests r ON r.id = p.id
          ORDER BY p.created_at DESC, p.id DESC",
