@@ -140,7 +140,9 @@ function signIn(refused) {
 
 // ---- The requests list ---------------------------------------------------------------
 
-const COLUMNS = ['Request id', 'Tenant', 'Mode', 'Status', 'Callback status', 'Created'];
+const COLUMNS = ['Request id', 'Tenant', 'Mode', 'Work', 'Status', 'Callback status', 'Created'];
+/** A work's name (SPEC §13); the works themselves come from GET /works. */
+const WORK_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
 /** The filters and page named by the URL's query (unknown values are dropped). */
 function listQuery(me) {
@@ -149,6 +151,7 @@ function listQuery(me) {
   for (const [name, allowed] of Object.entries(FILTERS)) {
     if (allowed.includes(url.get(name))) query.set(name, url.get(name));
   }
+  if (WORK_NAME.test(url.get('work') || '')) query.set('work', url.get('work'));
   if (me.admin && url.get('tenant')) query.set('tenant', url.get('tenant'));
   if (url.get('cursor')) query.set('cursor', url.get('cursor'));
   return query;
@@ -159,6 +162,20 @@ function select(name, label, values, query) {
   const options = [h('option', { value: '' }, 'Any'),
     ...values.map((v) => h('option', { value: v, selected: query.get(name) === v }, v))];
   return h('div', { class: 'field' }, h('label', { for: id }, label), h('select', { id, name }, options));
+}
+
+/** The work filter: its options are the works GET /works lists for this key. */
+function workSelect(query) {
+  const chosen = query.get('work');
+  const field = select('work', 'Work', chosen ? [chosen] : [], query);
+  const menu = field.querySelector('select');
+  api('/works').then(({ works }) => {
+    const names = works.map((w) => w.name);
+    if (chosen && !names.includes(chosen)) names.push(chosen);
+    menu.replaceChildren(h('option', { value: '' }, 'Any'),
+      ...names.map((n) => h('option', { value: n, selected: n === chosen }, n)));
+  }).catch(() => {}); // The list's own refresh reports a refused key or an outage.
+  return field;
 }
 
 function listPage(me) {
@@ -172,6 +189,7 @@ function listPage(me) {
     select('mode', 'Mode', FILTERS.mode, query),
     select('status', 'Status', FILTERS.status, query),
     select('callback_status', 'Callback status', FILTERS.callback_status, query),
+    workSelect(query),
     me.admin && h('div', { class: 'field' }, h('label', { for: 'filter-tenant' }, 'Tenant'),
       h('input', { id: 'filter-tenant', name: 'tenant', value: query.get('tenant') || '',
         autocomplete: 'off', spellcheck: 'false', pattern: '[a-z0-9_\\-]{1,64}' })));
@@ -225,7 +243,7 @@ function renderRows(tbody, requests) {
   requests.forEach((r, i) => {
     const cells = [
       h('a', { href: requestHref(r.id) }, h('code', {}, r.id)),
-      r.tenant, r.mode, badge(r.status), badge(r.callback_status), when(r.created_at),
+      r.tenant, r.mode, r.work, badge(r.status), badge(r.callback_status), when(r.created_at),
     ];
     let tr = existing.get(r.id);
     if (!tr) {
@@ -238,7 +256,7 @@ function renderRows(tbody, requests) {
   });
   for (const gone of existing.values()) gone.remove();
   if (!requests.length) {
-    tbody.append(h('tr', { 'data-id': '' }, h('td', { colspan: 6 }, 'No requests match.')));
+    tbody.append(h('tr', { 'data-id': '' }, h('td', { colspan: COLUMNS.length }, 'No requests match.')));
   }
 }
 

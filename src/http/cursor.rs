@@ -24,6 +24,8 @@ pub struct Filters {
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -60,7 +62,7 @@ impl CursorError {
         match self {
             CursorError::Malformed => "is not a cursor returned by GET /requests",
             CursorError::OtherFilters => {
-                "was returned for other filters; use it with the same tenant, mode, status and callback_status"
+                "was returned for other filters; use it with the same tenant, mode, status, callback_status and work"
             }
         }
     }

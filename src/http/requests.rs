@@ -42,6 +42,9 @@ pub struct RequestSummaryOut {
     pub completed_at: Option<String>,
     /// `null` for sync requests.
     pub callback_status: Option<CallbackStatus>,
+    /// The work the request named (SPEC §13): `text` or a configured work.
+    #[schema(example = "text")]
+    pub work: String,
 }
 
 impl From<RequestSummary> for RequestSummaryOut {
@@ -54,6 +57,9 @@ impl From<RequestSummary> for RequestSummaryOut {
             created_at: ts(s.created_at),
             completed_at: s.completed_at.map(ts),
             callback_status: s.callback_status,
+            work: s
+                .work
+                .unwrap_or_else(|| crate::works::registry::TEXT.to_owned()),
         }
     }
 }
@@ -189,6 +195,7 @@ impl TryFrom<RequestRecord> for RequestDetail {
         ("mode" = Option<Mode>, Query, description = "sync or async"),
         ("status" = Option<RequestStatus>, Query, description = "pending, processing, completed or failed"),
         ("callback_status" = Option<CallbackStatus>, Query, description = "pending, sent or failed"),
+        ("work" = Option<String>, Query, description = "One work's records (`text` or a name from GET /works)", pattern = "^[a-z][a-z0-9-]{0,62}$"),
         ("tenant" = Option<String>, Query, description = "An admin key: only this tenant's records. Another key: narrows its own scope (another tenant's name gives an empty list)", pattern = "^[a-z0-9_-]{1,64}$"),
         ("limit" = Option<u32>, Query, description = "1 to 100, default 50", minimum = 1, maximum = 100),
         ("offset" = Option<u64>, Query, description = "Rows to skip, default 0, at most 10,000 (use cursor beyond)", minimum = 0, maximum = 10000),
@@ -206,12 +213,17 @@ pub async fn list_requests(
     RawQuery(query): RawQuery,
 ) -> Result<Json<RequestList>, ApiError> {
     let query = query.as_deref().unwrap_or_default();
+    let is_work = &|w: &str| state.works.named(w).is_some();
     // A bad tenant= is reported beside every other bad parameter, in one 422.
     let scope = match scope {
         Ok(scope) => scope,
-        Err(e) => return Err(parse_listing(query, &Scope::Nothing).err().unwrap_or(e)),
+        Err(e) => {
+            return Err(parse_listing(query, &Scope::Nothing, is_work)
+                .err()
+                .unwrap_or(e));
+        }
     };
-    let listing = parse_listing(query, &scope)?;
+    let listing = parse_listing(query, &scope, is_work)?;
     let filter = &listing.filter;
     let empty = RequestList {
         requests: Vec::new(),
@@ -247,7 +259,11 @@ struct Listing {
 /// extractor of [`Scope`] has checked `tenant` already; it is checked again here so that
 /// its entry joins the others). Unknown parameters are ignored; a repeated one counts
 /// with its last value.
-fn parse_listing(query: &str, scope: &Scope) -> Result<Listing, ApiError> {
+fn parse_listing(
+    query: &str,
+    scope: &Scope,
+    is_work: &dyn Fn(&str) -> bool,
+) -> Result<Listing, ApiError> {
     let params: BTreeMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -272,6 +288,13 @@ fn parse_listing(query: &str, scope: &Scope) -> Result<Listing, ApiError> {
         &mut errors,
         CallbackStatus::parse,
         "must be one of: pending, sent, failed",
+    );
+    let work = param(
+        &params,
+        "work",
+        &mut errors,
+        |w| is_work(w).then(|| w.to_owned()),
+        "must name a work: `text` or one of GET /works",
     );
     let tenant = param(
         &params,
@@ -299,6 +322,7 @@ fn parse_listing(query: &str, scope: &Scope) -> Result<Listing, ApiError> {
         mode: mode.map(|m| m.as_str().to_owned()),
         status: status.map(|s| s.as_str().to_owned()),
         callback_status: callback_status.map(|c| c.as_str().to_owned()),
+        work: work.clone(),
     };
     let after = match (params.get("cursor"), params.contains_key("offset")) {
         (Some(_), true) => {
@@ -320,6 +344,7 @@ fn parse_listing(query: &str, scope: &Scope) -> Result<Listing, ApiError> {
             mode,
             status,
             callback_status,
+            work,
             limit: limit.unwrap_or(50),
             start: match after {
                 Some(k) => PageStart::After(k),
@@ -386,9 +411,25 @@ pub async fn get_request(
 mod tests {
     use super::*;
 
+    fn parse(query: &str, scope: &Scope) -> Result<Listing, ApiError> {
+        parse_listing(query, scope, &|w| w == "text" || w == "pdf")
+    }
+
+    #[test]
+    fn a_work_filter_names_a_work() {
+        let Err(ApiError::InvalidQuery(errors)) = parse("work=nope&mode=x", &Scope::All) else {
+            panic!("expected a 422");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["mode", "work"]);
+        let l = parse("work=pdf", &Scope::All).unwrap();
+        assert_eq!(l.filter.work.as_deref(), Some("pdf"));
+        assert_eq!(l.filters.work.as_deref(), Some("pdf"));
+    }
+
     #[test]
     fn every_bad_parameter_is_reported_once() {
-        let Err(ApiError::InvalidQuery(errors)) = parse_listing(
+        let Err(ApiError::InvalidQuery(errors)) = parse(
             "limit=5&limit=500&mode=x&offset=-1&foo=bar&tenant=Bad!",
             &Scope::All,
         ) else {
@@ -400,25 +441,24 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_the_query_is_empty() {
-        let l = parse_listing("", &Scope::All).unwrap();
+        let l = parse("", &Scope::All).unwrap();
         assert_eq!((l.filter.limit, l.offset, l.filter.mode), (50, 0, None));
         assert_eq!(l.filter.start, PageStart::Offset(0));
     }
 
     #[test]
     fn offsets_beyond_ten_thousand_point_to_the_cursor() {
-        let Err(ApiError::InvalidQuery(errors)) = parse_listing("offset=10001", &Scope::All) else {
+        let Err(ApiError::InvalidQuery(errors)) = parse("offset=10001", &Scope::All) else {
             panic!("expected a 422");
         };
         assert_eq!(errors[0].field, "offset");
         assert!(errors[0].message.contains("cursor"));
-        assert!(parse_listing("offset=10000", &Scope::All).is_ok());
+        assert!(parse("offset=10000", &Scope::All).is_ok());
     }
 
     #[test]
     fn a_cursor_must_come_alone_and_with_its_filters() {
-        let Err(ApiError::InvalidQuery(errors)) = parse_listing("cursor=abc&offset=0", &Scope::All)
-        else {
+        let Err(ApiError::InvalidQuery(errors)) = parse("cursor=abc&offset=0", &Scope::All) else {
             panic!("expected a 422");
         };
         assert_eq!(errors[0].field, "cursor");
@@ -427,7 +467,7 @@ mod tests {
             id: Uuid::now_v7(),
         };
         let c = cursor::encode(last, &Filters::default());
-        assert!(parse_listing(&format!("cursor={c}"), &Scope::All).is_ok());
-        assert!(parse_listing(&format!("cursor={c}&mode=sync"), &Scope::All).is_err());
+        assert!(parse(&format!("cursor={c}"), &Scope::All).is_ok());
+        assert!(parse(&format!("cursor={c}&mode=sync"), &Scope::All).is_err());
     }
 }

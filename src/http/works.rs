@@ -1,7 +1,9 @@
 //! Work routes (SPEC §13, §17 "Works"): `POST /sync/{work}` and `GET /works`. `text`
 //! under its name is `/sync` itself; another work is one upstream attempt under the
-//! work's deadline: a slot of its `max_in_flight` (none in time: 503 `work-busy`, no
-//! record), the record, the attempt, the recorded outcome, the answer.
+//! work's deadline: the idempotency look-up (a replay needs no slot), a slot of its
+//! `max_in_flight` (none in time: 503 `work-busy`, no record), the record, the attempt
+//! (in a task of its own: a client that hangs up does not stop it), the recorded outcome,
+//! the answer.
 
 use std::time::Duration;
 
@@ -122,6 +124,11 @@ pub async fn post_sync_work(
     }
     let key = key?.0;
     state.refuse_when_draining()?;
+    let input = String::from_utf8_lossy(&body.bytes).into_owned();
+    // §17 "Routes, in order": the look-up before a slot, so a replay needs none.
+    if let Some(verdict) = looked_up(&state, &caller.tenant, &work, key.as_ref(), &input).await? {
+        return verdict;
+    }
     let deadline = Instant::now() + work.settings.timeout;
     let pool = state.works.pool_handle();
     let slots = async {
@@ -138,7 +145,7 @@ pub async fn post_sync_work(
         tenant: caller.tenant,
         request_id: ctx.id,
         trace_id: ctx.trace_id,
-        input: String::from_utf8_lossy(&body.bytes).into_owned(),
+        input,
         key,
         deadline,
         work,
@@ -152,6 +159,32 @@ pub async fn post_sync_work(
     outcome
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("the sync work task ended: {e}")))?
+}
+
+/// The stored key's verdict, when it settles the request before any slot: a replay,
+/// 409 while its first request runs, 422 for other input.
+async fn looked_up(
+    state: &AppState,
+    tenant: &str,
+    work: &RegisteredWork,
+    key: Option<&String>,
+    input: &str,
+) -> Result<Option<Result<Response, ApiError>>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    let claim = crate::idempotency::claim(
+        tenant,
+        work.sync_scope,
+        key.clone(),
+        input,
+        None,
+        Duration::ZERO,
+    );
+    Ok(match state.store.idempotency_verdict(&claim).await? {
+        Some(Admission::Replay(stored)) => Some(Ok(replayed(stored))),
+        Some(Admission::InFlight) => Some(Err(ApiError::IdempotencyKeyInFlight)),
+        Some(Admission::KeyReused) => Some(Err(ApiError::IdempotencyKeyReused)),
+        _ => None,
+    })
 }
 
 /// A sync request of a work, holding a slot.

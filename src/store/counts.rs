@@ -1,5 +1,6 @@
 //! Counts kept with the rows they count (SPEC §12): the number of records per tenant and
-//! state, and the callbacks that ended per tenant and minute.
+//! state, the same per work (§13: `work=` totals), and the callbacks that ended per
+//! tenant and minute.
 //!
 //! Every write that creates, changes the state of, or deletes a record notes a change in
 //! a [`Deltas`]; the backend adds the deltas to its count rows in the same transaction as
@@ -13,32 +14,37 @@ use chrono::{DateTime, Utc};
 
 use super::model::backlog_states;
 
+/// The work of records that name none (made before works existed).
+const TEXT: &str = "text";
+
 /// Changes to the kept counts made by one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Deltas {
     /// (tenant, state) → change in the number of records.
     pub counts: HashMap<(String, i64), i64>,
+    /// (tenant, work, state) → change in the number of records (`text` for none).
+    pub works: HashMap<(String, String, i64), i64>,
     /// (tenant, Unix minute) → (callbacks delivered, callbacks failed).
     pub minutes: HashMap<(String, i64), (i64, i64)>,
 }
 
 impl Deltas {
-    /// A record of `tenant` was created in `state`.
-    pub fn added(&mut self, tenant: &str, state: i64) {
-        self.count(tenant, state, 1);
+    /// A record of `tenant` and `work` was created in `state`.
+    pub fn added(&mut self, tenant: &str, work: Option<&str>, state: i64) {
+        self.count(tenant, work, state, 1);
     }
 
     /// A record left `from` for `to` (nothing when they are equal).
-    pub fn moved(&mut self, tenant: &str, from: i64, to: i64) {
+    pub fn moved(&mut self, tenant: &str, work: Option<&str>, from: i64, to: i64) {
         if from != to {
-            self.count(tenant, from, -1);
-            self.count(tenant, to, 1);
+            self.count(tenant, work, from, -1);
+            self.count(tenant, work, to, 1);
         }
     }
 
     /// A record in `state` was deleted.
-    pub fn removed(&mut self, tenant: &str, state: i64) {
-        self.count(tenant, state, -1);
+    pub fn removed(&mut self, tenant: &str, work: Option<&str>, state: i64) {
+        self.count(tenant, work, state, -1);
     }
 
     /// A callback of `tenant` ended at `at`: delivered, or failed for good.
@@ -51,8 +57,13 @@ impl Deltas {
         }
     }
 
-    fn count(&mut self, tenant: &str, state: i64, by: i64) {
+    fn count(&mut self, tenant: &str, work: Option<&str>, state: i64, by: i64) {
         *self.counts.entry((tenant.to_owned(), state)).or_default() += by;
+        let work = work.unwrap_or(TEXT).to_owned();
+        *self
+            .works
+            .entry((tenant.to_owned(), work, state))
+            .or_default() += by;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -63,6 +74,9 @@ impl Deltas {
     pub fn merge(&mut self, other: Deltas) {
         for (key, n) in other.counts {
             *self.counts.entry(key).or_default() += n;
+        }
+        for (key, n) in other.works {
+            *self.works.entry(key).or_default() += n;
         }
         for (key, (d, f)) in other.minutes {
             let entry = self.minutes.entry(key).or_default();
@@ -89,6 +103,18 @@ impl Deltas {
             .iter()
             .filter(|(_, n)| **n != 0)
             .map(|((t, s), n)| (t.as_str(), *s, *n))
+            .collect();
+        rows.sort_unstable();
+        rows
+    }
+
+    /// The non-zero per-work count changes `(tenant, work, state, n)`, in a stable order.
+    pub fn work_rows(&self) -> Vec<(&str, &str, i64, i64)> {
+        let mut rows: Vec<_> = self
+            .works
+            .iter()
+            .filter(|(_, n)| **n != 0)
+            .map(|((t, w, s), n)| (t.as_str(), w.as_str(), *s, *n))
             .collect();
         rows.sort_unstable();
         rows
@@ -157,11 +183,11 @@ mod tests {
     #[test]
     fn a_lifecycle_nets_out_in_the_backlog() {
         let mut d = Deltas::default();
-        d.added("a", 17); // async pending/pending
-        d.moved("a", 17, 21);
-        d.moved("a", 21, 25);
+        d.added("a", None, 17); // async pending/pending
+        d.moved("a", None, 17, 21);
+        d.moved("a", None, 21, 25);
         assert_eq!(d.backlog_change(Some("a")), 1);
-        d.moved("a", 25, 26); // sent
+        d.moved("a", None, 25, 26); // sent
         assert_eq!(d.backlog_change(None), 0);
         assert_eq!(d.count_rows(), vec![("a", 26, 1)]);
     }
@@ -169,7 +195,7 @@ mod tests {
     #[test]
     fn moving_to_the_same_state_changes_nothing() {
         let mut d = Deltas::default();
-        d.moved("a", 8, 8);
+        d.moved("a", None, 8, 8);
         assert!(d.is_empty());
     }
 
@@ -200,7 +226,7 @@ mod tests {
             (6, 5, 1)
         );
         let mut d = Deltas::default();
-        d.moved("b", 25, 26);
+        d.moved("b", None, 25, 26);
         m.apply(&d);
         assert_eq!((m.backlog(), m.backlog_of("b")), (5, 0));
     }
@@ -208,10 +234,18 @@ mod tests {
     #[test]
     fn merged_deltas_add_up() {
         let (mut a, mut b) = (Deltas::default(), Deltas::default());
-        a.added("t", 8);
-        b.added("t", 8);
-        b.removed("t", 12);
+        a.added("t", None, 8);
+        b.added("t", Some("pdf"), 8);
+        b.removed("t", Some("pdf"), 12);
         a.merge(b);
         assert_eq!(a.count_rows(), vec![("t", 8, 2), ("t", 12, -1)]);
+        assert_eq!(
+            a.work_rows(),
+            vec![
+                ("t", "pdf", 8, 1),
+                ("t", "pdf", 12, -1),
+                ("t", "text", 8, 1)
+            ]
+        );
     }
 }

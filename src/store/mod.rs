@@ -121,6 +121,13 @@ pub trait Store: Send + Sync + 'static {
         limits: AdmissionLimits,
     ) -> StoreResult<Admission>;
 
+    /// What the stored key of `claim` says, read without writing (SPEC §17 "Routes, in
+    /// order": the idempotency look-up comes before a slot of `max_in_flight`): a replay,
+    /// a key still in flight or reused with other input, or `None` (no key, or one whose
+    /// first holder died). [`Store::admit`] decides again under its transaction.
+    async fn idempotency_verdict(&self, claim: &IdempotencyClaim)
+    -> StoreResult<Option<Admission>>;
+
     /// Ends a /sync request: stores its outcome and, with a key, the response to replay
     /// (`Some`) or the release of the key (`None`: only successes are kept). The key is
     /// `(tenant, scope, key)`.

@@ -209,6 +209,8 @@ pub struct RequestSummary {
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub callback_status: Option<CallbackStatus>,
+    /// The work the request named (`None`: made before works, a `text` record).
+    pub work: Option<String>,
 }
 
 /// Whose records a read may see (SPEC §10).
@@ -253,6 +255,8 @@ pub struct ListFilter {
     pub mode: Option<Mode>,
     pub status: Option<RequestStatus>,
     pub callback_status: Option<CallbackStatus>,
+    /// One work's records only (`text` also matches records that name none).
+    pub work: Option<String>,
     pub limit: u32,
     pub start: PageStart,
 }
@@ -261,6 +265,16 @@ impl ListFilter {
     /// The state codes the filters match (all of them when there is no filter).
     pub fn states(&self) -> Vec<i64> {
         matching_states(self.mode, self.status, self.callback_status)
+    }
+
+    /// The values of the `work` column the work filter matches, if there is one: `None`
+    /// in the list stands for a record made before works existed (a `text` record).
+    pub fn work_values(&self) -> Option<Vec<Option<&str>>> {
+        let work = self.work.as_deref()?;
+        Some(match work {
+            "text" => vec![Some(work), None],
+            _ => vec![Some(work)],
+        })
     }
 
     /// Whether any of mode, status and callback_status is set.

@@ -47,4 +47,6 @@ mod tenants;
 mod works_async;
 mod works_console;
 mod works_file;
+mod works_filter;
 mod works_sync;
+mod works_sync_order;

@@ -333,7 +333,7 @@ async fn hand_out(
     let started = sqlx::query(
         "UPDATE requests SET status = 'processing', started_at = now()
          WHERE id = ANY($1) AND status = 'pending'
-         RETURNING tenant",
+         RETURNING tenant, work",
     )
     .bind(&ids)
     .fetch_all(&mut *c)
@@ -351,7 +351,8 @@ async fn hand_out(
         ),
     );
     for row in &started {
-        d.moved(row.try_get::<&str, _>("tenant")?, from, to);
+        let work: Option<&str> = row.try_get("work")?;
+        d.moved(row.try_get::<&str, _>("tenant")?, work, from, to);
     }
     let rows = sqlx::query(
         "SELECT id, input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,

@@ -29,6 +29,8 @@ pub(super) fn shard() -> i16 {
 }
 
 /// Adds a transaction's changes to the count rows and the per-minute callback figures.
+/// Rows are locked in one order by every writer: request_counts, then work_counts (each
+/// sorted), then callback_minutes.
 pub(super) async fn apply(c: &mut PgConnection, d: &Deltas) -> StoreResult<()> {
     let shard = shard();
     let rows = d.count_rows();
@@ -41,6 +43,26 @@ pub(super) async fn apply(c: &mut PgConnection, d: &Deltas) -> StoreResult<()> {
              ON CONFLICT (tenant, state, shard) DO UPDATE SET n = request_counts.n + excluded.n",
         )
         .bind(&tenants)
+        .bind(&states)
+        .bind(&ns)
+        .bind(shard)
+        .execute(&mut *c)
+        .await?;
+    }
+    let works = d.work_rows();
+    if !works.is_empty() {
+        let tenants: Vec<&str> = works.iter().map(|w| w.0).collect();
+        let names: Vec<&str> = works.iter().map(|w| w.1).collect();
+        let states: Vec<i16> = works.iter().map(|w| w.2 as i16).collect();
+        let ns: Vec<i64> = works.iter().map(|w| w.3).collect();
+        sqlx::query(
+            "INSERT INTO work_counts (tenant, work, state, shard, n)
+             SELECT t, w, s, $5, n
+             FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bigint[]) AS u(t, w, s, n)
+             ON CONFLICT (tenant, work, state, shard) DO UPDATE SET n = work_counts.n + excluded.n",
+        )
+        .bind(&tenants)
+        .bind(&names)
         .bind(&states)
         .bind(&ns)
         .bind(shard)

@@ -102,9 +102,9 @@ pub(super) async fn prune(
 ) -> StoreResult<u64> {
     let terminal: Vec<i16> = terminal_states().iter().map(|s| *s as i16).collect();
     let victims = sqlx::query(
-        "SELECT v.id, v.tenant, v.state FROM unnest($1::smallint[]) AS s(state)
+        "SELECT v.id, v.tenant, v.work, v.state FROM unnest($1::smallint[]) AS s(state)
          CROSS JOIN LATERAL (
-             SELECT id, tenant, state FROM requests
+             SELECT id, tenant, work, state FROM requests
              WHERE state = s.state AND created_at < $2
              ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) v
          LIMIT $3",
@@ -131,6 +131,7 @@ pub(super) async fn prune(
     for row in &victims {
         d.removed(
             row.try_get("tenant")?,
+            row.try_get("work")?,
             i64::from(row.try_get::<i16, _>("state")?),
         );
     }

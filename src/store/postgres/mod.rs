@@ -33,6 +33,7 @@ mod claim;
 mod counts;
 mod destinations;
 mod housekeeping;
+mod indexes;
 mod instances;
 mod jobs;
 mod keys;
@@ -235,7 +236,11 @@ impl PgStore {
                     self.health.note(&done);
                     done.map(|()| {
                         let mut d = Deltas::default();
-                        d.added(&req.tenant, requests::state_of_new(&req));
+                        d.added(
+                            &req.tenant,
+                            req.work.as_deref(),
+                            requests::state_of_new(&req),
+                        );
                         self.counts.write().expect("counts lock").apply(&d);
                         Admission::Admitted
                     })
@@ -285,6 +290,7 @@ async fn migrate(options: &PgConnectOptions) -> StoreResult<()> {
         .map_err(|_| StoreError::Unavailable("connecting timed out".into()))?
         .map_err(|e| classify(e.into()))?;
     MIGRATOR.run(&mut conn).await?;
+    indexes::build(&mut conn).await?;
     let _ = conn.close().await;
     Ok(())
 }
@@ -429,6 +435,14 @@ impl Store for PgStore {
             self.announcer.announce();
         }
         Ok(admission)
+    }
+
+    async fn idempotency_verdict(
+        &self,
+        claim: &IdempotencyClaim,
+    ) -> StoreResult<Option<Admission>> {
+        let mut c = self.pool.acquire().await.map_err(|e| classify(e.into()))?;
+        requests::replay_of(&mut c, claim).await.map_err(classify)
     }
 
     async fn finish_sync(

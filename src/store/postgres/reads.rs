@@ -102,7 +102,7 @@ pub(super) async fn list(c: &mut PgConnection, f: ListFilter) -> StoreResult<Pag
         .execute(&mut *c)
         .await?;
     let states = f.states();
-    let total = total(c, &f.scope, f.is_filtered().then_some(&states)).await?;
+    let total = total(c, &f, f.is_filtered().then_some(&states)).await?;
     if f.is_filtered() && states.is_empty() {
         return Ok(Page {
             requests: Vec::new(),
@@ -119,12 +119,15 @@ pub(super) async fn list(c: &mut PgConnection, f: ListFilter) -> StoreResult<Pag
         PageStart::After(_) => 0,
     };
     let mut args = Args::default();
+    let works = f.work_values().unwrap_or_else(|| vec![Some("")]);
     let arms: Vec<String> = states
         .iter()
-        .map(|s| arm(&mut args, &f, *s, limit + offset))
+        .flat_map(|s| works.iter().map(move |w| (*s, *w)))
+        .map(|(s, w)| arm(&mut args, &f, (s, w), limit + offset))
         .collect();
     let sql = format!(
-        "SELECT r.id, r.tenant, r.mode, r.status, r.created_at, r.completed_at, r.callback_status
+        "SELECT r.id, r.tenant, r.mode, r.status, r.created_at, r.completed_at, r.callback_status,
+                r.work
          FROM (SELECT id, created_at FROM ({}) u
                ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}) p
          JOIN requests r ON r.id = p.id
@@ -141,12 +144,20 @@ pub(super) async fn list(c: &mut PgConnection, f: ListFilter) -> StoreResult<Pag
     Ok(Page::of(requests, f.limit, total))
 }
 
-/// One ordered index range: the scope's records in one state, after the cursor, at most
-/// `depth` of them (a page never needs more from one state).
-fn arm(args: &mut Args, f: &ListFilter, state: i64, depth: u64) -> String {
+/// One ordered index range: the scope's records in one state (and with one value of
+/// `work` when the filter names a work: `None` for `work IS NULL`), after the cursor, at
+/// most `depth` of them (a page never needs more from one range).
+fn arm(args: &mut Args, f: &ListFilter, range: (i64, Option<&str>), depth: u64) -> String {
+    let (state, work) = range;
     let mut conds = Vec::new();
     if let Scope::Tenant(t) = &f.scope {
         conds.push(format!("tenant = {}", args.push(t.clone())));
+    }
+    if f.work.is_some() {
+        conds.push(match work {
+            Some(w) => format!("work = {}", args.push(w.to_owned())),
+            None => "work IS NULL".to_owned(),
+        });
     }
     conds.push(format!("state = {}", args.push(state as i16)));
     if let PageStart::After(k) = f.start {
@@ -160,21 +171,34 @@ fn arm(args: &mut Args, f: &ListFilter, state: i64, depth: u64) -> String {
     )
 }
 
-/// The number of records in scope (in the given states), from the kept counts.
-async fn total(c: &mut PgConnection, scope: &Scope, states: Option<&Vec<i64>>) -> StoreResult<u64> {
-    let tenant = match scope {
+/// The number of records in scope (in the given states, of the filter's work), from the
+/// kept counts.
+async fn total(
+    c: &mut PgConnection,
+    f: &ListFilter,
+    states: Option<&Vec<i64>>,
+) -> StoreResult<u64> {
+    let tenant = match &f.scope {
         Scope::Tenant(t) => Some(t.as_str()),
         Scope::All => None,
     };
     let states: Option<Vec<i16>> = states.map(|s| s.iter().map(|v| *v as i16).collect());
-    let n: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(n), 0)::bigint FROM request_counts
-         WHERE ($1::text IS NULL OR tenant = $1) AND ($2::smallint[] IS NULL OR state = ANY($2))",
-    )
-    .bind(tenant)
-    .bind(states)
-    .fetch_one(&mut *c)
-    .await?;
+    let sql = match &f.work {
+        Some(_) => {
+            "SELECT coalesce(sum(n), 0)::bigint FROM work_counts
+             WHERE ($1::text IS NULL OR tenant = $1) AND ($2::smallint[] IS NULL OR state = ANY($2))
+               AND work = $3"
+        }
+        None => {
+            "SELECT coalesce(sum(n), 0)::bigint FROM request_counts
+             WHERE ($1::text IS NULL OR tenant = $1) AND ($2::smallint[] IS NULL OR state = ANY($2))"
+        }
+    };
+    let mut query = sqlx::query_scalar(sql).bind(tenant).bind(states);
+    if let Some(work) = &f.work {
+        query = query.bind(work);
+    }
+    let n: i64 = query.fetch_one(&mut *c).await?;
     Ok(n.max(0) as u64)
 }
 
@@ -190,6 +214,7 @@ fn summary_from_row(row: &PgRow) -> StoreResult<RequestSummary> {
             .try_get::<Option<&str>, _>("callback_status")?
             .map(|s| parse_enum(s, CallbackStatus::parse))
             .transpose()?,
+        work: row.try_get("work")?,
     })
 }
 
@@ -213,7 +238,7 @@ fn record_from_row(row: &PgRow) -> StoreResult<RequestRecord> {
         callback_next_attempt_at: None,
         trace_id: row.try_get("trace_id")?,
         attempts: Vec::new(),
-        work: row.try_get("work")?,
+        work: s.work,
         work_attempts: row.try_get("work_attempts")?,
         attempts_total: 0,
     })

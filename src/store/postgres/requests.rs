@@ -26,7 +26,7 @@ pub(super) async fn admit_with_key(
         return Ok(verdict);
     }
     insert_with_job(&mut *c, &req, destination, None, instance).await?;
-    d.added(&req.tenant, state_of_new(&req));
+    d.added(&req.tenant, req.work.as_deref(), state_of_new(&req));
     Ok(Admission::Admitted)
 }
 
@@ -59,7 +59,7 @@ pub(super) async fn insert_with_job(
                                    instance_id)
              VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END, $8, $9, $10, $13, $14,
                      CASE WHEN $7 THEN $15::uuid END)
-             RETURNING id, mode, tenant, state
+             RETURNING id, mode, tenant, state, work
          ), job AS (
              INSERT INTO jobs (request_id, destination_id, phase, run_at)
              SELECT id, $11, 0, now() FROM request WHERE mode = 'async'
@@ -70,6 +70,14 @@ pub(super) async fn insert_with_job(
              SELECT tenant, state, $12, 1 FROM request
              WHERE $12 IS NOT NULL AND ($11::bigint IS NULL OR EXISTS (SELECT 1 FROM destination))
              ON CONFLICT (tenant, state, shard) DO UPDATE SET n = request_counts.n + 1
+             RETURNING 1
+         ), work_counted AS (
+             -- Reads `counted`, so its row is locked first: every writer locks
+             -- request_counts rows before work_counts rows (no deadlock).
+             INSERT INTO work_counts (tenant, work, state, shard, n)
+             SELECT tenant, coalesce(work, 'text'), state, $12, 1 FROM request
+             WHERE EXISTS (SELECT 1 FROM counted)
+             ON CONFLICT (tenant, work, state, shard) DO UPDATE SET n = work_counts.n + 1
          )
          SELECT 1",
     )
@@ -139,7 +147,7 @@ pub(super) async fn transition(
         "UPDATE requests r SET {set}
          FROM (SELECT id, state FROM requests WHERE id = $1 FOR UPDATE) old
          WHERE r.id = old.id
-         RETURNING r.tenant, old.state AS before, r.state AS after"
+         RETURNING r.tenant, r.work, old.state AS before, r.state AS after"
     );
     let query = bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id));
     let Some(row) = query.fetch_optional(&mut *c).await? else {
@@ -148,7 +156,8 @@ pub(super) async fn transition(
     let tenant: String = row.try_get("tenant")?;
     let before: i16 = row.try_get("before")?;
     let after: i16 = row.try_get("after")?;
-    d.moved(&tenant, before.into(), after.into());
+    let work: Option<String> = row.try_get("work")?;
+    d.moved(&tenant, work.as_deref(), before.into(), after.into());
     if let (Some(CallbackStatus::Pending), Some(ended)) = (
         callback_of_state(before.into()),
         callback_of_state(after.into()),

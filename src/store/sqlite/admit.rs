@@ -10,6 +10,27 @@ use crate::store::*;
 
 /// What a stored idempotency key says about a new admission with the same key.
 fn existing_key(c: &Connection, claim: &IdempotencyClaim) -> StoreResult<Option<Admission>> {
+    let Some(stored) = stored_key(c, claim)? else {
+        return Ok(None);
+    };
+    let verdict = stored.verdict(claim);
+    if verdict.is_none() {
+        // Its first holder died mid-work: the key is free again.
+        delete_key(c, claim)?;
+    }
+    Ok(verdict)
+}
+
+/// The verdict of a stored key, read only (a look-up before any slot is taken, §17).
+pub(super) fn key_verdict(
+    c: &Connection,
+    claim: &IdempotencyClaim,
+) -> StoreResult<Option<Admission>> {
+    Ok(stored_key(c, claim)?.and_then(|stored| stored.verdict(claim)))
+}
+
+/// The committed claim on the key, if any.
+fn stored_key(c: &Connection, claim: &IdempotencyClaim) -> StoreResult<Option<StoredKey>> {
     let row = c
         .prepare_cached(
             "SELECT fingerprint, response_status, response_body, held_until
@@ -24,23 +45,16 @@ fn existing_key(c: &Connection, claim: &IdempotencyClaim) -> StoreResult<Option<
             ))
         })
         .optional()?;
-    let Some((fingerprint, status, body, held_until)) = row else {
-        return Ok(None);
-    };
-    let stored = StoredKey {
-        fingerprint,
-        response: status.map(|status| StoredResponse {
-            status: status as u16,
-            body: body.unwrap_or_default(),
+    Ok(
+        row.map(|(fingerprint, status, body, held_until)| StoredKey {
+            fingerprint,
+            response: status.map(|status| StoredResponse {
+                status: status as u16,
+                body: body.unwrap_or_default(),
+            }),
+            held: held_until > now_ms(),
         }),
-        held: held_until > now_ms(),
-    };
-    let verdict = stored.verdict(claim);
-    if verdict.is_none() {
-        // Its first holder died mid-work: the key is free again.
-        delete_key(c, claim)?;
-    }
-    Ok(verdict)
+    )
 }
 
 fn delete_key(c: &Connection, claim: &IdempotencyClaim) -> StoreResult<()> {
@@ -92,6 +106,7 @@ pub(super) fn admit(
     ])?;
     b.deltas.added(
         &req.tenant,
+        req.work.as_deref(),
         state_code(req.mode, req.status, callback_status),
     );
     if let (true, Some(origin)) = (is_async, &req.origin) {

@@ -64,6 +64,13 @@ pub(super) fn apply(c: &Connection, d: &Deltas) -> StoreResult<()> {
     for (tenant, state, n) in d.count_rows() {
         counts.execute(params![tenant, state, n])?;
     }
+    let mut works = c.prepare_cached(
+        "INSERT INTO work_counts (tenant, work, state, shard, n) VALUES (?1, ?2, ?3, 0, ?4)
+         ON CONFLICT (tenant, work, state, shard) DO UPDATE SET n = n + excluded.n",
+    )?;
+    for (tenant, work, state, n) in d.work_rows() {
+        works.execute(params![tenant, work, state, n])?;
+    }
     let mut minutes = c.prepare_cached(
         "INSERT INTO callback_minutes (tenant, minute, shard, delivered, failed)
          VALUES (?1, ?2, 0, ?3, ?4)

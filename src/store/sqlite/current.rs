@@ -25,6 +25,7 @@ pub(super) fn after(d: Duration) -> i64 {
 /// A request's tenant and state before a change, to note the change in the counts.
 pub(super) struct Current {
     pub tenant: String,
+    pub work: Option<String>,
     pub mode: Mode,
     pub status: RequestStatus,
     pub callback: Option<CallbackStatus>,
@@ -34,7 +35,7 @@ impl Current {
     pub fn read(c: &Connection, id: &str) -> StoreResult<Option<Self>> {
         let row = c
             .prepare_cached(
-                "SELECT tenant, mode, status, callback_status FROM requests WHERE id = ?1",
+                "SELECT tenant, mode, status, callback_status, work FROM requests WHERE id = ?1",
             )?
             .query_row(params![id], |r| {
                 Ok((
@@ -42,14 +43,16 @@ impl Current {
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
                 ))
             })
             .optional()?;
-        let Some((tenant, mode, status, callback)) = row else {
+        let Some((tenant, mode, status, callback, work)) = row else {
             return Ok(None);
         };
         Ok(Some(Self {
             tenant,
+            work,
             mode: parse_enum(&mode, Mode::parse)?,
             status: parse_enum(&status, RequestStatus::parse)?,
             callback: callback
@@ -70,6 +73,7 @@ impl Current {
         callback: Option<CallbackStatus>,
     ) {
         let to = state_code(self.mode, status, callback);
-        b.deltas.moved(&self.tenant, self.state(), to);
+        b.deltas
+            .moved(&self.tenant, self.work.as_deref(), self.state(), to);
     }
 }

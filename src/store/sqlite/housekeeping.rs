@@ -97,19 +97,19 @@ pub(super) fn prune(b: &mut Batch<'_>, cutoff: i64, limit: usize) -> StoreResult
         if left == 0 {
             break;
         }
-        let victims: Vec<(String, String)> = b
+        let victims: Vec<(String, String, Option<String>)> = b
             .conn
             .prepare_cached(
-                "SELECT id, tenant FROM requests WHERE state = ?1 AND created_at < ?2
+                "SELECT id, tenant, work FROM requests WHERE state = ?1 AND created_at < ?2
                  ORDER BY created_at LIMIT ?3",
             )?
             .query_map(params![state, cutoff, left as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<Result<_, _>>()?;
-        for (id, tenant) in &victims {
+        for (id, tenant, work) in &victims {
             delete_record(b.conn, id)?;
-            b.deltas.removed(tenant, state);
+            b.deltas.removed(tenant, work.as_deref(), state);
             pruned += 1;
             if started.elapsed() >= PRUNE_BUDGET {
                 break 'states;

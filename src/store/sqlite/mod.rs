@@ -198,6 +198,16 @@ impl Store for SqliteStore {
         Ok(admission)
     }
 
+    async fn idempotency_verdict(
+        &self,
+        claim: &IdempotencyClaim,
+    ) -> StoreResult<Option<Admission>> {
+        let claim = claim.clone();
+        self.readers
+            .read(move |c| admit::key_verdict(c, &claim))
+            .await
+    }
+
     async fn finish_sync(
         &self,
         id: Uuid,

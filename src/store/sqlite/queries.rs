@@ -31,6 +31,7 @@ fn summary(r: &Row<'_>) -> StoreResult<RequestSummary> {
             .get::<_, Option<String>>("callback_status")?
             .map(|s| parse_enum(&s, CallbackStatus::parse))
             .transpose()?,
+        work: r.get("work")?,
     })
 }
 
@@ -54,7 +55,7 @@ fn record(r: &Row<'_>) -> StoreResult<RequestRecord> {
         callback_next_attempt_at: None,
         trace_id: r.get("trace_id")?,
         attempts: Vec::new(),
-        work: r.get("work")?,
+        work: s.work,
         work_attempts: r.get("work_attempts")?,
         attempts_total: 0,
     })
@@ -184,7 +185,7 @@ impl Args {
 pub(super) fn list_requests(c: &Connection, f: &ListFilter) -> StoreResult<Page> {
     let states = f.states();
     let tx = c.unchecked_transaction()?;
-    let total = total(&tx, &f.scope, f.is_filtered().then_some(&states))?;
+    let total = total(&tx, f, f.is_filtered().then_some(&states))?;
     if f.is_filtered() && states.is_empty() {
         return Ok(Page {
             requests: Vec::new(),
@@ -193,14 +194,20 @@ pub(super) fn list_requests(c: &Connection, f: &ListFilter) -> StoreResult<Page>
         });
     }
     let mut args = Args::default();
-    let arms: Vec<String> = states.iter().map(|s| arm(&mut args, f, *s)).collect();
+    let works = f.work_values().unwrap_or_else(|| vec![Some("")]);
+    let arms: Vec<String> = states
+        .iter()
+        .flat_map(|s| works.iter().map(move |w| (*s, *w)))
+        .map(|(s, w)| arm(&mut args, f, s, w))
+        .collect();
     let limit = args.push(f.limit as i64 + 1);
     let offset = args.push(match f.start {
         PageStart::Offset(n) => n.min(i64::MAX as u64) as i64,
         PageStart::After(_) => 0,
     });
     let sql = format!(
-        "SELECT r.id, r.tenant, r.mode, r.status, r.created_at, r.completed_at, r.callback_status
+        "SELECT r.id, r.tenant, r.mode, r.status, r.created_at, r.completed_at, r.callback_status,
+                r.work
          FROM ({} ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}) p
          JOIN requests r ON r.id = p.id
          ORDER BY p.created_at DESC, p.id DESC",
@@ -211,11 +218,18 @@ pub(super) fn list_requests(c: &Connection, f: &ListFilter) -> StoreResult<Page>
     Ok(Page::of(requests, f.limit, total))
 }
 
-/// One index range: the scope's records in one state, after the cursor.
-fn arm(args: &mut Args, f: &ListFilter, state: i64) -> String {
+/// One index range: the scope's records in one state (and with one value of `work` when
+/// the filter names a work: `None` for `work IS NULL`), after the cursor.
+fn arm(args: &mut Args, f: &ListFilter, state: i64, work: Option<&str>) -> String {
     let mut conds = Vec::new();
     if let Scope::Tenant(t) = &f.scope {
         conds.push(format!("tenant = {}", args.push(t.clone())));
+    }
+    if f.work.is_some() {
+        conds.push(match work {
+            Some(w) => format!("work = {}", args.push(w.to_owned())),
+            None => "work IS NULL".to_owned(),
+        });
     }
     conds.push(format!("state = {}", args.push(state)));
     if let PageStart::After(k) = f.start {
@@ -229,13 +243,21 @@ fn arm(args: &mut Args, f: &ListFilter, state: i64) -> String {
     )
 }
 
-/// The number of records in scope (in the given states), from the kept counts.
-fn total(c: &Connection, scope: &Scope, states: Option<&Vec<i64>>) -> StoreResult<u64> {
+/// The number of records in scope (in the given states, of the filter's work), from the
+/// kept counts.
+fn total(c: &Connection, f: &ListFilter, states: Option<&Vec<i64>>) -> StoreResult<u64> {
     let mut args = Args::default();
     let mut conds = Vec::new();
-    if let Scope::Tenant(t) = scope {
+    if let Scope::Tenant(t) = &f.scope {
         conds.push(format!("tenant = {}", args.push(t.clone())));
     }
+    let table = match &f.work {
+        Some(work) => {
+            conds.push(format!("work = {}", args.push(work.clone())));
+            "work_counts"
+        }
+        None => "request_counts",
+    };
     if let Some(states) = states {
         let list: Vec<String> = states.iter().map(|s| args.push(*s)).collect();
         conds.push(format!("state IN ({})", list.join(", ")));
@@ -245,9 +267,7 @@ fn total(c: &Connection, scope: &Scope, states: Option<&Vec<i64>>) -> StoreResul
         false => format!("WHERE {}", conds.join(" AND ")),
     };
     let n: i64 = c
-        .prepare_cached(&format!(
-            "SELECT coalesce(sum(n), 0) FROM request_counts {filter}"
-        ))?
+        .prepare_cached(&format!("SELECT coalesce(sum(n), 0) FROM {table} {filter}"))?
         .query_row(params_from_iter(args.0.iter()), |r| r.get(0))?;
     Ok(n.max(0) as u64)
 }
