@@ -269,85 +269,43 @@ both_backends!(
     a_crash_mid_work_runs_it_again_with_the_same_key_and_calls_back_once,
 );
 
-/// §13 "Isolation": jobs of a work whose upstream never answers hold no delivery worker,
-/// so healthy works and `text` are called back while the hung attempts are still open.
-async fn a_hung_upstream_costs_other_works_and_callbacks_nothing(backend: Backend) {
+/// §13 "Isolation", the scenario both tests below share: a `hang` work whose upstream
+/// never answers (with `max_in_flight`) and a healthy `ok` work, on an instance with
+/// `--workers 4` and `flags`. `hung` requests of `hang` go first; once `calling` of them
+/// reached the upstream, 10 `text` and 10 `ok` requests follow, and all 20 are called
+/// back while no hung attempt has ended. Returns the upstream's `/hang` calls.
+async fn hung_beside_healthy(
+    backend: Backend,
+    max_in_flight: u32,
+    flags: &[(&str, i64)],
+    hung: usize,
+    calling: usize,
+) -> usize {
     let (up, receiver, dir) = (
         Upstream::start().await,
         Receiver::ok().await,
         tempfile::tempdir().unwrap(),
     );
     let text = format!(
-        "[works.hang]\nkind = \"http\"\nurl = \"{}\"\ntimeout = \"60s\"\nmax_in_flight = 64\n\n[works.ok]\nkind = \"http\"\nurl = \"{}\"\n",
+        "[works.hang]\nkind = \"http\"\nurl = \"{}\"\ntimeout = \"60s\"\nmax_in_flight = {max_in_flight}\n\n[works.ok]\nkind = \"http\"\nurl = \"{}\"\n",
         up.url("/hang"),
         up.url("/ok")
     );
     std::fs::write(dir.path().join("works.toml"), text).unwrap();
-    let app = TestApp::builder(backend)
+    let mut builder = TestApp::builder(backend)
         .allow_loopback()
         .arg("--works", dir.path().join("works.toml").display())
         .arg("--workers", 4)
-        .arg("--work-delay-ms", 0)
-        .spawn()
-        .await;
-    let hung = 30;
+        .arg("--work-delay-ms", 0);
+    for (flag, value) in flags {
+        builder = builder.arg(flag, value);
+    }
+    let app = builder.spawn().await;
     for _ in 0..hung {
         let body = json!({"callback_url": receiver.url("/hung")}).to_string();
         assert_eq!(submit(&app, "hang", &body).await.0, 202);
     }
-    up.wait_for(hung).await;
-    for i in 0..10 {
-        app.submit_async(&format!("t{i}"), &receiver.url("/text"))
-            .await;
-        let body = json!({"i": i, "callback_url": receiver.url("/healthy")}).to_string();
-        assert_eq!(submit(&app, "ok", &body).await.0, 202);
-    }
-    let hits = receiver.wait_for(20, Duration::from_secs(50)).await;
-    assert!(
-        hits.iter().all(|h| h.path != "/hung"),
-        "no hung attempt has ended"
-    );
-    let open = up.seen().iter().filter(|s| s.path == "/hang").count();
-    assert_eq!(
-        open, hung,
-        "all {hung} hung attempts (over the 4 workers) are still open"
-    );
-    assert_eq!(hits.iter().filter(|h| h.path == "/healthy").count(), 10);
-}
-
-both_backends!(a_hung_upstream_costs_other_works_and_callbacks_nothing);
-
-/// §13 "Isolation" at scale: far more jobs of a hung work than both pools hold. Jobs over
-/// the work's `max_in_flight` wait in the store (holding no worker, no lease, no slot of
-/// the work pool), so `text` and a healthy work are called back while the hung work's two
-/// calls are still open and its other jobs have not called the upstream at all.
-async fn jobs_over_max_in_flight_wait_in_the_store(backend: Backend) {
-    let (up, receiver, dir) = (
-        Upstream::start().await,
-        Receiver::ok().await,
-        tempfile::tempdir().unwrap(),
-    );
-    let text = format!(
-        "[works.hang]\nkind = \"http\"\nurl = \"{}\"\ntimeout = \"60s\"\nmax_in_flight = 2\n\n[works.ok]\nkind = \"http\"\nurl = \"{}\"\n",
-        up.url("/hang"),
-        up.url("/ok")
-    );
-    std::fs::write(dir.path().join("works.toml"), text).unwrap();
-    let app = TestApp::builder(backend)
-        .allow_loopback()
-        .arg("--works", dir.path().join("works.toml").display())
-        .arg("--workers", 4)
-        .arg("--work-workers", 4)
-        .arg("--work-delay-ms", 0)
-        .spawn()
-        .await;
-    // 40 > 2 × --work-workers (jobs away from their seat) + --workers (seats).
-    let hung = 40;
-    for _ in 0..hung {
-        let body = json!({"callback_url": receiver.url("/hung")}).to_string();
-        assert_eq!(submit(&app, "hang", &body).await.0, 202);
-    }
-    up.wait_for(2).await;
+    up.wait_for(calling).await;
     for i in 0..10 {
         app.submit_async(&format!("t{i}"), &receiver.url("/text"))
             .await;
@@ -361,7 +319,26 @@ async fn jobs_over_max_in_flight_wait_in_the_store(backend: Backend) {
     );
     assert_eq!(hits.iter().filter(|h| h.path == "/healthy").count(), 10);
     assert_eq!(hits.iter().filter(|h| h.path == "/text").count(), 10);
-    let calls = up.seen().iter().filter(|s| s.path == "/hang").count();
+    up.seen().iter().filter(|s| s.path == "/hang").count()
+}
+
+/// Jobs of a work whose upstream never answers hold no delivery worker, so healthy works
+/// and `text` are called back while the hung attempts (more than the 4 workers) are
+/// still open.
+async fn a_hung_upstream_costs_other_works_and_callbacks_nothing(backend: Backend) {
+    let calls = hung_beside_healthy(backend, 64, &[], 30, 30).await;
+    assert_eq!(calls, 30, "all 30 hung attempts are still open");
+}
+
+both_backends!(a_hung_upstream_costs_other_works_and_callbacks_nothing);
+
+/// At scale: far more jobs of a hung work than both pools hold (40 > 2 × --work-workers
+/// away from their seats + --workers seats). Jobs over the work's `max_in_flight` wait in
+/// the store (holding no worker, no lease, no slot of the work pool), so the healthy ones
+/// are called back while the hung work's two calls are open and its other jobs have not
+/// called the upstream at all.
+async fn jobs_over_max_in_flight_wait_in_the_store(backend: Backend) {
+    let calls = hung_beside_healthy(backend, 2, &[("--work-workers", 4)], 40, 2).await;
     assert_eq!(calls, 2, "the hung work made only its max_in_flight calls");
 }
 
