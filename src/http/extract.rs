@@ -25,30 +25,16 @@ pub struct JsonObject(pub Map<String, Value>);
 impl FromRequest<AppState> for JsonObject {
     type Rejection = ApiError;
 
+    /// [`RawJsonObject`]'s checks, keeping only the object.
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.config.max_body_bytes;
-        let json = is_json(req.headers());
-        let declared = content_length(req.headers());
-        let timeout = state.config.http.body_timeout;
-        let deadline = body_deadline(&req, timeout);
-        let body =
-            tokio::time::timeout_at(deadline, read_limited(req.into_body(), limit, declared))
-                .await
-                .map_err(|_| ApiError::RequestTimeout(timeout))?;
-        if !json {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let bytes = body.ok_or(ApiError::PayloadTooLarge { limit })?;
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(JsonObject(map)),
-            Ok(other) => Err(ApiError::NotAnObject(json_kind(&other))),
-            Err(e) => Err(ApiError::MalformedJson(e.to_string())),
-        }
+        let raw = RawJsonObject::from_request(req, state).await?;
+        Ok(JsonObject(raw.map))
     }
 }
 
-/// A JSON object body with its exact bytes, for a work's upstream (SPEC §17); the same
-/// checks, in the same order, as [`JsonObject`].
+/// A JSON object body with its exact bytes, for a work's upstream (SPEC §17): read within
+/// the body timeout (408), then checked for content type (415), size (413) and being a
+/// JSON object (400).
 pub struct RawJsonObject {
     pub bytes: Vec<u8>,
     pub map: Map<String, Value>,
