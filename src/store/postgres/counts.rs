@@ -19,7 +19,7 @@ use crate::store::counts::{CountsMirror, Deltas};
 use crate::store::model::backlog_states;
 
 /// Rows one counter is spread over.
-pub(super) const SHARDS: i16 = 8;
+pub(super) const SHARDS: i16 = 64;
 /// How often the backlog mirror is read back from the table.
 const REFRESH_EVERY: Duration = Duration::from_millis(500);
 

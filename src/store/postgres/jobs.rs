@@ -2,7 +2,7 @@
 //! the circuit changes they cause) while the lease is held, giving a job back, expiring
 //! deliveries, adopting jobs of an earlier version.
 //!
-//! Lock order is always the job row first, then its destination (`FOR KEY SHARE`, see
+//! Lock order is always the job row first, then its destination's delivery guard (see
 //! [`claim`](super::claim)), then its request, then the count rows; a claim and a late
 //! record by a worker whose lease expired cannot deadlock.
 
@@ -41,7 +41,7 @@ pub(super) async fn renew_lease(
 /// Never waits for a row lock: a job row locked by its owner's record (which checked
 /// the lease when it took the lock, and no claim can take a locked row) is skipped this
 /// time, neither renewed nor lost. Otherwise one renewal would wait for every record
-/// in flight, and those wait behind claims (`FOR KEY SHARE` on their destination).
+/// in flight, and those wait behind claims (their destination's delivery guard).
 /// A lease is ours while its job row carries its token: every claim writes a new one,
 /// so a lease past its end that no claim took yet is still ours, and renewed.
 pub(super) async fn renew_leases(
@@ -79,7 +79,7 @@ pub(super) async fn renew_leases(
 
 /// The job's destination when `lease` still holds it (same token, not expired). Locks the
 /// job row until the transaction ends, so no claim can take the job while we record, and
-/// then the destination `FOR KEY SHARE` (see the claim's protocol).
+/// then the destination's delivery guard in shared mode (see the claim's protocol).
 async fn hold_lease(c: &mut PgConnection, lease: Lease) -> StoreResult<Option<Option<i64>>> {
     let row = sqlx::query(
         "SELECT destination_id FROM jobs
@@ -98,13 +98,9 @@ async fn hold_lease(c: &mut PgConnection, lease: Lease) -> StoreResult<Option<Op
     Ok(Some(destination))
 }
 
-/// Takes `FOR KEY SHARE` on a destination before making one of its deliveries due.
+/// Takes a destination's delivery guard before making one of its deliveries due.
 async fn share_destination(c: &mut PgConnection, id: i64) -> StoreResult<()> {
-    sqlx::query("SELECT 1 FROM destinations WHERE id = $1 FOR KEY SHARE")
-        .bind(id)
-        .execute(&mut *c)
-        .await?;
-    Ok(())
+    super::claim::share_deliveries(c, &[id]).await
 }
 
 /// Makes a destination's deliveries due no later than `now() + offset_ms` (never before

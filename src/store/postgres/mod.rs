@@ -28,7 +28,9 @@
 //! - **Migrations** run at open on a dedicated connection; sqlx holds an advisory lock
 //!   while it migrates, so instances starting together apply each migration once.
 
+mod admit;
 mod auth;
+mod batch;
 mod claim;
 mod counts;
 mod destinations;
@@ -39,6 +41,7 @@ mod jobs;
 mod keys;
 mod listen;
 mod reads;
+mod record;
 mod redeliver;
 mod requests;
 
@@ -79,11 +82,52 @@ pub struct PgStore {
     /// The backlog's counts, refreshed from the table (SPEC §9).
     counts: Arc<RwLock<CountsMirror>>,
     _refresher: counts::Refresher,
+    /// Runs transactions that keep the counts.
+    writer: Writer,
+    /// Writes keyless admissions in batches.
+    admitter: batch::Batcher<admit::Admit, ()>,
+    /// Writes the engine's outcome records in batches.
+    recorder: batch::Batcher<record::Outcome, bool>,
     /// (tenant, origin) → destination id, so that an admission is one statement.
     destinations: Mutex<HashMap<(String, String), i64>>,
     health: WriteHealth,
     /// This instance, named by its /sync records, and its heartbeat.
     instance: instances::Instance,
+}
+
+/// Runs transactions that keep the counts: shared by the store and its recorder.
+#[derive(Clone)]
+struct Writer {
+    counts: Arc<RwLock<CountsMirror>>,
+    health: WriteHealth,
+}
+
+impl Writer {
+    /// Runs `op` in a transaction on `pool` with a [`Deltas`] for the kept counts, which
+    /// are written just before the commit: committed when it succeeds, rolled back
+    /// otherwise.
+    async fn run<T, F>(&self, pool: &PgPool, op: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'c> FnOnce(&'c mut PgConnection, &'c mut Deltas) -> BoxFuture<'c, StoreResult<T>>
+            + Send,
+    {
+        let mut deltas = Deltas::default();
+        let result = async {
+            let mut tx = pool.begin().await?;
+            let value = op(&mut tx, &mut deltas).await?;
+            counts::apply(&mut tx, &deltas).await?;
+            tx.commit().await?;
+            Ok(value)
+        }
+        .await
+        .map_err(classify);
+        self.health.note(&result);
+        if result.is_ok() {
+            self.counts.write().expect("counts lock").apply(&deltas);
+        }
+        result
+    }
 }
 
 /// Destination ids remembered at most (then the memory starts afresh).
@@ -109,6 +153,13 @@ impl PgStore {
         ));
         let refresher = counts::Refresher::spawn(pool.clone(), counts.clone());
         let instance = instances::Instance::start(engine.clone()).await?;
+        let health = WriteHealth::default();
+        let writer = Writer {
+            counts: counts.clone(),
+            health: health.clone(),
+        };
+        let recorder = record::recorder(engine.clone(), writer.clone());
+        let admitter = admit::admitter(pool.clone(), writer.clone(), instance.id);
         Ok(Self {
             pool,
             engine,
@@ -119,35 +170,22 @@ impl PgStore {
             counts,
             _refresher: refresher,
             destinations: Mutex::new(HashMap::new()),
-            health: WriteHealth::default(),
+            health,
+            writer,
+            admitter,
+            recorder,
             instance,
         })
     }
 
-    /// Runs `op` in a transaction on `pool` with a [`Deltas`] for the kept counts, which
-    /// are written just before the commit: committed when it succeeds, rolled back
-    /// otherwise.
+    /// [`Writer::run`] on `pool`.
     async fn tx_on<T, F>(&self, pool: &PgPool, op: F) -> StoreResult<T>
     where
         T: Send,
         F: for<'c> FnOnce(&'c mut PgConnection, &'c mut Deltas) -> BoxFuture<'c, StoreResult<T>>
             + Send,
     {
-        let mut deltas = Deltas::default();
-        let result = async {
-            let mut tx = pool.begin().await?;
-            let value = op(&mut tx, &mut deltas).await?;
-            counts::apply(&mut tx, &deltas).await?;
-            tx.commit().await?;
-            Ok(value)
-        }
-        .await
-        .map_err(classify);
-        self.health.note(&result);
-        if result.is_ok() {
-            self.counts.write().expect("counts lock").apply(&deltas);
-        }
-        result
+        self.writer.run(pool, op).await
     }
 
     /// [`PgStore::tx_on`] the API's pool.
@@ -222,29 +260,14 @@ impl PgStore {
             }
             let destination = self.destination_for(&req).await?;
             let outcome = match claim.clone() {
-                None => {
-                    let shard = counts::shard();
-                    let done = requests::insert_with_job(
-                        &self.pool,
-                        &req,
+                None => self
+                    .admitter
+                    .submit(admit::Admit {
+                        req: req.clone(),
                         destination,
-                        Some(shard),
-                        self.instance.id,
-                    )
-                    .await
-                    .map_err(classify);
-                    self.health.note(&done);
-                    done.map(|()| {
-                        let mut d = Deltas::default();
-                        d.added(
-                            &req.tenant,
-                            req.work.as_deref(),
-                            requests::state_of_new(&req),
-                        );
-                        self.counts.write().expect("counts lock").apply(&d);
-                        Admission::Admitted
                     })
-                }
+                    .await
+                    .map(|()| Admission::Admitted),
                 Some(claim) => {
                     let req = req.clone();
                     let instance = self.instance.id;
@@ -518,10 +541,13 @@ impl Store for PgStore {
         after: AfterWork,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let done = done.clone();
         let recorded = self
-            .engine_tx(move |c, d| {
-                Box::pin(jobs::record_work(c, d, lease, done, after, expires_at))
+            .recorder
+            .submit(record::Outcome::Work {
+                lease,
+                done: done.clone(),
+                after,
+                expires_at,
             })
             .await?;
         if recorded && after == AfterWork::Wait {
@@ -539,10 +565,13 @@ impl Store for PgStore {
     ) -> StoreResult<bool> {
         let announce = matches!(next, NextStep::RetryAt(_))
             || matches!(circuit, Some(CircuitChange::Close { .. }));
-        let (attempt, next, circuit) = (attempt.clone(), next.clone(), circuit.cloned());
         let recorded = self
-            .engine_tx(move |c, d| {
-                Box::pin(jobs::record_attempt(c, d, lease, attempt, next, circuit))
+            .recorder
+            .submit(record::Outcome::Attempt {
+                lease,
+                attempt: attempt.clone(),
+                next: next.clone(),
+                circuit: circuit.cloned(),
             })
             .await?;
         if recorded && announce {

@@ -1,6 +1,7 @@
 //! Redelivery and the per-minute chart on PostgreSQL (SPEC §11): the shapes of
-//! `sqlite/redeliver.rs`. A new delivery takes its destination `FOR KEY SHARE` before it
-//! lowers the destination's due time, as every write that makes a delivery due does.
+//! `sqlite/redeliver.rs`. A new delivery takes its destination's delivery guard (shared,
+//! see `claim.rs`) before it lowers the destination's due time, as every write that makes a
+//! delivery due does.
 
 use std::time::Duration;
 
@@ -89,10 +90,7 @@ async fn queue_again(
         .and_then(crate::store::origin_of_str)
         .unwrap_or_else(|| "unknown://invalid:0".to_owned());
     let destination = destination_id(c, &tenant, &origin).await?;
-    sqlx::query("SELECT 1 FROM destinations WHERE id = $1 FOR KEY SHARE")
-        .bind(destination)
-        .execute(&mut *c)
-        .await?;
+    super::claim::share_deliveries(c, &[destination]).await?;
     sqlx::query(
         "INSERT INTO jobs (request_id, destination_id, phase, run_at, expires_at, attempt_base, manual)
          VALUES ($1, $2, 1, now(), now() + $3::bigint * interval '1 millisecond', $4, true)",

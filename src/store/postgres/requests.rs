@@ -41,8 +41,9 @@ pub(super) fn state_of_new(req: &NewRequest) -> i64 {
 /// counts (a keyed admission counts through its transaction instead). A /sync record
 /// (started at once) names `instance`, whose heartbeat vouches for its work.
 /// The destination's
-/// `FOR KEY SHARE` (the job's foreign key) is taken before the count row is locked: a
-/// claim locks destinations, then count rows, and the opposite order deadlocked.
+/// `FOR KEY SHARE` (the job's foreign key) is taken before the count row is locked, in
+/// the order of every other writer (destinations, then count rows). A claim never waits
+/// for it: claims exclude delivery writers by an advisory guard, not a row lock.
 pub(super) async fn insert_with_job(
     e: impl PgExecutor<'_>,
     req: &NewRequest,

@@ -1,0 +1,485 @@
+//! Outcome records in batches (SPEC §14, "claims and outcomes batched").
+//!
+//! Every worker used to record its job's work and each attempt in a transaction of its
+//! own: eight statements and a commit per record, on the engine's few connections, so
+//! the engine delivered a few hundred callbacks a second however fast the receiver was.
+//! Now the [`recorder`] queues the record and one task writes everything queued
+//! meanwhile in one transaction of set-based statements (at most [`BATCH`] records, at
+//! most [`IN_FLIGHT`] transactions at once), answering each worker on its own.
+//!
+//! The transaction keeps the per-record protocol and its lock order (`jobs.rs`): the job
+//! rows first (in id order, `FOR UPDATE`), then their destinations' delivery guards (shared,
+//! in id order), then the requests (in id order), then the count rows. A record whose lease is
+//! gone is answered `false` and writes nothing, as before. A record that opens or closes
+//! a circuit is written alone. When a batch fails for any reason but an unavailable
+//! database (a deadlock with a rare writer, say), each of its records is written alone,
+//! so one bad record never fails the others.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::batch::{Batcher, Reply};
+use super::{Writer, jobs, ms, ms_from_now};
+use crate::store::counts::Deltas;
+use crate::store::*;
+
+/// Records written in one transaction at most.
+const BATCH: usize = 256;
+/// Batch transactions at once (each holds one of the engine's connections).
+const IN_FLIGHT: usize = 2;
+
+/// One outcome to record while its lease is held.
+#[derive(Debug, Clone)]
+pub(super) enum Outcome {
+    Work {
+        lease: Lease,
+        done: FinishedWork,
+        after: AfterWork,
+        expires_at: DateTime<Utc>,
+    },
+    Attempt {
+        lease: Lease,
+        attempt: AttemptRecord,
+        next: NextStep,
+        circuit: Option<CircuitChange>,
+    },
+}
+
+impl Outcome {
+    fn lease(&self) -> Lease {
+        match self {
+            Outcome::Work { lease, .. } | Outcome::Attempt { lease, .. } => *lease,
+        }
+    }
+
+    /// Written alone, by the per-record statements of `jobs.rs`.
+    async fn write_alone(self, c: &mut PgConnection, d: &mut Deltas) -> StoreResult<bool> {
+        match self {
+            Outcome::Work {
+                lease,
+                done,
+                after,
+                expires_at,
+            } => jobs::record_work(c, d, lease, done, after, expires_at).await,
+            Outcome::Attempt {
+                lease,
+                attempt,
+                next,
+                circuit,
+            } => jobs::record_attempt(c, d, lease, attempt, next, circuit).await,
+        }
+    }
+}
+
+/// Spawns the batching task of the engine's records.
+pub(super) fn recorder(engine: PgPool, writer: Writer) -> Batcher<Outcome, bool> {
+    Batcher::spawn(
+        BATCH,
+        IN_FLIGHT,
+        Arc::new(move |batch| {
+            let (engine, writer) = (engine.clone(), writer.clone());
+            Box::pin(async move { write(&engine, &writer, batch).await })
+        }),
+    )
+}
+
+/// Writes a batch and answers every record in it.
+async fn write(engine: &PgPool, writer: &Writer, batch: Vec<(Outcome, Reply<bool>)>) {
+    let (alone, together): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(o, _)| {
+        matches!(
+            o,
+            Outcome::Attempt {
+                circuit: Some(_),
+                ..
+            }
+        )
+    });
+    let mut one_by_one = alone;
+    if !together.is_empty() {
+        let outcomes: Vec<Outcome> = together.iter().map(|(o, _)| o.clone()).collect();
+        match writer
+            .run(engine, move |c, d| Box::pin(write_together(c, d, outcomes)))
+            .await
+        {
+            Ok(held) => {
+                for ((_, reply), held) in together.into_iter().zip(held) {
+                    let _ = reply.send(Ok(held));
+                }
+            }
+            Err(e @ StoreError::Unavailable(_)) => {
+                for (_, reply) in together {
+                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, records = together.len(), "batch record failed; writing one by one");
+                one_by_one.extend(together);
+            }
+        }
+    }
+    for (outcome, reply) in one_by_one {
+        let result = writer
+            .run(engine, move |c, d| -> BoxFuture<'_, StoreResult<bool>> {
+                Box::pin(outcome.write_alone(c, d))
+            })
+            .await;
+        let _ = reply.send(result);
+    }
+}
+
+/// Writes outcomes without circuit changes in one transaction; whether each one's lease
+/// held, in order.
+async fn write_together(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    outcomes: Vec<Outcome>,
+) -> StoreResult<Vec<bool>> {
+    let leases: Vec<Lease> = outcomes.iter().map(Outcome::lease).collect();
+    let held = hold_leases(c, &leases).await?;
+    let mut lower: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut works = Vec::new();
+    let mut attempts = Vec::new();
+    for o in &outcomes {
+        if !held.contains_key(&o.lease().request_id) {
+            continue;
+        }
+        match o {
+            Outcome::Work { .. } => works.push(o),
+            Outcome::Attempt { .. } => attempts.push(o),
+        }
+    }
+    store_works(c, d, &works).await?;
+    for (destination, offset) in move_to_delivery(c, &works).await? {
+        lower_min(&mut lower, destination, offset);
+    }
+    store_attempts(c, d, &attempts).await?;
+    for (destination, offset) in after_attempts(c, &attempts, &held).await? {
+        lower_min(&mut lower, destination, offset);
+    }
+    lower_deliver_due(c, &lower).await?;
+    Ok(leases
+        .iter()
+        .map(|l| held.contains_key(&l.request_id))
+        .collect())
+}
+
+fn lower_min(lower: &mut BTreeMap<i64, i64>, destination: Option<i64>, offset: i64) {
+    if let Some(id) = destination {
+        let e = lower.entry(id).or_insert(offset);
+        *e = (*e).min(offset);
+    }
+}
+
+/// The jobs whose lease still holds, locked in id order, with their destinations, whose
+/// delivery guards are then shared in id order (see `jobs::hold_lease`).
+async fn hold_leases(
+    c: &mut PgConnection,
+    leases: &[Lease],
+) -> StoreResult<HashMap<Uuid, Option<i64>>> {
+    let ids: Vec<Uuid> = leases.iter().map(|l| l.request_id).collect();
+    let tokens: Vec<Uuid> = leases.iter().map(|l| l.token).collect();
+    let rows = sqlx::query(
+        "SELECT j.request_id, j.destination_id FROM jobs j
+         JOIN unnest($1::uuid[], $2::uuid[]) AS held(id, token)
+           ON j.request_id = held.id AND j.lease_token = held.token
+         WHERE j.run_at > now()
+         ORDER BY j.request_id FOR UPDATE OF j",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut held = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        held.insert(
+            r.try_get::<Uuid, _>("request_id")?,
+            r.try_get::<Option<i64>, _>("destination_id")?,
+        );
+    }
+    let mut destinations: Vec<i64> = held.values().flatten().copied().collect();
+    destinations.sort_unstable();
+    destinations.dedup();
+    if !destinations.is_empty() {
+        super::claim::share_deliveries(c, &destinations).await?;
+    }
+    Ok(held)
+}
+
+/// Counts the moves of requests updated with `RETURNING tenant, work, before, after`.
+fn count_moves(d: &mut Deltas, rows: &[sqlx::postgres::PgRow]) -> StoreResult<()> {
+    let now = Utc::now();
+    for row in rows {
+        let tenant: &str = row.try_get("tenant")?;
+        let work: Option<&str> = row.try_get("work")?;
+        let before: i16 = row.try_get("before")?;
+        let after: i16 = row.try_get("after")?;
+        d.moved(tenant, work, before.into(), after.into());
+        if let (Some(CallbackStatus::Pending), Some(ended)) = (
+            callback_of_state(before.into()),
+            callback_of_state(after.into()),
+        ) && ended != CallbackStatus::Pending
+        {
+            d.ended(tenant, now, ended == CallbackStatus::Sent);
+        }
+    }
+    Ok(())
+}
+
+/// `requests::store_work` for many requests.
+async fn store_works(c: &mut PgConnection, d: &mut Deltas, works: &[&Outcome]) -> StoreResult<()> {
+    if works.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::new();
+    let mut statuses = Vec::new();
+    let mut outputs = Vec::new();
+    let mut errors = Vec::new();
+    let mut completed = Vec::new();
+    let mut work_attempts = Vec::new();
+    for o in works {
+        if let Outcome::Work { lease, done, .. } = o {
+            ids.push(lease.request_id);
+            statuses.push(done.status.as_str());
+            outputs.push(done.output_data.as_deref());
+            errors.push(done.error.as_deref());
+            completed.push(ms(done.completed_at));
+            work_attempts.push(done.work_attempts.as_deref());
+        }
+    }
+    let rows = sqlx::query(
+        "UPDATE requests r
+         SET status = old.status_new, output_data = old.output, error = old.err,
+             completed_at = old.done_at, work_attempts = old.attempts
+         FROM (SELECT o.id, o.state, u.status_new, u.output, u.err, u.done_at, u.attempts
+               FROM requests o
+               JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                           $6::text[]) AS u(id, status_new, output, err, done_at, attempts)
+                 ON o.id = u.id
+               ORDER BY o.id FOR UPDATE OF o) old
+         WHERE r.id = old.id
+         RETURNING r.tenant, r.work, old.state AS before, r.state AS after",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&outputs)
+    .bind(&errors)
+    .bind(&completed)
+    .bind(&work_attempts)
+    .fetch_all(&mut *c)
+    .await?;
+    count_moves(d, &rows)
+}
+
+/// `jobs::record_work`'s move of each job to its delivery phase; the destinations whose
+/// deliveries become due, with the offset from now (ms).
+async fn move_to_delivery(
+    c: &mut PgConnection,
+    works: &[&Outcome],
+) -> StoreResult<Vec<(Option<i64>, i64)>> {
+    if works.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::new();
+    let mut expires = Vec::new();
+    let mut waits = Vec::new();
+    for o in works {
+        if let Outcome::Work {
+            lease,
+            after,
+            expires_at,
+            ..
+        } = o
+        {
+            ids.push(lease.request_id);
+            expires.push(ms_from_now(*expires_at));
+            waits.push(*after == AfterWork::Wait);
+        }
+    }
+    let rows = sqlx::query(
+        "UPDATE jobs SET phase = 1, expires_at = now() + u.expires_ms * interval '1 millisecond',
+                lease_token = CASE WHEN u.wait THEN NULL ELSE lease_token END,
+                run_at = CASE WHEN u.wait THEN now() ELSE run_at END,
+                paused_base_ms = coalesce((SELECT d.paused_total_ms
+                     + CASE WHEN d.paused_since IS NULL THEN 0
+                            ELSE (extract(epoch FROM now() - d.paused_since) * 1000)::bigint END
+                     FROM destinations d WHERE d.id = jobs.destination_id), 0)
+         FROM unnest($1::uuid[], $2::bigint[], $3::bool[]) AS u(id, expires_ms, wait)
+         WHERE jobs.request_id = u.id
+         RETURNING jobs.destination_id, (extract(epoch FROM jobs.run_at - now()) * 1000)::float8 AS offset_ms",
+    )
+    .bind(&ids)
+    .bind(&expires)
+    .bind(&waits)
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<Option<i64>, _>("destination_id")?,
+                r.try_get::<f64, _>("offset_ms")?.ceil() as i64,
+            ))
+        })
+        .collect()
+}
+
+/// `jobs::set_callback` and `jobs::insert_attempt` for many attempts.
+async fn store_attempts(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    attempts: &[&Outcome],
+) -> StoreResult<()> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::new();
+    let mut numbers = Vec::new();
+    let mut started = Vec::new();
+    let mut durations = Vec::new();
+    let mut codes = Vec::new();
+    let mut errors = Vec::new();
+    let mut triggers = Vec::new();
+    let mut statuses = Vec::new();
+    let mut last_errors = Vec::new();
+    let mut sent_at = Vec::new();
+    let now = ms(Utc::now());
+    for o in attempts {
+        if let Outcome::Attempt {
+            lease,
+            attempt: a,
+            next,
+            ..
+        } = o
+        {
+            ids.push(lease.request_id);
+            numbers.push(a.attempt as i32);
+            started.push(ms(a.started_at));
+            durations.push(a.duration_ms);
+            codes.push(a.status_code.map(i32::from));
+            errors.push(a.error.clone());
+            triggers.push(a.trigger.as_str());
+            let (status, last_error) = match next {
+                NextStep::Delivered => (CallbackStatus::Sent, None),
+                NextStep::RetryAt(_) => (CallbackStatus::Pending, a.error.clone()),
+                NextStep::GiveUp => (CallbackStatus::Failed, a.error.clone()),
+                NextStep::Expired(why) => (CallbackStatus::Failed, Some(why.clone())),
+            };
+            statuses.push(status.as_str());
+            last_errors.push(last_error);
+            sent_at.push(matches!(next, NextStep::Delivered).then_some(now));
+        }
+    }
+    let rows = sqlx::query(
+        "UPDATE requests r
+         SET callback_attempts = greatest(r.callback_attempts, old.attempts),
+             callback_last_error = old.last_error, callback_status = old.status_new,
+             callback_sent_at = coalesce(old.sent_at, r.callback_sent_at)
+         FROM (SELECT o.id, o.state, u.attempts, u.last_error, u.status_new, u.sent_at
+               FROM requests o
+               JOIN unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::timestamptz[])
+                    AS u(id, attempts, last_error, status_new, sent_at)
+                 ON o.id = u.id
+               ORDER BY o.id FOR UPDATE OF o) old
+         WHERE r.id = old.id
+         RETURNING r.tenant, r.work, old.state AS before, r.state AS after",
+    )
+    .bind(&ids)
+    .bind(&numbers)
+    .bind(&last_errors)
+    .bind(&statuses)
+    .bind(&sent_at)
+    .fetch_all(&mut *c)
+    .await?;
+    // After the update: the attempts' foreign keys then find the rows locked by us alone
+    // (a key share taken first and upgraded by the update costs a multixact per row).
+    sqlx::query(
+        "INSERT INTO attempts (request_id, attempt, started_at, duration_ms, status_code, error, triggered_by)
+         SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::float8[], $5::int[],
+                              $6::text[], $7::text[])",
+    )
+    .bind(&ids)
+    .bind(&numbers)
+    .bind(&started)
+    .bind(&durations)
+    .bind(&codes)
+    .bind(&errors)
+    .bind(&triggers)
+    .execute(&mut *c)
+    .await?;
+    count_moves(d, &rows)
+}
+
+/// Each attempted job rescheduled (a retry) or deleted (its callback ended); the
+/// destinations of retries, with their offsets from now (ms).
+async fn after_attempts(
+    c: &mut PgConnection,
+    attempts: &[&Outcome],
+    held: &HashMap<Uuid, Option<i64>>,
+) -> StoreResult<Vec<(Option<i64>, i64)>> {
+    let mut retry_ids = Vec::new();
+    let mut retry_ms = Vec::new();
+    let mut ended = Vec::new();
+    let mut lowers = Vec::new();
+    for o in attempts {
+        if let Outcome::Attempt { lease, next, .. } = o {
+            match next {
+                NextStep::RetryAt(at) => {
+                    retry_ids.push(lease.request_id);
+                    retry_ms.push(ms_from_now(*at));
+                    lowers.push((
+                        held.get(&lease.request_id).copied().flatten(),
+                        ms_from_now(*at),
+                    ));
+                }
+                NextStep::Delivered | NextStep::GiveUp | NextStep::Expired(_) => {
+                    ended.push(lease.request_id)
+                }
+            }
+        }
+    }
+    if !retry_ids.is_empty() {
+        // clock_timestamp(), as in `jobs::record_attempt`.
+        sqlx::query(
+            "UPDATE jobs SET run_at = clock_timestamp() + u.ms * interval '1 millisecond',
+                             lease_token = NULL, manual = false
+             FROM unnest($1::uuid[], $2::bigint[]) AS u(id, ms) WHERE jobs.request_id = u.id",
+        )
+        .bind(&retry_ids)
+        .bind(&retry_ms)
+        .execute(&mut *c)
+        .await?;
+    }
+    if !ended.is_empty() {
+        sqlx::query("DELETE FROM jobs WHERE request_id = ANY($1)")
+            .bind(&ended)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(lowers)
+}
+
+/// `jobs::lower_deliver_due` for many destinations, in id order.
+async fn lower_deliver_due(c: &mut PgConnection, lower: &BTreeMap<i64, i64>) -> StoreResult<()> {
+    if lower.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = lower.keys().copied().collect();
+    let offsets: Vec<i64> = lower.values().copied().collect();
+    sqlx::query(
+        "UPDATE destinations d
+         SET deliver_due_at = greatest(now() + u.ms * interval '1 millisecond', d.blocked_until)
+         FROM unnest($1::bigint[], $2::bigint[]) AS u(id, ms)
+         WHERE d.id = u.id AND (d.deliver_due_at IS NULL OR d.deliver_due_at >
+               greatest(now() + u.ms * interval '1 millisecond', d.blocked_until))",
+    )
+    .bind(&ids)
+    .bind(&offsets)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
