@@ -395,6 +395,141 @@ mod store {
         let record = record.unwrap().unwrap();
         assert_eq!(record.attempts, vec![attempt.clone()]);
     }
+
+    /// Admissions are written in batches; a batch that fails is written again one by
+    /// one, so each admission hears its own answer. Here half the admissions name a
+    /// destination deleted (as unused) since its id was remembered: their batches fail
+    /// on the foreign key, and every admission is still admitted, each job with a
+    /// destination that exists.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admissions_beside_a_vanished_destination_are_each_admitted() {
+        if !postgres_available().await {
+            return;
+        }
+        let db = TestDb::new(Backend::Postgres).await;
+        let store = open(&db).await;
+        admit(&store, async_request()).await; // remembers the destination's id
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM jobs")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM destinations")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let requests: Vec<NewRequest> = (0..200)
+            .map(|i| {
+                let mut req = async_request();
+                if i % 2 == 1 {
+                    req.origin = Some("http://127.0.0.1:10".into());
+                    req.callback_url = Some("http://127.0.0.1:10/hook".into());
+                }
+                req
+            })
+            .collect();
+        let answers = futures::future::join_all(
+            requests
+                .into_iter()
+                .map(|r| store.admit(r, None, AdmissionLimits::default())),
+        )
+        .await;
+        for answer in answers {
+            assert_eq!(answer.expect("admitted, not an error"), Admission::Admitted);
+        }
+        let orphans: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs j
+             WHERE NOT EXISTS (SELECT 1 FROM destinations d WHERE d.id = j.destination_id)",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!((jobs, orphans), (200, 0));
+    }
+
+    /// Records are written in batches: recorded at once, a record whose lease was taken
+    /// over answers `false` and writes nothing, and every other one is written whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_written_together_keep_each_lease_to_itself() {
+        if !postgres_available().await {
+            return;
+        }
+        let db = TestDb::new(Backend::Postgres).await;
+        let store = open(&db).await;
+        for _ in 0..40 {
+            admit(&store, async_request()).await;
+        }
+        let mut leases: Vec<_> = Vec::new();
+        while leases.len() < 40 {
+            let jobs = claim_some(&store, 40, LONG).await;
+            assert!(!jobs.is_empty(), "all 40 are due");
+            leases.extend(jobs.into_iter().map(|j| j.lease));
+        }
+        // Another instance took over the first job (a new token on its row).
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE jobs SET lease_token = gen_random_uuid() WHERE request_id = $1")
+            .bind(leases[0].request_id)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let done = finished();
+        let held = futures::future::join_all(
+            leases
+                .iter()
+                .map(|l| store.record_work(*l, &done, AfterWork::Deliver, expiry())),
+        )
+        .await;
+        let held: Vec<bool> = held.into_iter().map(|h| h.unwrap()).collect();
+        assert!(!held[0], "the lost lease writes nothing");
+        assert!(held[1..].iter().all(|h| *h), "{held:?}");
+        let attempt = AttemptRecord {
+            attempt: 1,
+            started_at: chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
+                .unwrap(),
+            duration_ms: 2.0,
+            status_code: Some(204),
+            error: None,
+            trigger: Trigger::Scheduled,
+        };
+        let retry = NextStep::RetryAt(Utc::now() + Duration::from_secs(600));
+        let sent = futures::future::join_all(leases[1..].iter().enumerate().map(|(i, l)| {
+            let next = if i % 2 == 0 {
+                &NextStep::Delivered
+            } else {
+                &retry
+            };
+            store.record_attempt(*l, &attempt, next, None)
+        }))
+        .await;
+        assert!(sent.into_iter().all(|s| s.unwrap()));
+
+        let first = store.get_request(leases[0].request_id, &Scope::All).await;
+        let first = first.unwrap().unwrap();
+        assert_eq!(first.status, RequestStatus::Processing, "untouched");
+        for (i, lease) in leases[1..].iter().enumerate() {
+            let r = store.get_request(lease.request_id, &Scope::All).await;
+            let r = r.unwrap().unwrap();
+            assert_eq!(r.status, RequestStatus::Completed);
+            assert_eq!(r.attempts, vec![attempt.clone()]);
+            let wanted = if i % 2 == 0 { "sent" } else { "pending" };
+            assert_eq!(r.callback_status.map(|s| s.as_str()), Some(wanted));
+        }
+        let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(jobs, 1 + 19, "the first, and the 19 retries");
+        let counts = store.job_counts().await.unwrap();
+        assert_eq!(counts.pending, 40 - 20, "the 20 delivered are counted out");
+    }
 }
 
 /// `--database-max-connections` bounds the sessions an instance holds: with a pool of
