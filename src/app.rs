@@ -198,8 +198,8 @@ impl Application {
     }
 }
 
-/// SPEC §17: logs how many pending jobs name a work this instance does not serve (they
-/// fail when claimed here, or expire).
+/// SPEC §17: logs how many pending jobs name a work this instance does not serve (it
+/// never claims them: they wait for an instance that has the work, or expire).
 async fn count_foreign_jobs(store: &dyn store::Store, works: &crate::works::Registry) {
     match store.pending_works().await {
         Ok(pending) => {

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::SecretBook;
 use crate::delivery::CallbackClient;
-use crate::store::{ClaimRequest, Lease, Store};
+use crate::store::{ClaimRequest, Lease, Served, Store};
 use crate::telemetry::metrics as m;
 use destinations::Destinations;
 
@@ -131,6 +131,11 @@ impl Engine {
         self.destinations.lock().expect("destinations lock")
     }
 
+    /// The works this instance has (SPEC §17): it claims only their work-phase jobs.
+    fn served(&self) -> Served {
+        Served::Only(self.config.works.names().map(str::to_owned).collect())
+    }
+
     /// What the next claim may take: the free workers, and each busy destination's slots.
     fn claim_request(&self, free: usize, work_after: i64) -> ClaimRequest {
         let book = self.destinations();
@@ -140,6 +145,7 @@ impl Engine {
             cap: book.cap(),
             slots_left: book.slots_left(),
             work_after,
+            works: self.served(),
         }
     }
 
@@ -178,6 +184,7 @@ impl Engine {
                     tracing::debug!(error = %e, "could not read the paused and rate-limited destinations")
                 }
             }
+            self.expire_works().await;
             match self.store.expire_deliveries(EXPIRY_BATCH, &reason).await {
                 Ok(0) => {}
                 Ok(n) => {
@@ -188,6 +195,36 @@ impl Engine {
                     metrics::counter!(m::DB_ERRORS, "op" => "expire").increment(1);
                     tracing::warn!(error = %e, "could not expire deliveries");
                 }
+            }
+        }
+    }
+
+    /// Fails the work-phase jobs created more than `--callback-expire-after-secs` ago
+    /// that no worker holds (SPEC §17), whichever instance has their work; their failure
+    /// callbacks become due at once.
+    async fn expire_works(&self) {
+        let after = self.config.expire_after;
+        let reason = format!(
+            "expired: work not finished within {} s of the request's creation",
+            after.as_secs()
+        );
+        let Ok(age) = chrono::TimeDelta::from_std(after) else {
+            return;
+        };
+        let before = Utc::now() - age;
+        match self
+            .store
+            .expire_works(EXPIRY_BATCH, before, &reason, after)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(jobs = n, "works expired before they ended");
+                self.wake.notify_one();
+            }
+            Err(e) => {
+                metrics::counter!(m::DB_ERRORS, "op" => "expire").increment(1);
+                tracing::warn!(error = %e, "could not expire works");
             }
         }
     }
@@ -283,7 +320,7 @@ impl Engine {
     /// Time until the earliest job becomes claimable, at most the poll interval.
     async fn until_next_due(&self) -> Duration {
         let at_cap = self.destinations().at_cap();
-        match self.store.next_due_at(&at_cap).await {
+        match self.store.next_due_at(&at_cap, &self.served()).await {
             Ok(Some(at)) => (at - Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)

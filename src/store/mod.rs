@@ -161,9 +161,14 @@ pub trait Store: Send + Sync + 'static {
     /// marks the requests of work-phase jobs `processing`.
     async fn claim_due_jobs(&self, req: ClaimRequest) -> StoreResult<ClaimBatch>;
 
-    /// The earliest time a job may become claimable: a work-phase job, or a delivery of
-    /// a destination not in `at_cap` (blocked destinations count from their block's end).
-    async fn next_due_at(&self, at_cap: &[i64]) -> StoreResult<Option<DateTime<Utc>>>;
+    /// The earliest time a job may become claimable: a work-phase job of a work in
+    /// `works`, or a delivery of a destination not in `at_cap` (blocked destinations count
+    /// from their block's end).
+    async fn next_due_at(
+        &self,
+        at_cap: &[i64],
+        works: &Served,
+    ) -> StoreResult<Option<DateTime<Utc>>>;
 
     /// Extends a lease; `false` when it is no longer ours.
     async fn renew_lease(&self, lease: Lease, lease_for: Duration) -> StoreResult<bool>;
@@ -204,6 +209,18 @@ pub trait Store: Send + Sync + 'static {
     /// Ends (`failed`, `callback_last_error` = `reason(expires_at)`) up to `limit`
     /// deliveries whose time ran out and that have no attempt running; returns how many.
     async fn expire_deliveries(&self, limit: usize, reason: &str) -> StoreResult<u64>;
+
+    /// Ends up to `limit` work-phase jobs of requests created before `created_before`
+    /// that no worker holds (SPEC §17: the delivery's expiry bounds the work phase,
+    /// counted from creation): the request fails with `reason` and its failure callback
+    /// is due at once, expiring `expire_after` from now. Returns how many.
+    async fn expire_works(
+        &self,
+        limit: usize,
+        created_before: DateTime<Utc>,
+        reason: &str,
+        expire_after: Duration,
+    ) -> StoreResult<u64>;
 
     /// Gives jobs made before destinations existed their destination, phase and expiry.
     async fn adopt_legacy_jobs(&self, expire_after: Duration) -> StoreResult<u64>;

@@ -243,6 +243,7 @@ mod store {
             cap: 16,
             slots_left: Default::default(),
             work_after: i64::MIN,
+            works: Default::default(),
         }
     }
 
@@ -374,7 +375,11 @@ mod store {
             .await
             .expect("the other instance hears of the retry");
 
-        let due = b.next_due_at(&[]).await.unwrap().expect("a job is waiting");
+        let due = b
+            .next_due_at(&[], &Default::default())
+            .await
+            .unwrap()
+            .expect("a job is waiting");
         let off = (due - retry_at).num_milliseconds().abs();
         assert!(off < 100, "due {off} ms away from the retry time");
         assert!(claim_some(&b, 1, LONG).await.is_empty());

@@ -395,9 +395,11 @@ async fn a_full_work_pool_answers_sync_503_work_busy_without_a_record(backend: B
 
 both_backends!(a_full_work_pool_answers_sync_503_work_busy_without_a_record);
 
-/// §17 "Instances with different files": at start an instance counts the pending jobs of
-/// works it does not serve; claimed here, such a job fails and its callback goes out.
-async fn jobs_of_a_work_no_longer_served_are_counted_at_start_and_fail(backend: Backend) {
+/// §17 "Instances with different files": an instance claims only the jobs of works it
+/// has, and at start counts the pending jobs of those it does not have. Such a job waits
+/// (for an instance that has its work) until the delivery's expiry, counted from its
+/// creation, ends it: the request fails `expired: …` and its failure callback goes out.
+async fn jobs_of_a_work_not_served_wait_then_expire(backend: Backend) {
     let (up, receiver, dir) = (
         Upstream::start().await,
         Receiver::ok().await,
@@ -419,9 +421,13 @@ async fn jobs_of_a_work_no_longer_served_are_counted_at_start_and_fail(backend: 
     let body = json!({"callback_url": receiver.url("/gone")}).to_string();
     let (status, _, ack) = submit(&app, "gone", &body).await;
     assert_eq!(status, 202);
+    let id = ack["request_id"].as_str().unwrap().to_owned();
     up.wait_for(1).await;
     app.kill().await;
-    std::fs::write(&file, ok).unwrap();
+
+    // Restarted without `gone`: it says so, works (a `text` callback arrives), and leaves
+    // the `gone` job alone, also once the killed instance's 2 s lease has lapsed.
+    std::fs::write(&file, &ok).unwrap();
     app.restart().await;
     let line = "pending jobs name a work this instance does not serve";
     let logged = app.logs().into_iter().find(|l| l.contains(line));
@@ -429,14 +435,31 @@ async fn jobs_of_a_work_no_longer_served_are_counted_at_start_and_fail(backend: 
         logged.as_deref().is_some_and(|l| l.contains("gone=1")),
         "{logged:?}"
     );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = app.submit_async("beside", &receiver.url("/text")).await;
     let hits = receiver.wait_for(1, Duration::from_secs(30)).await;
-    let callback = hits[0].json();
-    assert_eq!(callback["request_id"], ack["request_id"]);
+    assert_eq!(hits[0].request_id(), text);
+    let record = app.record(&id).await;
+    assert_eq!(record["status"], "processing", "{record}");
+    assert_eq!(record["callback_status"], "pending");
+    assert!(receiver.hits_for(&id).is_empty());
+    app.kill().await;
+
+    // An instance whose expiry is 1 s ends it: failed, and the failure callback goes out.
+    let _expiring = TestApp::builder_on(app.db.clone())
+        .allow_loopback()
+        .arg("--works", file.display())
+        .arg("--callback-expire-after-secs", 1)
+        .spawn()
+        .await;
+    receiver.wait_for(2, Duration::from_secs(30)).await;
+    let callback = receiver.hits_for(&id)[0].json();
+    assert_eq!(callback["status"], "failed", "{callback}");
     assert_eq!(
         callback["error"],
-        "this instance does not serve the work \"gone\""
+        "expired: work not finished within 1 s of the request's creation"
     );
     assert_eq!(callback["work"], "gone");
 }
 
-both_backends!(jobs_of_a_work_no_longer_served_are_counted_at_start_and_fail);
+both_backends!(jobs_of_a_work_not_served_wait_then_expire);

@@ -110,6 +110,39 @@ pub struct ClaimRequest {
     pub slots_left: std::collections::HashMap<i64, u32>,
     /// Round-robin position among destinations with work waiting: the last one served.
     pub work_after: i64,
+    /// The works whose work-phase jobs this instance may take (SPEC §17).
+    pub works: Served,
+}
+
+/// The smallest UUID v7 of `t`'s millisecond: request ids are UUID v7, so the requests
+/// created before `t` are exactly those with a smaller id (an index range, no join).
+pub fn first_id_at(t: DateTime<Utc>) -> Uuid {
+    let ms = t.timestamp_millis().max(0) as u64;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes)
+}
+
+/// The works an instance has (SPEC §17 "Instances with different files"): it claims only
+/// the work-phase jobs of these; the others wait for an instance that has them, or
+/// expire. A request of the built-in `text` may be stored without a work name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Served {
+    /// Every work (a store used without an engine's registry, as in tests).
+    #[default]
+    All,
+    /// Only these, by name (`text` included when served).
+    Only(Vec<String>),
+}
+
+impl Served {
+    /// The names to bind for a filter `work IS NULL OR work = ANY(names)`; `None` for all.
+    pub fn names(&self) -> Option<&[String]> {
+        match self {
+            Served::All => None,
+            Served::Only(names) => Some(names),
+        }
+    }
 }
 
 /// The jobs a claim leased, and where the next claim's round-robin goes on.
@@ -253,4 +286,26 @@ pub fn origin_of(url: &url::Url) -> String {
 /// [`origin_of`] for a stored URL; `None` when it does not parse.
 pub fn origin_of_str(url: &str) -> Option<String> {
     url::Url::parse(url).ok().map(|u| origin_of(&u))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_id_of_a_millisecond_orders_below_every_v7_id_made_in_it_and_above_earlier_ones() {
+        let t = chrono::DateTime::from_timestamp_millis(1_765_000_000_123).unwrap();
+        let first = first_id_at(t);
+        let ts = |ms: u64| {
+            uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000)
+        };
+        for _ in 0..100 {
+            let same = Uuid::new_v7(ts(1_765_000_000_123));
+            let earlier = Uuid::new_v7(ts(1_765_000_000_122));
+            assert!(earlier < first && first <= same, "{earlier} {first} {same}");
+            // SQLite keeps ids as text: the same order.
+            assert!(earlier.to_string() < first.to_string());
+            assert!(first.to_string() <= same.to_string());
+        }
+    }
 }

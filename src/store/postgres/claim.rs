@@ -55,7 +55,8 @@ pub(super) async fn claim(
         })
         .collect();
     queues.sort_by_key(|q| q.destination);
-    let work = work_queues(c, req.work_after).await?;
+    let served = req.works.names();
+    let work = work_queues(c, req.work_after, served).await?;
     queues.extend(work.iter().map(|&id| Queue::work(id)));
     let mut plan = SharePlan::new(queues, req.limit);
     let mut leased: Vec<(Queue, Taken)> = Vec::new();
@@ -65,7 +66,7 @@ pub(super) async fn claim(
         if round.is_empty() {
             break;
         }
-        let rows = take_round(c, &plan, &round, &token, req.lease_for).await?;
+        let rows = take_round(c, &plan, &round, &token, req.lease_for, served).await?;
         for (i, n) in round {
             let q = plan.queue(i).clone();
             let mine: Vec<Taken> = rows
@@ -206,32 +207,56 @@ async fn load_destinations(c: &mut PgConnection, ids: &[i64]) -> StoreResult<Vec
     rows.iter().map(destination_from_row).collect()
 }
 
-/// The destinations with work waiting, round-robin after `after`, wrapping round once.
-async fn work_queues(c: &mut PgConnection, after: i64) -> StoreResult<Vec<i64>> {
-    let mut found = skip_scan(c, after, WORK_QUEUES).await?;
+/// A job's work is one this instance has (`$served`, NULL for all; SPEC §17).
+const SERVED: &str = "(SERVED_NAMES::text[] IS NULL OR NOT EXISTS (
+    SELECT 1 FROM requests r WHERE r.id = j.request_id
+    AND r.work IS NOT NULL AND r.work <> ALL(SERVED_NAMES::text[])))";
+
+/// [`SERVED`] with its parameter.
+fn served_filter(param: &str) -> String {
+    SERVED.replace("SERVED_NAMES", param)
+}
+
+/// The destinations with work waiting that this instance has, round-robin after
+/// `after`, wrapping round once.
+async fn work_queues(
+    c: &mut PgConnection,
+    after: i64,
+    served: Option<&[String]>,
+) -> StoreResult<Vec<i64>> {
+    let mut found = skip_scan(c, after, WORK_QUEUES, served).await?;
     if (found.len() as i64) < WORK_QUEUES && after != i64::MIN {
-        let wrapped = skip_scan(c, i64::MIN, WORK_QUEUES - found.len() as i64).await?;
+        let wrapped = skip_scan(c, i64::MIN, WORK_QUEUES - found.len() as i64, served).await?;
         found.extend(wrapped.into_iter().take_while(|id| *id <= after));
     }
     Ok(found)
 }
 
-/// Up to `limit` distinct destinations with a work-phase job, ascending after `after`.
-async fn skip_scan(c: &mut PgConnection, after: i64, limit: i64) -> StoreResult<Vec<i64>> {
-    Ok(sqlx::query_scalar(
+/// Up to `limit` distinct destinations with a work-phase job of a served work,
+/// ascending after `after`.
+async fn skip_scan(
+    c: &mut PgConnection,
+    after: i64,
+    limit: i64,
+    served: Option<&[String]>,
+) -> StoreResult<Vec<i64>> {
+    let sql = format!(
         "WITH RECURSIVE w(d) AS (
-             (SELECT destination_id FROM jobs WHERE phase = 0 AND destination_id > $1
-              ORDER BY destination_id LIMIT 1)
+             (SELECT destination_id FROM jobs j WHERE phase = 0 AND destination_id > $1
+                AND {served} ORDER BY destination_id LIMIT 1)
              UNION ALL
-             SELECT (SELECT destination_id FROM jobs WHERE phase = 0 AND destination_id > w.d
-                     ORDER BY destination_id LIMIT 1)
+             SELECT (SELECT destination_id FROM jobs j WHERE phase = 0 AND destination_id > w.d
+                       AND {served} ORDER BY destination_id LIMIT 1)
              FROM w WHERE w.d IS NOT NULL)
          SELECT d FROM w WHERE d IS NOT NULL LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(&mut *c)
-    .await?)
+        served = served_filter("$3")
+    );
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(after)
+        .bind(limit)
+        .bind(served)
+        .fetch_all(&mut *c)
+        .await?)
 }
 
 /// A job a round leased.
@@ -252,6 +277,7 @@ async fn take_round(
     round: &[(usize, usize)],
     token: &Uuid,
     lease_for: std::time::Duration,
+    served: Option<&[String]>,
 ) -> StoreResult<Vec<Taken>> {
     let dests: Vec<i64> = round
         .iter()
@@ -262,13 +288,14 @@ async fn take_round(
         .map(|(i, _)| plan.queue(*i).phase as i16)
         .collect();
     let takes: Vec<i32> = round.iter().map(|(_, n)| *n as i32).collect();
-    Ok(sqlx::query(
+    let sql = format!(
         "WITH asks AS (
              SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::int[]) AS a(d, p, n)
          ), picked AS (
              SELECT j.request_id FROM asks a CROSS JOIN LATERAL (
-                 SELECT request_id FROM jobs
+                 SELECT request_id FROM jobs j
                  WHERE phase = a.p AND destination_id = a.d AND run_at <= now()
+                   AND (a.p = 1 OR {served})
                  ORDER BY run_at LIMIT a.n
                  FOR UPDATE SKIP LOCKED) j
          )
@@ -276,26 +303,29 @@ async fn take_round(
          FROM picked WHERE jobs.request_id = picked.request_id
          RETURNING jobs.request_id, jobs.destination_id, jobs.phase, jobs.attempt_base,
                    jobs.manual, jobs.expires_at",
-    )
-    .bind(&dests)
-    .bind(&phases)
-    .bind(&takes)
-    .bind(token)
-    .bind(duration_ms(lease_for))
-    .fetch_all(&mut *c)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(Taken {
-            request_id: r.try_get("request_id")?,
-            destination: r.try_get("destination_id")?,
-            phase: r.try_get("phase")?,
-            attempt_base: r.try_get("attempt_base")?,
-            manual: r.try_get("manual")?,
-            expires_at: r.try_get("expires_at")?,
+        served = served_filter("$6")
+    );
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&dests)
+        .bind(&phases)
+        .bind(&takes)
+        .bind(token)
+        .bind(duration_ms(lease_for))
+        .bind(served)
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Taken {
+                request_id: r.try_get("request_id")?,
+                destination: r.try_get("destination_id")?,
+                phase: r.try_get("phase")?,
+                attempt_base: r.try_get("attempt_base")?,
+                manual: r.try_get("manual")?,
+                expires_at: r.try_get("expires_at")?,
+            })
         })
-    })
-    .collect::<Result<_, sqlx::Error>>()?)
+        .collect::<Result<_, sqlx::Error>>()?)
 }
 
 /// Probes hold the block for one more cool-down while they run; every delivery queue
@@ -459,17 +489,22 @@ async fn hand_out(
 pub(super) async fn next_due_at(
     c: &mut PgConnection,
     at_cap: &[i64],
+    works: &Served,
 ) -> StoreResult<Option<DateTime<Utc>>> {
-    let from_now_ms: Option<f64> = sqlx::query_scalar(
+    let sql = format!(
         "SELECT (extract(epoch FROM least(
-                    (SELECT min(run_at) FROM jobs WHERE phase = 0),
+                    (SELECT run_at FROM jobs j WHERE phase = 0 AND {served}
+                     ORDER BY run_at LIMIT 1),
                     (SELECT deliver_due_at FROM destinations
                      WHERE deliver_due_at IS NOT NULL AND paused_since IS NULL
                        AND NOT (id = ANY($1))
                      ORDER BY deliver_due_at LIMIT 1)) - now()) * 1000)::float8",
-    )
-    .bind(at_cap)
-    .fetch_one(&mut *c)
-    .await?;
+        served = served_filter("$2")
+    );
+    let from_now_ms: Option<f64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(at_cap)
+        .bind(works.names())
+        .fetch_one(&mut *c)
+        .await?;
     Ok(from_now_ms.map(|ms| Utc::now() + chrono::TimeDelta::milliseconds(ms.ceil() as i64)))
 }

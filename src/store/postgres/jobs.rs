@@ -356,6 +356,46 @@ pub(super) async fn expire(
     Ok(ids.len() as u64)
 }
 
+/// See [`Store::expire_works`]: each job is leased by this transaction, then recorded as
+/// a failed work whose callback waits, due now.
+pub(super) async fn expire_works(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    limit: usize,
+    created_before: DateTime<Utc>,
+    reason: &str,
+    expire_after: Duration,
+) -> StoreResult<u64> {
+    let token = Uuid::new_v4();
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE jobs SET lease_token = $3, run_at = now() + interval '1 minute'
+         WHERE request_id IN (
+             SELECT request_id FROM jobs
+             WHERE phase = 0 AND request_id < $1 AND (lease_token IS NULL OR run_at <= now())
+             ORDER BY request_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+         RETURNING request_id",
+    )
+    .bind(first_id_at(created_before))
+    .bind(limit as i64)
+    .bind(token)
+    .fetch_all(&mut *c)
+    .await?;
+    let now = Utc::now();
+    let failed = FinishedWork {
+        status: RequestStatus::Failed,
+        output_data: None,
+        error: Some(reason.to_owned()),
+        completed_at: now,
+        work_attempts: None,
+    };
+    let expires_at = now + expire_after;
+    for &request_id in &ids {
+        let lease = Lease { request_id, token };
+        record_work(c, d, lease, failed.clone(), AfterWork::Wait, expires_at).await?;
+    }
+    Ok(ids.len() as u64)
+}
+
 /// Jobs stored before destinations existed get theirs; in batches of `limit`.
 pub(super) async fn adopt_legacy(
     c: &mut PgConnection,

@@ -508,13 +508,19 @@ impl Store for PgStore {
             .await
     }
 
-    async fn next_due_at(&self, at_cap: &[i64]) -> StoreResult<Option<DateTime<Utc>>> {
+    async fn next_due_at(
+        &self,
+        at_cap: &[i64],
+        works: &Served,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
         let mut c = self
             .engine
             .acquire()
             .await
             .map_err(|e| classify(e.into()))?;
-        claim::next_due_at(&mut c, at_cap).await.map_err(classify)
+        claim::next_due_at(&mut c, at_cap, works)
+            .await
+            .map_err(classify)
     }
 
     async fn renew_lease(&self, lease: Lease, lease_for: Duration) -> StoreResult<bool> {
@@ -599,6 +605,28 @@ impl Store for PgStore {
             Box::pin(async move { jobs::expire(c, d, limit, &reason).await })
         })
         .await
+    }
+
+    async fn expire_works(
+        &self,
+        limit: usize,
+        created_before: DateTime<Utc>,
+        reason: &str,
+        expire_after: Duration,
+    ) -> StoreResult<u64> {
+        let reason = reason.to_owned();
+        let n = self
+            .engine_tx(move |c, d| {
+                Box::pin(async move {
+                    jobs::expire_works(c, d, limit, created_before, &reason, expire_after).await
+                })
+            })
+            .await?;
+        if n > 0 {
+            self.jobs.notify_one();
+            self.announcer.announce();
+        }
+        Ok(n)
     }
 
     async fn adopt_legacy_jobs(&self, expire_after: Duration) -> StoreResult<u64> {

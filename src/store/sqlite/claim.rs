@@ -38,9 +38,10 @@ pub(super) fn claim(b: &mut Batch<'_>, req: &ClaimRequest) -> StoreResult<ClaimB
     let token = Uuid::new_v4();
     let mut destinations = HashMap::new();
     let mut rated = HashMap::new();
+    let served = served_json(&req.works);
     let mut queues = delivery_queues(b.conn, req, now, &mut destinations, &mut rated)?;
     queues.extend(
-        work_queues(b.conn, req.work_after)?
+        work_queues(b.conn, req.work_after, served.as_deref())?
             .into_iter()
             .map(Queue::work),
     );
@@ -54,7 +55,14 @@ pub(super) fn claim(b: &mut Batch<'_>, req: &ClaimRequest) -> StoreResult<ClaimB
         }
         for (i, n) in round {
             let queue = plan.queue(i).clone();
-            let jobs = take_due(b.conn, &queue, n, now, lease_end, &token)?;
+            let jobs = take_due(
+                b.conn,
+                &queue,
+                n,
+                (now, lease_end),
+                &token,
+                served.as_deref(),
+            )?;
             plan.took(i, n, jobs.len());
             if queue.phase == Phase::Work && !jobs.is_empty() {
                 work_after = queue.destination;
@@ -160,19 +168,34 @@ fn load_destination(c: &Connection, id: i64) -> StoreResult<Destination> {
     .query_row(params![id], destination_row)?)
 }
 
-/// The destinations with work waiting, round-robin from the one after `after`, wrapping
-/// round once: one index seek each.
-fn work_queues(c: &Connection, after: i64) -> StoreResult<Vec<i64>> {
-    let mut next = c.prepare_cached(
-        "SELECT destination_id FROM jobs WHERE phase = 0 AND destination_id > ?1
-         ORDER BY destination_id LIMIT 1",
-    )?;
+/// The works an instance has as a JSON array for [`SERVED`] (`None`: every work).
+fn served_json(works: &Served) -> Option<String> {
+    works
+        .names()
+        .map(|names| serde_json::to_string(names).expect("names serialize"))
+}
+
+/// A job's work is one this instance has (`?9`: a JSON array of names, NULL for all;
+/// SPEC §17). A request of `text` may name no work.
+const SERVED: &str = "(?9 IS NULL OR NOT EXISTS (
+    SELECT 1 FROM requests r WHERE r.id = jobs.request_id
+    AND r.work IS NOT NULL AND r.work NOT IN (SELECT value FROM json_each(?9))))";
+
+/// The destinations with work waiting that this instance has, round-robin from the one
+/// after `after`, wrapping round once: one index seek each.
+fn work_queues(c: &Connection, after: i64, served: Option<&str>) -> StoreResult<Vec<i64>> {
+    let mut next = c.prepare_cached(&format!(
+        "SELECT destination_id FROM jobs WHERE phase = 0 AND destination_id > ?1 AND {SERVED}
+         ORDER BY destination_id LIMIT 1"
+    ))?;
     let mut found = Vec::new();
     let mut cursor = after;
     let mut wrapped = false;
     while found.len() < WORK_QUEUES {
         match next
-            .query_row(params![cursor], |r| r.get::<_, i64>(0))
+            .query_row(rusqlite::named_params! {"?1": cursor, "?9": served}, |r| {
+                r.get::<_, i64>(0)
+            })
             .optional()?
         {
             Some(id) if wrapped && id > after => break,
@@ -203,18 +226,24 @@ fn take_due(
     c: &Connection,
     queue: &Queue,
     n: usize,
-    now: i64,
-    lease_end: i64,
+    (now, lease_end): (i64, i64),
     token: &Uuid,
+    served: Option<&str>,
 ) -> StoreResult<Vec<DueJob>> {
     let jobs: Vec<DueJob> = c
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT request_id, attempt_base, manual, expires_at FROM jobs
-             WHERE phase = ?1 AND destination_id = ?2 AND run_at <= ?3
-             ORDER BY run_at LIMIT ?4",
-        )?
+             WHERE phase = ?1 AND destination_id = ?2 AND run_at <= ?3 AND (?1 = 1 OR {SERVED})
+             ORDER BY run_at LIMIT ?4"
+        ))?
         .query_map(
-            params![queue.phase as i64, queue.destination, now, n as i64],
+            rusqlite::named_params! {
+                "?1": queue.phase as i64,
+                "?2": queue.destination,
+                "?3": now,
+                "?4": n as i64,
+                "?9": served,
+            },
             |r| {
                 Ok(DueJob {
                     id: r.get(0)?,
@@ -317,10 +346,19 @@ fn hand_out(
 }
 
 /// The earliest time a job may become claimable (see `Store::next_due_at`).
-pub(super) fn next_due_at(c: &Connection, at_cap: &[i64]) -> StoreResult<Option<i64>> {
+pub(super) fn next_due_at(
+    c: &Connection,
+    at_cap: &[i64],
+    works: &Served,
+) -> StoreResult<Option<i64>> {
     let work: Option<i64> = c
-        .prepare_cached("SELECT min(run_at) FROM jobs WHERE phase = 0")?
-        .query_row([], |r| r.get(0))?;
+        .prepare_cached(&format!(
+            "SELECT run_at FROM jobs WHERE phase = 0 AND {SERVED} ORDER BY run_at LIMIT 1"
+        ))?
+        .query_row(rusqlite::named_params! {"?9": served_json(works)}, |r| {
+            r.get(0)
+        })
+        .optional()?;
     let mut stmt = c.prepare_cached(
         "SELECT id, deliver_due_at FROM destinations
          WHERE deliver_due_at IS NOT NULL AND paused_since IS NULL ORDER BY deliver_due_at",

@@ -253,11 +253,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn next_due_at(&self, at_cap: &[i64]) -> StoreResult<Option<DateTime<Utc>>> {
-        let at_cap = at_cap.to_vec();
+    async fn next_due_at(
+        &self,
+        at_cap: &[i64],
+        works: &Served,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let (at_cap, works) = (at_cap.to_vec(), works.clone());
         let next = self
             .readers
-            .read(move |c| claim::next_due_at(c, &at_cap))
+            .read(move |c| claim::next_due_at(c, &at_cap, &works))
             .await?;
         next.map(from_millis).transpose()
     }
@@ -319,6 +323,21 @@ impl Store for SqliteStore {
         let reason = reason.to_owned();
         self.writer
             .write_engine(move |b| ops::expire(b, limit, &reason))
+            .await
+    }
+
+    async fn expire_works(
+        &self,
+        limit: usize,
+        created_before: DateTime<Utc>,
+        reason: &str,
+        expire_after: Duration,
+    ) -> StoreResult<u64> {
+        let reason = reason.to_owned();
+        self.writer
+            .write_engine(move |b| {
+                ops::expire_works(b, limit, created_before, &reason, expire_after)
+            })
             .await
     }
 

@@ -323,6 +323,55 @@ pub(super) fn expire(b: &mut Batch<'_>, limit: usize, reason: &str) -> StoreResu
     Ok(ids.len() as u64)
 }
 
+/// See [`Store::expire_works`]: each job is leased by this batch, then recorded as a
+/// failed work whose callback waits, due now.
+pub(super) fn expire_works(
+    b: &mut Batch<'_>,
+    limit: usize,
+    created_before: DateTime<Utc>,
+    reason: &str,
+    expire_after: Duration,
+) -> StoreResult<u64> {
+    let now = now_ms();
+    let token = uuid::Uuid::new_v4();
+    let ids: Vec<String> = b
+        .conn
+        .prepare_cached(
+            "UPDATE jobs SET lease_token = ?3, run_at = ?4
+             WHERE request_id IN (
+                 SELECT request_id FROM jobs
+                 WHERE phase = 0 AND request_id < ?1 AND (lease_token IS NULL OR run_at <= ?5)
+                 ORDER BY request_id LIMIT ?2)
+             RETURNING request_id",
+        )?
+        .query_map(
+            params![
+                first_id_at(created_before).to_string(),
+                limit as i64,
+                token.to_string(),
+                now + 60_000,
+                now
+            ],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    let at = Utc::now();
+    let failed = FinishedWork {
+        status: RequestStatus::Failed,
+        output_data: None,
+        error: Some(reason.to_owned()),
+        completed_at: at,
+        work_attempts: None,
+    };
+    for id in &ids {
+        let request_id = uuid::Uuid::parse_str(id)
+            .map_err(|e| StoreError::Corrupt(format!("job id {id}: {e}")))?;
+        let lease = Lease { request_id, token };
+        record_work(b, lease, &failed, AfterWork::Wait, at + expire_after)?;
+    }
+    Ok(ids.len() as u64)
+}
+
 /// Jobs stored before destinations existed get theirs (from the callback URL's origin),
 /// a phase-true expiry, and are made findable; in batches of `limit`.
 pub(super) fn adopt_legacy(
