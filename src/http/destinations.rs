@@ -62,7 +62,9 @@ pub struct DestinationOut {
     pub blocked_until: Option<String>,
     pub paused: bool,
     pub rate_limit_per_s: Option<f64>,
-    /// Why the circuit last opened.
+    /// While the circuit is open, why it opened; otherwise the most recent failed
+    /// attempt's error (written at most once a second), kept after later successes;
+    /// `null` when no attempt has failed.
     pub last_error: Option<String>,
 }
 
@@ -94,7 +96,7 @@ fn out(state: &AppState, d: DestinationInfo) -> DestinationOut {
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
         paused: d.paused,
         rate_limit_per_s: d.rate_limit_per_s,
-        last_error: d.last_error.filter(|_| d.blocked_until.is_some()),
+        last_error: d.last_error,
         tenant: d.tenant,
         origin: d.origin,
     }

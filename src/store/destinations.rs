@@ -20,7 +20,8 @@ pub struct DestinationInfo {
     pub origin: String,
     /// Circuit open until then.
     pub blocked_until: Option<DateTime<Utc>>,
-    /// Why the circuit last opened.
+    /// Why the circuit opened while it is open; otherwise the most recent failed
+    /// attempt's error (kept at most once a second), or `None`.
     pub last_error: Option<String>,
     pub paused: bool,
     pub rate_limit_per_s: Option<f64>,

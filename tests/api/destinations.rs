@@ -409,7 +409,33 @@ async fn a_pause_during_the_work_holds_its_first_attempt(backend: Backend) {
     assert_eq!(r["callback_status"], "sent", "{r:#}");
 }
 
+/// A destination shows the most recent failed attempt's error with its circuit closed,
+/// and keeps it after a later success.
+async fn a_destination_shows_its_last_failed_attempts_error(backend: Backend) {
+    use crate::helpers::receiver::Reply;
+    let receiver = Receiver::scripted("127.0.0.1", |n| match n {
+        0 => Reply::status(503),
+        _ => Reply::status(200),
+    })
+    .await;
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--callback-base-delay-ms", 50)
+        .spawn()
+        .await;
+    let id = submit(&app, None, &receiver.url("/hook")).await;
+    let record = app.wait_terminal(&id, Duration::from_secs(30)).await;
+    assert_eq!(record["callback_status"], "sent", "{record:#}");
+    let failed = record["attempts"][0]["error"].clone();
+    assert!(failed.is_string(), "{record:#}");
+    let list = app.get_json("/destinations").await;
+    let d = &list["destinations"][0];
+    assert_eq!(d["circuit"], "closed", "{list:#}");
+    assert_eq!(d["last_error"], failed, "{list:#}");
+}
+
 both_backends!(
+    a_destination_shows_its_last_failed_attempts_error,
     a_pause_during_the_work_holds_its_first_attempt,
     paused_time_does_not_count_towards_expiry,
     pause_holds_every_attempt_and_resume_delivers_them_all,

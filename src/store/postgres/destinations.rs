@@ -7,7 +7,9 @@ use sqlx::postgres::{PgPool, PgRow};
 
 use crate::store::*;
 
-const COLUMNS: &str = "d.id, d.tenant, d.origin, d.blocked_until, d.blocked_reason,
+const COLUMNS: &str = "d.id, d.tenant, d.origin, d.blocked_until,
+     coalesce(CASE WHEN d.blocked_until IS NOT NULL THEN d.blocked_reason END, d.last_error)
+        AS last_error,
      d.paused_since IS NOT NULL AS paused, d.rate_limit_per_s,
      (SELECT count(*) FROM (SELECT 1 FROM jobs j WHERE j.destination_id = d.id LIMIT 10001) p)
         AS pending";
@@ -18,7 +20,7 @@ fn info(r: &PgRow) -> StoreResult<DestinationInfo> {
         tenant: r.try_get("tenant")?,
         origin: r.try_get("origin")?,
         blocked_until: r.try_get("blocked_until")?,
-        last_error: r.try_get("blocked_reason")?,
+        last_error: r.try_get("last_error")?,
         paused: r.try_get("paused")?,
         rate_limit_per_s: r.try_get("rate_limit_per_s")?,
         pending: r.try_get::<i64, _>("pending")?.max(0) as u64,

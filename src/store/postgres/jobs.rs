@@ -171,6 +171,13 @@ pub(super) async fn record_attempt(
     if let Some(change) = &circuit {
         apply_circuit(c, change).await?;
     }
+    if let (Some(dest), Some(error), false) = (
+        destination,
+        &attempt.error,
+        matches!(next, NextStep::Delivered),
+    ) {
+        note_errors(c, &[dest], &[error.clone()]).await?;
+    }
     let (status, sent, last_error) = match &next {
         NextStep::Delivered => (CallbackStatus::Sent, true, None),
         NextStep::RetryAt(_) => (CallbackStatus::Pending, false, attempt.error.clone()),
@@ -245,6 +252,26 @@ async fn insert_attempt(c: &mut PgConnection, id: Uuid, a: &AttemptRecord) -> St
     .bind(a.status_code.map(i32::from))
     .bind(&a.error)
     .bind(a.trigger.as_str())
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Keeps each destination's failed attempt's error (ids ascending), at most once a second
+/// per destination (SPEC §14).
+pub(super) async fn note_errors(
+    c: &mut PgConnection,
+    destinations: &[i64],
+    errors: &[String],
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE destinations d SET last_error = u.error, last_error_at = now()
+         FROM unnest($1::bigint[], $2::text[]) AS u(id, error)
+         WHERE d.id = u.id
+           AND (d.last_error_at IS NULL OR d.last_error_at <= now() - interval '1 second')",
+    )
+    .bind(destinations)
+    .bind(errors)
     .execute(&mut *c)
     .await?;
     Ok(())

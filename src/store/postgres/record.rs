@@ -159,6 +159,7 @@ async fn write_together(
         lower_min(&mut lower, destination, offset);
     }
     store_attempts(c, d, &attempts).await?;
+    note_errors(c, &attempts, &held).await?;
     for (destination, offset) in after_attempts(c, &attempts, &held).await? {
         lower_min(&mut lower, destination, offset);
     }
@@ -412,6 +413,34 @@ async fn store_attempts(
     .execute(&mut *c)
     .await?;
     count_moves(d, &rows)
+}
+
+/// The last failed attempt's error of each destination in the batch, kept on it.
+async fn note_errors(
+    c: &mut PgConnection,
+    attempts: &[&Outcome],
+    held: &HashMap<Uuid, Option<i64>>,
+) -> StoreResult<()> {
+    let mut last: BTreeMap<i64, String> = BTreeMap::new();
+    for o in attempts {
+        if let Outcome::Attempt {
+            lease,
+            attempt,
+            next,
+            ..
+        } = o
+            && let (Some(Some(dest)), Some(error)) = (held.get(&lease.request_id), &attempt.error)
+            && !matches!(next, NextStep::Delivered)
+        {
+            last.insert(*dest, error.clone());
+        }
+    }
+    if last.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = last.keys().copied().collect();
+    let errors: Vec<String> = last.into_values().collect();
+    jobs::note_errors(c, &ids, &errors).await
 }
 
 /// Each attempted job rescheduled (a retry) or deleted (its callback ended); the

@@ -7,7 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::current::now_ms;
 use crate::store::*;
 
-const COLUMNS: &str = "d.id, d.tenant, d.origin, d.blocked_until, d.blocked_reason,
+const COLUMNS: &str = "d.id, d.tenant, d.origin, d.blocked_until,
+     coalesce(CASE WHEN d.blocked_until IS NOT NULL THEN d.blocked_reason END, d.last_error),
      d.paused_since IS NOT NULL, d.rate_limit_per_s,
      (SELECT count(*) FROM (SELECT 1 FROM jobs j WHERE j.destination_id = d.id LIMIT 10001))";
 

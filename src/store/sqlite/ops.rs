@@ -160,6 +160,11 @@ pub(super) fn record_attempt(
         apply_circuit(c, change)?;
     }
     let now = now_ms();
+    if let (Some(destination), Some(error), false) =
+        (destination, &a.error, matches!(next, NextStep::Delivered))
+    {
+        note_error(c, destination, error, now)?;
+    }
     let (status, sent_at, last_error) = match next {
         NextStep::Delivered => (CallbackStatus::Sent, Some(now), None),
         NextStep::RetryAt(_) => (CallbackStatus::Pending, None, a.error.as_deref()),
@@ -184,6 +189,16 @@ pub(super) fn record_attempt(
         }
     }
     Ok(true)
+}
+
+/// Keeps a failed attempt's error on its destination, at most once a second (SPEC §14).
+fn note_error(c: &Connection, destination: i64, error: &str, now: i64) -> StoreResult<()> {
+    c.prepare_cached(
+        "UPDATE destinations SET last_error = ?2, last_error_at = ?3
+         WHERE id = ?1 AND (last_error_at IS NULL OR last_error_at <= ?3 - 1000)",
+    )?
+    .execute(params![destination, error, now])?;
+    Ok(())
 }
 
 /// Updates a request's callback fields after an attempt (or an expiry) and notes the
