@@ -270,23 +270,7 @@ impl Engine {
                 Ok(batch) if !batch.jobs.is_empty() => {
                     backoff = MIN_BACKOFF;
                     work_after = batch.work_after;
-                    for claimed in batch.jobs {
-                        // A job back from a work's upstream may have taken a seat since.
-                        let permit = match workers.clone().try_acquire_owned() {
-                            Ok(permit) => permit,
-                            Err(_) => workers.clone().acquire_owned().await.expect("never closed"),
-                        };
-                        let lease = claimed.lease;
-                        let engine = self.clone();
-                        let handle = running.spawn(seat::SEAT.scope(
-                            std::cell::RefCell::new(Some(permit)),
-                            async move {
-                                let _running = Running::start();
-                                engine.run_job(claimed).await;
-                            },
-                        ));
-                        leases.insert(handle.id(), lease);
-                    }
+                    self.start_jobs(batch.jobs, &mut running, &mut leases).await;
                     continue;
                 }
                 Ok(batch) => {
@@ -315,6 +299,32 @@ impl Engine {
         keeper_stop.cancel();
         let _ = keeper.await;
         let _ = expiry.await;
+    }
+
+    /// Runs each claimed job on a seat of the delivery pool, noting its lease by task.
+    async fn start_jobs(
+        self: &Arc<Self>,
+        jobs: Vec<crate::store::ClaimedJob>,
+        running: &mut JoinSet<()>,
+        leases: &mut HashMap<tokio::task::Id, Lease>,
+    ) {
+        for claimed in jobs {
+            // A job back from a work's upstream may have taken a seat since.
+            let permit = match self.workers.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => (self.workers.clone().acquire_owned().await).expect("never closed"),
+            };
+            let lease = claimed.lease;
+            let engine = self.clone();
+            let handle = running.spawn(seat::SEAT.scope(
+                std::cell::RefCell::new(Some(permit)),
+                async move {
+                    let _running = Running::start();
+                    engine.run_job(claimed).await;
+                },
+            ));
+            leases.insert(handle.id(), lease);
+        }
     }
 
     /// Time until the earliest job becomes claimable, at most the poll interval.

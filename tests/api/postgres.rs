@@ -196,7 +196,8 @@ mod store {
     use consuma::store::postgres::PgStore;
     use consuma::store::{
         Admission, AdmissionLimits, AfterWork, AttemptRecord, ClaimRequest, ClaimedJob,
-        FinishedWork, Mode, NewRequest, NextStep, Phase, RequestStatus, Scope, Store, Trigger,
+        FinishedWork, JobStore, Mode, NewRequest, NextStep, Phase, RecordStore, RequestStatus,
+        Scope, Store, Trigger,
     };
     use uuid::Uuid;
 

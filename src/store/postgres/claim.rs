@@ -6,7 +6,7 @@
 //!   destinations). A claim recomputes each served destination's due time at its end,
 //!   after taking its delivery guard in exclusive mode (in id order), which waits for the
 //!   writes in flight that make a delivery due: each takes the guard in shared mode first
-//!   ([`share_deliveries`]) and lowers the due time in a later statement. So a claim never
+//!   ([`share_deliveries`](super::guard::share_deliveries)) and lowers the due time in a later statement. So a claim never
 //!   overwrites a due time with one that misses a job committed meanwhile, and records
 //!   wait for a claim only while it settles, not while it picks and hands out jobs.
 //!   Both guards are transaction-scoped advisory locks, not row locks: an admission's foreign
@@ -27,6 +27,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use uuid::Uuid;
 
 use super::duration_ms;
+use super::guard::{CLAIM_GUARD, DELIVERY_GUARD, guard};
 use crate::store::claim_plan::{Queue, SharePlan};
 use crate::store::counts::Deltas;
 use crate::store::*;
@@ -93,44 +94,6 @@ pub(super) async fn claim(
     hand_out(c, d, leased, &destinations, token)
         .await
         .map(|jobs| ClaimBatch { jobs, work_after })
-}
-
-/// The advisory lock class that makes claims on one destination take turns ("ccla"):
-/// its rate, its probe and its due time are read and written by one claim at a time.
-const CLAIM_GUARD: i32 = 0x63_63_6c_61;
-/// The advisory lock class of the delivery guard ("cdlv"): exclusive while a claim
-/// recomputes a due time, shared by every write that makes a delivery due.
-const DELIVERY_GUARD: i32 = 0x63_64_6c_76;
-
-/// Takes the guards of class `class` of the destinations `ids` (ascending), exclusive or
-/// `shared`, until the transaction ends.
-async fn guard(c: &mut PgConnection, class: i32, ids: &[i64], shared: bool) -> StoreResult<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let sql = match shared {
-        true => {
-            "SELECT pg_advisory_xact_lock_shared($1, (u.id & 2147483647)::int4)
-                 FROM unnest($2::bigint[]) AS u(id)"
-        }
-        false => {
-            "SELECT pg_advisory_xact_lock($1, (u.id & 2147483647)::int4)
-                  FROM unnest($2::bigint[]) AS u(id)"
-        }
-    };
-    sqlx::query(sql)
-        .bind(class)
-        .bind(ids)
-        .execute(&mut *c)
-        .await?;
-    Ok(())
-}
-
-/// Takes the delivery guard of each destination in `ids` (ascending) in shared mode,
-/// until the transaction ends: a write that makes one of their deliveries due takes it
-/// first, so no claim recomputes their due time meanwhile.
-pub(super) async fn share_deliveries(c: &mut PgConnection, ids: &[i64]) -> StoreResult<()> {
-    guard(c, DELIVERY_GUARD, ids, true).await
 }
 
 /// A rate-limited destination's rate, and how far its theoretical arrival time lies
@@ -398,24 +361,15 @@ async fn settle_delivery_queues(
     Ok(())
 }
 
-/// Marks the requests of work-phase jobs `processing` and builds what the workers need.
-async fn hand_out(
-    c: &mut PgConnection,
-    d: &mut Deltas,
-    leased: Vec<(Queue, Taken)>,
-    destinations: &HashMap<i64, Destination>,
-    token: Uuid,
-) -> StoreResult<Vec<ClaimedJob>> {
-    if leased.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = leased.iter().map(|(_, t)| t.request_id).collect();
+/// Marks the pending requests among `ids` (those of work-phase jobs) `processing`,
+/// counted.
+async fn mark_processing(c: &mut PgConnection, d: &mut Deltas, ids: &[Uuid]) -> StoreResult<()> {
     let started = sqlx::query(
         "UPDATE requests SET status = 'processing', started_at = now()
          WHERE id = ANY($1) AND status = 'pending'
          RETURNING tenant, work",
     )
-    .bind(&ids)
+    .bind(ids)
     .fetch_all(&mut *c)
     .await?;
     let (from, to) = (
@@ -434,6 +388,22 @@ async fn hand_out(
         let work: Option<&str> = row.try_get("work")?;
         d.moved(row.try_get::<&str, _>("tenant")?, work, from, to);
     }
+    Ok(())
+}
+
+/// Marks the requests of work-phase jobs `processing` and builds what the workers need.
+async fn hand_out(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    leased: Vec<(Queue, Taken)>,
+    destinations: &HashMap<i64, Destination>,
+    token: Uuid,
+) -> StoreResult<Vec<ClaimedJob>> {
+    if leased.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = leased.iter().map(|(_, t)| t.request_id).collect();
+    mark_processing(c, d, &ids).await?;
     let rows = sqlx::query(
         "SELECT id, input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,
                 output_data, error, completed_at, work, upstream_key

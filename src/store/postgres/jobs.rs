@@ -100,7 +100,7 @@ async fn hold_lease(c: &mut PgConnection, lease: Lease) -> StoreResult<Option<Op
 
 /// Takes a destination's delivery guard before making one of its deliveries due.
 async fn share_destination(c: &mut PgConnection, id: i64) -> StoreResult<()> {
-    super::claim::share_deliveries(c, &[id]).await
+    super::guard::share_deliveries(c, &[id]).await
 }
 
 /// Makes a destination's deliveries due no later than `now() + offset_ms` (never before
@@ -176,7 +176,7 @@ pub(super) async fn record_attempt(
         &attempt.error,
         matches!(next, NextStep::Delivered),
     ) {
-        note_errors(c, &[dest], &[error.clone()]).await?;
+        note_errors(c, &[dest], std::slice::from_ref(error)).await?;
     }
     let (status, sent, last_error) = match &next {
         NextStep::Delivered => (CallbackStatus::Sent, true, None),

@@ -90,7 +90,7 @@ async fn queue_again(
         .and_then(crate::store::origin_of_str)
         .unwrap_or_else(|| "unknown://invalid:0".to_owned());
     let destination = destination_id(c, &tenant, &origin).await?;
-    super::claim::share_deliveries(c, &[destination]).await?;
+    super::guard::share_deliveries(c, &[destination]).await?;
     sqlx::query(
         "INSERT INTO jobs (request_id, destination_id, phase, run_at, expires_at, attempt_base, manual)
          VALUES ($1, $2, 1, now(), now() + $3::bigint * interval '1 millisecond', $4, true)",
