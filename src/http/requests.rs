@@ -17,8 +17,8 @@ use super::error::{ApiError, FieldError, Problem, ServiceUnavailable};
 use super::scope::Scope;
 use super::state::AppState;
 use crate::store::{
-    AttemptRecord, CallbackStatus, ListFilter, Mode, PageStart, RequestRecord, RequestStatus,
-    RequestSummary, Scope as StoreScope, Trigger,
+    AttemptRecord, CallbackStatus, Keyset, ListFilter, Mode, PageStart, RequestRecord,
+    RequestStatus, RequestSummary, Scope as StoreScope, Trigger,
 };
 
 /// The deepest `offset` accepted; beyond it, pages are reached with `cursor`.
@@ -268,84 +268,21 @@ fn parse_listing(
         .into_owned()
         .collect();
     let mut errors = Vec::new();
-    let mode = param(
-        &params,
-        "mode",
-        &mut errors,
-        Mode::parse,
-        "must be one of: sync, async",
-    );
-    let status = param(
-        &params,
-        "status",
-        &mut errors,
-        RequestStatus::parse,
-        "must be one of: pending, processing, completed, failed",
-    );
-    let callback_status = param(
-        &params,
-        "callback_status",
-        &mut errors,
-        CallbackStatus::parse,
-        "must be one of: pending, sent, failed",
-    );
-    let work = param(
-        &params,
-        "work",
-        &mut errors,
-        |w| is_work(w).then(|| w.to_owned()),
-        "must name a work: `text` or one of GET /works",
-    );
-    let tenant = param(
-        &params,
-        "tenant",
-        &mut errors,
-        |t| crate::auth::valid_tenant(t).then(|| t.to_owned()),
-        super::scope::TENANT_MESSAGE,
-    );
-    let limit = param(
-        &params,
-        "limit",
-        &mut errors,
-        |v| v.parse::<u32>().ok().filter(|n| (1..=100).contains(n)),
-        "must be an integer from 1 to 100",
-    );
-    let offset = param(
-        &params,
-        "offset",
-        &mut errors,
-        |v| v.parse::<u64>().ok().filter(|n| *n <= MAX_OFFSET),
-        "must be an integer from 0 to 10000; page deeper with cursor (the next_cursor of each page)",
-    );
-    let filters = Filters {
-        tenant: tenant.clone(),
-        mode: mode.map(|m| m.as_str().to_owned()),
-        status: status.map(|s| s.as_str().to_owned()),
-        callback_status: callback_status.map(|c| c.as_str().to_owned()),
-        work: work.clone(),
-    };
-    let after = match (params.get("cursor"), params.contains_key("offset")) {
-        (Some(_), true) => {
-            errors.push(FieldError::new("cursor", "cannot be combined with offset"));
-            None
-        }
-        (Some(c), false) => cursor::decode(c, &filters)
-            .map_err(|e| errors.push(FieldError::new("cursor", e.message())))
-            .ok(),
-        (None, _) => None,
-    };
+    let given = ListingParams::parse(&params, &mut errors, is_work);
+    let filters = given.filters();
+    let after = parse_cursor(&params, &filters, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::InvalidQuery(errors));
     }
-    let offset = offset.unwrap_or(0);
+    let offset = given.offset.unwrap_or(0);
     Ok(Listing {
         filter: ListFilter {
             scope: scope.store().unwrap_or(StoreScope::All),
-            mode,
-            status,
-            callback_status,
-            work,
-            limit: limit.unwrap_or(50),
+            mode: given.mode,
+            status: given.status,
+            callback_status: given.callback_status,
+            work: given.work,
+            limit: given.limit.unwrap_or(50),
             start: match after {
                 Some(k) => PageStart::After(k),
                 None => PageStart::Offset(offset),
@@ -355,6 +292,110 @@ fn parse_listing(
         offset: if after.is_some() { 0 } else { offset },
         nothing: scope.store().is_none(),
     })
+}
+
+/// The parameters of a GET /requests query but `cursor`: each as given, or `None` when
+/// absent or invalid.
+struct ListingParams {
+    mode: Option<Mode>,
+    status: Option<RequestStatus>,
+    callback_status: Option<CallbackStatus>,
+    work: Option<String>,
+    tenant: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u64>,
+}
+
+impl ListingParams {
+    /// Parses each parameter, noting an entry in `errors` for each bad one, in the order
+    /// of the parameters here.
+    fn parse(
+        params: &BTreeMap<String, String>,
+        errors: &mut Vec<FieldError>,
+        is_work: &dyn Fn(&str) -> bool,
+    ) -> Self {
+        Self {
+            mode: param(
+                params,
+                "mode",
+                errors,
+                Mode::parse,
+                "must be one of: sync, async",
+            ),
+            status: param(
+                params,
+                "status",
+                errors,
+                RequestStatus::parse,
+                "must be one of: pending, processing, completed, failed",
+            ),
+            callback_status: param(
+                params,
+                "callback_status",
+                errors,
+                CallbackStatus::parse,
+                "must be one of: pending, sent, failed",
+            ),
+            work: param(
+                params,
+                "work",
+                errors,
+                |w| is_work(w).then(|| w.to_owned()),
+                "must name a work: `text` or one of GET /works",
+            ),
+            tenant: param(
+                params,
+                "tenant",
+                errors,
+                |t| crate::auth::valid_tenant(t).then(|| t.to_owned()),
+                super::scope::TENANT_MESSAGE,
+            ),
+            limit: param(
+                params,
+                "limit",
+                errors,
+                |v| v.parse::<u32>().ok().filter(|n| (1..=100).contains(n)),
+                "must be an integer from 1 to 100",
+            ),
+            offset: param(
+                params,
+                "offset",
+                errors,
+                |v| v.parse::<u64>().ok().filter(|n| *n <= MAX_OFFSET),
+                "must be an integer from 0 to 10000; page deeper with cursor (the next_cursor of each page)",
+            ),
+        }
+    }
+
+    /// The filters as given, which a cursor is bound to.
+    fn filters(&self) -> Filters {
+        Filters {
+            tenant: self.tenant.clone(),
+            mode: self.mode.map(|m| m.as_str().to_owned()),
+            status: self.status.map(|s| s.as_str().to_owned()),
+            callback_status: self.callback_status.map(|c| c.as_str().to_owned()),
+            work: self.work.clone(),
+        }
+    }
+}
+
+/// The position `cursor` names, bound to `filters`; `None` when absent or (with an error
+/// noted) invalid or combined with `offset`.
+fn parse_cursor(
+    params: &BTreeMap<String, String>,
+    filters: &Filters,
+    errors: &mut Vec<FieldError>,
+) -> Option<Keyset> {
+    match (params.get("cursor"), params.contains_key("offset")) {
+        (Some(_), true) => {
+            errors.push(FieldError::new("cursor", "cannot be combined with offset"));
+            None
+        }
+        (Some(c), false) => cursor::decode(c, filters)
+            .map_err(|e| errors.push(FieldError::new("cursor", e.message())))
+            .ok(),
+        (None, _) => None,
+    }
 }
 
 /// The parameter `name` parsed, or `None` when absent or (with an error noted) invalid.
