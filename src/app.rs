@@ -40,43 +40,9 @@ impl Application {
         shutdown: CancellationToken,
         works: crate::works::WorksBuilder,
     ) -> anyhow::Result<Self> {
-        let works = works
-            .text_delay(config.work_delay)
-            .work_workers(config.work_workers)
-            .specs(config.works.clone())
-            .build()
-            .map_err(|e| ConfigError(format!("{e:#}")))?;
-        let works = Arc::new(works);
-        let options = store::StoreOptions {
-            sqlite_synchronous: config.sqlite_synchronous,
-            pg_max_connections: config.database_max_connections,
-        };
-        let store = store::connect(&config.database_url, options)
-            .await
-            .with_context(|| format!("cannot open the database {}", config.database_url))?;
-        let auth = Auth::load(store.clone(), config.signing_secret.clone())
-            .await
-            .context("cannot load API keys and signing secrets")?;
-        if config.require_auth && !auth.keys.requires_key() {
-            return Err(ConfigError(
-                "--require-auth: the database holds no API key; create one with `consuma keys create --tenant NAME`".into(),
-            )
-            .into());
-        }
-        tracing::info!(backend = store.backend(), url = %config.database_url, "database ready");
-        fail_interrupted_sync(store.as_ref()).await?;
-        if !config.allow_callback_cidrs.is_empty() {
-            let opened: Vec<String> = config
-                .allow_callback_cidrs
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            tracing::warn!(ranges = %opened.join(","), "callback policy: ranges opened by --allow-callback-cidr; callbacks may reach them");
-        }
-        let policy = Arc::new(CallbackPolicy::new(
-            config.allow_callback_cidrs.clone(),
-            config.callback_resolve.clone(),
-        ));
+        let works = Arc::new(build_works(&config, works)?);
+        let (store, auth) = open_store(&config).await?;
+        let policy = callback_policy(&config);
         let engine = match config.workers {
             0 => None,
             workers => {
@@ -85,52 +51,20 @@ impl Application {
                     config.callback_timeout,
                     config.callback_dns_server,
                 )?;
+                let engine_config = engine_config(&config, workers, works.clone());
                 Some(Engine::new(
                     store.clone(),
                     client,
                     auth.secrets.clone(),
-                    EngineConfig {
-                        workers,
-                        lease: config.lease,
-                        work_delay: config.work_delay,
-                        max_attempts: config.callback_max_attempts,
-                        base_delay: config.callback_base_delay,
-                        shutdown_grace: config.shutdown_grace,
-                        poll: config.job_poll,
-                        min_in_flight_per_destination: config
-                            .callback_min_in_flight_per_destination,
-                        max_in_flight_per_destination: config
-                            .callback_max_in_flight_per_destination,
-                        breaker_cooldown: config.callback_breaker_cooldown,
-                        expire_after: config.callback_expire_after,
-                        works: works.clone(),
-                        work_workers: config.work_workers,
-                    },
+                    engine_config,
                 ))
             }
         };
         if engine.is_some() {
             count_foreign_jobs(store.as_ref(), &works).await;
         }
-        config.http.max_connections = http::capacity::connection_cap(&config);
-        let listener = crate::listen::bind(config.bind)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.bind))?;
-        if !auth.keys.requires_key() && !config.bind.ip().is_loopback() {
-            tracing::warn!(
-                bind = %config.bind,
-                "no API key exists: the service is open to anyone who can reach this address; create a key with `consuma keys create`"
-            );
-        }
-        let intake = Intake {
-            store: store.clone(),
-            work_delay: config.work_delay,
-            limits: store::AdmissionLimits {
-                max_pending: config.max_pending_jobs,
-                max_pending_per_tenant: config.max_pending_jobs_per_tenant,
-            },
-            async_ack_status: config.async_ack_status,
-        };
+        let listener = bind_listener(&mut config, &auth).await?;
+        let intake = new_intake(&config, store.clone());
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -195,6 +129,114 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The works this instance serves: `text`, the works file's and an embedder's. A bad
+/// works file is a [`ConfigError`].
+fn build_works(
+    config: &Config,
+    works: crate::works::WorksBuilder,
+) -> anyhow::Result<crate::works::Registry> {
+    let works = works
+        .text_delay(config.work_delay)
+        .work_workers(config.work_workers)
+        .specs(config.works.clone())
+        .build()
+        .map_err(|e| ConfigError(format!("{e:#}")))?;
+    Ok(works)
+}
+
+/// Opens the store and loads API keys and signing secrets; refuses `--require-auth`
+/// without a key; fails the /sync records an earlier process left processing.
+async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn store::Store>, Auth)> {
+    let options = store::StoreOptions {
+        sqlite_synchronous: config.sqlite_synchronous,
+        pg_max_connections: config.database_max_connections,
+    };
+    let store = store::connect(&config.database_url, options)
+        .await
+        .with_context(|| format!("cannot open the database {}", config.database_url))?;
+    let auth = Auth::load(store.clone(), config.signing_secret.clone())
+        .await
+        .context("cannot load API keys and signing secrets")?;
+    if config.require_auth && !auth.keys.requires_key() {
+        return Err(ConfigError(
+            "--require-auth: the database holds no API key; create one with `consuma keys create --tenant NAME`".into(),
+        )
+        .into());
+    }
+    tracing::info!(backend = store.backend(), url = %config.database_url, "database ready");
+    fail_interrupted_sync(store.as_ref()).await?;
+    Ok((store, auth))
+}
+
+/// The callback policy, with a warning for each range `--allow-callback-cidr` opened.
+fn callback_policy(config: &Config) -> Arc<CallbackPolicy> {
+    if !config.allow_callback_cidrs.is_empty() {
+        let opened: Vec<String> = config
+            .allow_callback_cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::warn!(ranges = %opened.join(","), "callback policy: ranges opened by --allow-callback-cidr; callbacks may reach them");
+    }
+    Arc::new(CallbackPolicy::new(
+        config.allow_callback_cidrs.clone(),
+        config.callback_resolve.clone(),
+    ))
+}
+
+/// The engine's settings, from the flags.
+fn engine_config(
+    config: &Config,
+    workers: usize,
+    works: Arc<crate::works::Registry>,
+) -> EngineConfig {
+    EngineConfig {
+        workers,
+        lease: config.lease,
+        work_delay: config.work_delay,
+        max_attempts: config.callback_max_attempts,
+        base_delay: config.callback_base_delay,
+        shutdown_grace: config.shutdown_grace,
+        poll: config.job_poll,
+        min_in_flight_per_destination: config.callback_min_in_flight_per_destination,
+        max_in_flight_per_destination: config.callback_max_in_flight_per_destination,
+        breaker_cooldown: config.callback_breaker_cooldown,
+        expire_after: config.callback_expire_after,
+        works,
+        work_workers: config.work_workers,
+    }
+}
+
+/// Sets the connection cap and binds the listener; warns when an instance without an API
+/// key listens beyond loopback.
+async fn bind_listener(config: &mut Config, auth: &Auth) -> anyhow::Result<TcpListener> {
+    config.http.max_connections = http::capacity::connection_cap(config);
+    let listener = crate::listen::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    if !auth.keys.requires_key() && !config.bind.ip().is_loopback() {
+        tracing::warn!(
+            bind = %config.bind,
+            "no API key exists: the service is open to anyone who can reach this address; create a key with `consuma keys create`"
+        );
+    }
+    Ok(listener)
+}
+
+/// What submissions need: the store, the work's delay, the backlog limits, the status of
+/// an async acknowledgement.
+fn new_intake(config: &Config, store: Arc<dyn store::Store>) -> Intake {
+    Intake {
+        store,
+        work_delay: config.work_delay,
+        limits: store::AdmissionLimits {
+            max_pending: config.max_pending_jobs,
+            max_pending_per_tenant: config.max_pending_jobs_per_tenant,
+        },
+        async_ack_status: config.async_ack_status,
     }
 }
 

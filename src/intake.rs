@@ -21,7 +21,7 @@ use crate::store::{
     StoredResponse,
 };
 use crate::telemetry::metrics as m;
-use crate::work::{self, WorkInput, WorkResult};
+use crate::work::{self, StoredInput, WorkInput, WorkResult};
 
 /// A callback URL's origin, kept with the store's model (the destination's key).
 pub use crate::store::{origin_of, origin_of_str};
@@ -47,24 +47,6 @@ pub struct AsyncAccepted {
 }
 
 pub const ACCEPTED_MESSAGE: &str = "Request accepted. Result will be sent to callback URL.";
-
-/// The accepted input as stored and fingerprinted: defaults applied, keys in a fixed order.
-#[derive(Debug, Serialize)]
-struct StoredInput<'a> {
-    text: &'a str,
-    count: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    callback_url: Option<&'a str>,
-}
-
-fn input_json(input: &WorkInput, callback_url: Option<&str>) -> String {
-    let stored = StoredInput {
-        text: input.text(),
-        count: input.count(),
-        callback_url,
-    };
-    serde_json::to_string(&stored).expect("plain structs serialise")
-}
 
 /// How a submission ended, when it did not fail.
 #[derive(Debug)]
@@ -169,7 +151,7 @@ impl Intake {
         key: Option<String>,
         trace_id: &str,
     ) -> Result<Submitted, IntakeError> {
-        let json = input_json(&input, None);
+        let json = StoredInput::of(&input, None).to_json();
         // An unfinished /sync key is presumed abandoned once the work should long be done
         // (SPEC §17: twice the work's delay, and a minute).
         let hold = self.work_delay * 2 + Duration::from_secs(60);
@@ -252,7 +234,7 @@ impl Intake {
         key: Option<String>,
         trace_id: &str,
     ) -> Result<Submitted, IntakeError> {
-        let json = input_json(&input, Some(callback_url.as_str()));
+        let json = StoredInput::of(&input, Some(callback_url.as_str())).to_json();
         let body = AsyncAccepted {
             request_id,
             status: RequestStatus::Pending,

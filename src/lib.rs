@@ -15,7 +15,8 @@
 //!   HTTP/1.1 server (header and body timeouts, the connection cap). [`http::ui`] serves the operator
 //!   console (the files in `ui/`), a browser client of those same routes.
 //! - [`intake`]: a request's way in: admit (with [`idempotency`]), work or enqueue, answer.
-//! - [`work`]: THE work, pure apart from its non-blocking delay; shared by both styles.
+//! - [`work`]: THE work, pure apart from its non-blocking delay, and its input as stored
+//!   ([`work::StoredInput`]); shared by both styles.
 //! - [`works`]: named works (SPEC §13): the works file, input schemas, the public
 //!   [`works::Work`] trait (`text` and `http` implement it) and the registry.
 //! - [`store`]: one trait, SQLite (default) and PostgreSQL implementations.

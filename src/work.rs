@@ -8,6 +8,7 @@
 //! - case mapping is the full mapping (`ß` → `SS`, final sigma), which Rust's
 //!   `str::to_uppercase`/`to_lowercase` implement as Python's `upper`/`lower` do.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -61,6 +62,39 @@ impl WorkInput {
 
     pub fn count(&self) -> u32 {
         self.count
+    }
+}
+
+/// The accepted input as stored with its request and fingerprinted for its idempotency
+/// key: defaults applied, keys in a fixed order, `callback_url` only for async. The
+/// intake writes it borrowing the request ([`StoredInput::of`]); the engine reads it
+/// back, owned, and checks it again ([`StoredInput::into_input`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredInput<'a> {
+    pub text: Cow<'a, str>,
+    pub count: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<Cow<'a, str>>,
+}
+
+impl<'a> StoredInput<'a> {
+    /// The stored form of a checked input, with the callback of an async request.
+    pub fn of(input: &'a WorkInput, callback_url: Option<&'a str>) -> Self {
+        Self {
+            text: Cow::Borrowed(input.text()),
+            count: i64::from(input.count()),
+            callback_url: callback_url.map(Cow::Borrowed),
+        }
+    }
+
+    /// The JSON written to the request's `input_data`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("plain structs serialise")
+    }
+
+    /// The work's input again, checked as at submission.
+    pub fn into_input(self) -> Result<WorkInput, Vec<InputError>> {
+        WorkInput::new(self.text.into_owned(), self.count)
     }
 }
 
@@ -192,6 +226,24 @@ fn inject_fault(_: &WorkInput) -> Result<(), WorkFailed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stored_input_keeps_its_bytes_and_reads_back() {
+        let input = WorkInput::new("a \"b\"".into(), 3).unwrap();
+        let sync = StoredInput::of(&input, None).to_json();
+        assert_eq!(sync, r#"{"text":"a \"b\"","count":3}"#);
+        let async_ = StoredInput::of(&input, Some("https://x.test/h")).to_json();
+        assert_eq!(
+            async_,
+            r#"{"text":"a \"b\"","count":3,"callback_url":"https://x.test/h"}"#
+        );
+        for stored in [sync, async_] {
+            let back: StoredInput = serde_json::from_str(&stored).unwrap();
+            assert_eq!(back.into_input(), Ok(input.clone()));
+        }
+        let out_of_range: StoredInput = serde_json::from_str(r#"{"text":"a","count":0}"#).unwrap();
+        assert!(out_of_range.into_input().is_err());
+    }
 
     fn input(text: &str, count: i64) -> WorkInput {
         WorkInput::new(text.into(), count).expect("valid input")

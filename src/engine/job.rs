@@ -19,14 +19,7 @@ use crate::intake::run_work;
 use crate::store::{AfterWork, ClaimedJob, FinishedWork, Mode, Phase, RequestStatus, StoreError};
 use crate::telemetry::metrics as m;
 use crate::telemetry::trace_context;
-use crate::work::WorkInput;
-
-/// The stored input as the intake wrote it.
-#[derive(serde::Deserialize)]
-struct StoredInput {
-    text: String,
-    count: i64,
-}
+use crate::work::StoredInput;
 
 /// A slot of a destination's cap held by this job; given back if the job ends without
 /// reporting an outcome (a lost lease, a failed write, an abort at shutdown).
@@ -188,7 +181,8 @@ impl Engine {
         let input = serde_json::from_str::<StoredInput>(&job.input_data)
             .map_err(|e| e.to_string())
             .and_then(|i| {
-                WorkInput::new(i.text, i.count).map_err(|_| "stored input out of range".to_owned())
+                i.into_input()
+                    .map_err(|_| "stored input out of range".to_owned())
             });
         let (result, work_attempts) = match (job.work.as_deref(), input) {
             (Some(name), _) if name != crate::works::registry::TEXT => {

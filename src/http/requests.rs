@@ -2,8 +2,6 @@
 //! caller's tenant (SPEC §10; an admin sees every tenant), paged by offset or by cursor
 //! (SPEC §12).
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -12,14 +10,17 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::cursor::{self, Filters};
-use super::error::{ApiError, FieldError, Problem, ServiceUnavailable};
+use super::cursor;
+use super::error::{ApiError, Problem, ServiceUnavailable};
 use super::scope::Scope;
 use super::state::AppState;
 use crate::store::{
-    AttemptRecord, CallbackStatus, ListFilter, Mode, PageStart, RequestRecord, RequestStatus,
-    RequestSummary, Scope as StoreScope, Trigger,
+    AttemptRecord, CallbackStatus, Mode, RequestRecord, RequestStatus, RequestSummary, Trigger,
 };
+
+/// The query string of GET /requests, checked.
+mod query;
+use query::parse_listing;
 
 /// The deepest `offset` accepted; beyond it, pages are reached with `cursor`.
 pub const MAX_OFFSET: u64 = 10_000;
@@ -244,135 +245,6 @@ pub async fn list_requests(
     }))
 }
 
-/// A checked GET /requests query.
-#[derive(Debug)]
-struct Listing {
-    filter: ListFilter,
-    /// The filters as given, which a cursor is bound to.
-    filters: Filters,
-    offset: u64,
-    /// The scope matches nothing (a non-admin key named another tenant).
-    nothing: bool,
-}
-
-/// Parses the query string within `scope`; every bad parameter gets its own entry (the
-/// extractor of [`Scope`] has checked `tenant` already; it is checked again here so that
-/// its entry joins the others). Unknown parameters are ignored; a repeated one counts
-/// with its last value.
-fn parse_listing(
-    query: &str,
-    scope: &Scope,
-    is_work: &dyn Fn(&str) -> bool,
-) -> Result<Listing, ApiError> {
-    let params: BTreeMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let mut errors = Vec::new();
-    let mode = param(
-        &params,
-        "mode",
-        &mut errors,
-        Mode::parse,
-        "must be one of: sync, async",
-    );
-    let status = param(
-        &params,
-        "status",
-        &mut errors,
-        RequestStatus::parse,
-        "must be one of: pending, processing, completed, failed",
-    );
-    let callback_status = param(
-        &params,
-        "callback_status",
-        &mut errors,
-        CallbackStatus::parse,
-        "must be one of: pending, sent, failed",
-    );
-    let work = param(
-        &params,
-        "work",
-        &mut errors,
-        |w| is_work(w).then(|| w.to_owned()),
-        "must name a work: `text` or one of GET /works",
-    );
-    let tenant = param(
-        &params,
-        "tenant",
-        &mut errors,
-        |t| crate::auth::valid_tenant(t).then(|| t.to_owned()),
-        super::scope::TENANT_MESSAGE,
-    );
-    let limit = param(
-        &params,
-        "limit",
-        &mut errors,
-        |v| v.parse::<u32>().ok().filter(|n| (1..=100).contains(n)),
-        "must be an integer from 1 to 100",
-    );
-    let offset = param(
-        &params,
-        "offset",
-        &mut errors,
-        |v| v.parse::<u64>().ok().filter(|n| *n <= MAX_OFFSET),
-        "must be an integer from 0 to 10000; page deeper with cursor (the next_cursor of each page)",
-    );
-    let filters = Filters {
-        tenant: tenant.clone(),
-        mode: mode.map(|m| m.as_str().to_owned()),
-        status: status.map(|s| s.as_str().to_owned()),
-        callback_status: callback_status.map(|c| c.as_str().to_owned()),
-        work: work.clone(),
-    };
-    let after = match (params.get("cursor"), params.contains_key("offset")) {
-        (Some(_), true) => {
-            errors.push(FieldError::new("cursor", "cannot be combined with offset"));
-            None
-        }
-        (Some(c), false) => cursor::decode(c, &filters)
-            .map_err(|e| errors.push(FieldError::new("cursor", e.message())))
-            .ok(),
-        (None, _) => None,
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::InvalidQuery(errors));
-    }
-    let offset = offset.unwrap_or(0);
-    Ok(Listing {
-        filter: ListFilter {
-            scope: scope.store().unwrap_or(StoreScope::All),
-            mode,
-            status,
-            callback_status,
-            work,
-            limit: limit.unwrap_or(50),
-            start: match after {
-                Some(k) => PageStart::After(k),
-                None => PageStart::Offset(offset),
-            },
-        },
-        filters,
-        offset: if after.is_some() { 0 } else { offset },
-        nothing: scope.store().is_none(),
-    })
-}
-
-/// The parameter `name` parsed, or `None` when absent or (with an error noted) invalid.
-fn param<T>(
-    params: &BTreeMap<String, String>,
-    name: &str,
-    errors: &mut Vec<FieldError>,
-    parse: impl Fn(&str) -> Option<T>,
-    message: &str,
-) -> Option<T> {
-    let value = params.get(name)?;
-    let parsed = parse(value);
-    if parsed.is_none() {
-        errors.push(FieldError::new(name, message));
-    }
-    parsed
-}
-
 /// One request, with its delivery attempts.
 #[utoipa::path(
     get, path = "/requests/{id}", tag = "requests",
@@ -405,69 +277,4 @@ pub async fn get_request(
         .await?
         .ok_or_else(unknown)?;
     Ok(Json(record.try_into()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(query: &str, scope: &Scope) -> Result<Listing, ApiError> {
-        parse_listing(query, scope, &|w| w == "text" || w == "pdf")
-    }
-
-    #[test]
-    fn a_work_filter_names_a_work() {
-        let Err(ApiError::InvalidQuery(errors)) = parse("work=nope&mode=x", &Scope::All) else {
-            panic!("expected a 422");
-        };
-        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["mode", "work"]);
-        let l = parse("work=pdf", &Scope::All).unwrap();
-        assert_eq!(l.filter.work.as_deref(), Some("pdf"));
-        assert_eq!(l.filters.work.as_deref(), Some("pdf"));
-    }
-
-    #[test]
-    fn every_bad_parameter_is_reported_once() {
-        let Err(ApiError::InvalidQuery(errors)) = parse(
-            "limit=5&limit=500&mode=x&offset=-1&foo=bar&tenant=Bad!",
-            &Scope::All,
-        ) else {
-            panic!("expected a 422");
-        };
-        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["mode", "tenant", "limit", "offset"]);
-    }
-
-    #[test]
-    fn defaults_apply_when_the_query_is_empty() {
-        let l = parse("", &Scope::All).unwrap();
-        assert_eq!((l.filter.limit, l.offset, l.filter.mode), (50, 0, None));
-        assert_eq!(l.filter.start, PageStart::Offset(0));
-    }
-
-    #[test]
-    fn offsets_beyond_ten_thousand_point_to_the_cursor() {
-        let Err(ApiError::InvalidQuery(errors)) = parse("offset=10001", &Scope::All) else {
-            panic!("expected a 422");
-        };
-        assert_eq!(errors[0].field, "offset");
-        assert!(errors[0].message.contains("cursor"));
-        assert!(parse("offset=10000", &Scope::All).is_ok());
-    }
-
-    #[test]
-    fn a_cursor_must_come_alone_and_with_its_filters() {
-        let Err(ApiError::InvalidQuery(errors)) = parse("cursor=abc&offset=0", &Scope::All) else {
-            panic!("expected a 422");
-        };
-        assert_eq!(errors[0].field, "cursor");
-        let last = crate::store::Keyset {
-            created_at: chrono::Utc::now(),
-            id: Uuid::now_v7(),
-        };
-        let c = cursor::encode(last, &Filters::default());
-        assert!(parse(&format!("cursor={c}"), &Scope::All).is_ok());
-        assert!(parse(&format!("cursor={c}&mode=sync"), &Scope::All).is_err());
-    }
 }

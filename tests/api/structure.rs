@@ -1,4 +1,6 @@
-//! The shape of the source tree: module imports form a DAG (issue 18).
+//! The shape of the source tree (issue 18): module imports form a DAG, no file under
+//! `src/` is over 500 lines and no `fn` over 80 (STYLE.md §24); the allowlists for a
+//! file or function caught mid-split are empty and may only shrink.
 //!
 //! Each file under `src/` is a module (`src/a/b.rs` and `src/a/b/mod.rs` are `a::b`). A
 //! path in a file — `crate::a::b::Item`, `super::c::Item`, `self::d::Item`, in a `use` or
@@ -44,45 +46,88 @@ fn module_of(src: &Path, file: &Path) -> ModPath {
     parts
 }
 
-/// The source without comments and string literals, so a path in a doc line or a
-/// message is not an import.
+/// The source without comments, string literals and character literals, so a path in a
+/// doc line or a message is not an import and a `'{'` is no brace. Every line break is
+/// kept, so a position in the result is on the same line as in the source.
 fn code_only(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '/' if chars.peek() == Some(&'/') => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        out.push('\n');
-                        break;
-                    }
-                }
+    // Pushes the line breaks of `chars[from..to]`: what a blanked literal or comment spanned.
+    let keep_lines = |out: &mut String, from: usize, to: usize| {
+        let breaks = chars[from..to.min(chars.len())]
+            .iter()
+            .filter(|c| **c == '\n');
+        out.extend(breaks);
+    };
+    let mut i = 0;
+    while i < chars.len() {
+        let end = match chars[i] {
+            '/' if chars.get(i + 1) == Some(&'/') => {
+                let end = (i..chars.len()).find(|&j| chars[j] == '\n');
+                end.unwrap_or(chars.len())
             }
-            '/' if chars.peek() == Some(&'*') => {
-                let mut prev = ' ';
-                for c in chars.by_ref() {
-                    if prev == '*' && c == '/' {
-                        break;
-                    }
-                    prev = c;
-                }
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                let end = (i + 2..chars.len()).find(|&j| chars[j - 1] == '*' && chars[j] == '/');
+                end.map_or(chars.len(), |j| j + 1)
+            }
+            'r' if raw_string_at(&chars, i).is_some() => {
+                out.push_str("\"\"");
+                raw_string_at(&chars, i).expect("checked")
             }
             '"' => {
-                let mut escaped = false;
-                for c in chars.by_ref() {
-                    match (escaped, c) {
-                        (false, '\\') => escaped = true,
-                        (false, '"') => break,
-                        _ => escaped = false,
-                    }
+                let mut j = i + 1;
+                while j < chars.len() && chars[j] != '"' {
+                    j += if chars[j] == '\\' { 2 } else { 1 };
                 }
                 out.push_str("\"\"");
+                j + 1
             }
-            _ => out.push(c),
-        }
+            // A character literal (`'x'`, `'\''`, `'\u{1F}'`), not a lifetime (`'a`).
+            '\'' if chars.get(i + 1) == Some(&'\\') => {
+                let close = (i + 3..chars.len()).find(|&j| chars[j] == '\'');
+                out.push_str("' '");
+                close.map_or(chars.len(), |j| j + 1)
+            }
+            '\'' if chars.get(i + 2) == Some(&'\'') => {
+                out.push_str("' '");
+                i + 3
+            }
+            c => {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+        };
+        keep_lines(&mut out, i, end);
+        i = end;
     }
     out
+}
+
+/// Where the raw string literal starting at `chars[at]` (`r"…"`, `r#"…"#`, also after a
+/// `b`) ends, one past its last `#`; `None` when no raw string starts there.
+fn raw_string_at(chars: &[char], at: usize) -> Option<usize> {
+    let is_word = |c: &char| c.is_alphanumeric() || *c == '_';
+    let before = at.checked_sub(1).map(|j| chars[j]);
+    let after_b = before == Some('b') && (at < 2 || !is_word(&chars[at - 2]));
+    if chars[at] != 'r' || (before.is_some_and(|c| is_word(&c)) && !after_b) {
+        return None;
+    }
+    let hashes = chars[at + 1..].iter().take_while(|c| **c == '#').count();
+    let open = at + 1 + hashes;
+    if chars.get(open) != Some(&'"') {
+        return None;
+    }
+    let mut j = open + 1;
+    while j < chars.len() {
+        let closes =
+            chars[j] == '"' && chars[j + 1..].iter().take_while(|c| **c == '#').count() >= hashes;
+        if closes {
+            return Some(j + 1 + hashes);
+        }
+        j += 1;
+    }
+    Some(chars.len())
 }
 
 /// Every path a source names that starts at `crate`, `super` or `self`, with `use`
@@ -299,4 +344,205 @@ fn the_cycle_finder_sees_a_cycle_and_a_group() {
     .into_iter()
     .collect();
     assert_eq!(cycles(&graph), vec![vec!["crate::a", "crate::b"]]);
+}
+
+// Size (STYLE.md §24, issue 18): no file under `src/` over 500 lines, no `fn` over 80.
+
+/// Most lines a source file under `src/` may have.
+const MAX_FILE_LINES: usize = 500;
+/// Most lines a `fn` under `src/` may span, from the line of `fn` to its closing brace.
+const MAX_FN_LINES: usize = 80;
+
+/// Files allowed over [`MAX_FILE_LINES`] for a while (none now): path under `src/`,
+/// lines at the time of writing. An entry may shrink but not grow, and must be removed
+/// once its file is within the limit: the list only gets shorter.
+const OVERSIZED_FILES: &[(&str, usize)] = &[];
+
+/// Functions allowed over [`MAX_FN_LINES`] for a while (none now): path under `src/`,
+/// name, lines at the time of writing. Same rule as [`OVERSIZED_FILES`].
+const OVERSIZED_FNS: &[(&str, &str, usize)] = &[];
+
+/// Every source file under `src/`: its path below `src/` (with `/`) and its text.
+fn sources() -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    files
+        .iter()
+        .map(|file| {
+            let rel = file.strip_prefix(&src).expect("under src/");
+            let rel = rel.components().map(|c| c.as_os_str().to_string_lossy());
+            let text = std::fs::read_to_string(file).expect("read source");
+            (rel.collect::<Vec<_>>().join("/"), text)
+        })
+        .collect()
+}
+
+/// One `fn` with a body: its name, the line of `fn` (from 1) and how many lines it
+/// spans up to its closing brace.
+#[derive(Debug, PartialEq)]
+struct FnSpan {
+    name: String,
+    line: usize,
+    lines: usize,
+}
+
+/// Every `fn` with a body in `code` (a [`code_only`] text), nested ones included. A
+/// signature ends at its body's `{` or, for a declaration without a body, at a `;`
+/// outside brackets; the body ends at the brace that balances it.
+fn functions(code: &str) -> Vec<FnSpan> {
+    let chars: Vec<char> = code.chars().collect();
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let line_at = |at: usize| 1 + chars[..at].iter().filter(|c| **c == '\n').count();
+    let mut found = Vec::new();
+    for at in 0..chars.len().saturating_sub(2) {
+        let keyword = chars[at] == 'f'
+            && chars[at + 1] == 'n'
+            && chars[at + 2].is_whitespace()
+            && (at == 0 || !is_word(chars[at - 1]));
+        if !keyword {
+            continue;
+        }
+        let start = (at + 2..chars.len()).find(|&j| !chars[j].is_whitespace());
+        let Some(start) = start.filter(|&j| is_word(chars[j])) else {
+            continue; // `fn(u8)`, a pointer type; `fn $name` in a macro.
+        };
+        let name: String = chars[start..].iter().take_while(|c| is_word(**c)).collect();
+        let Some(open) = body_start(&chars, start) else {
+            continue;
+        };
+        let close = matching_brace(&chars, open);
+        found.push(FnSpan {
+            name,
+            line: line_at(at),
+            lines: line_at(close) - line_at(at) + 1,
+        });
+    }
+    found
+}
+
+/// The `{` opening the body of a `fn` whose signature starts at `from`; `None` when a
+/// `;` ends it first (a declaration in a trait or an `extern` block).
+fn body_start(chars: &[char], from: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (j, c) in chars.iter().enumerate().skip(from) {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth = depth.saturating_sub(1),
+            ';' if depth == 0 => return None,
+            '{' if depth == 0 => return Some(j),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The `}` that closes the `{` at `open` (the end of the text if none does).
+fn matching_brace(chars: &[char], open: usize) -> usize {
+    let mut depth = 0usize;
+    for (j, c) in chars.iter().enumerate().skip(open) {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return j;
+                }
+            }
+            _ => {}
+        }
+    }
+    chars.len() - 1
+}
+
+/// Checks measured sizes against a limit and an allowlist of known offenders. Fails
+/// naming every new offender, every allowlisted one that grew, and every allowlisted
+/// one that is now within the limit or gone (to be removed from the list).
+fn check_sizes(
+    what: &str,
+    limit: usize,
+    measured: &[(String, usize)],
+    allowed: &[(String, usize)],
+) {
+    let mut problems = Vec::new();
+    for (item, size) in measured {
+        match allowed.iter().find(|(known, _)| known == item) {
+            None if *size > limit => {
+                problems.push(format!("{item}: {size} lines, over {limit}"));
+            }
+            Some((_, known)) if size > known => problems.push(format!(
+                "{item}: {size} lines, more than the {known} of the allowlist"
+            )),
+            _ => {}
+        }
+    }
+    for (item, _) in allowed {
+        let still_over = measured.iter().any(|(m, size)| m == item && *size > limit);
+        if !still_over {
+            problems.push(format!(
+                "{item} is no longer over {limit} lines (or is gone): remove it from the allowlist"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{what} (each line one problem):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn no_source_file_is_over_500_lines() {
+    let measured: Vec<(String, usize)> = sources()
+        .into_iter()
+        .map(|(path, text)| (path, text.lines().count()))
+        .collect();
+    assert!(measured.len() > 20, "the source tree was found");
+    let allowed: Vec<(String, usize)> = OVERSIZED_FILES
+        .iter()
+        .map(|(path, lines)| (path.to_string(), *lines))
+        .collect();
+    check_sizes("source files", MAX_FILE_LINES, &measured, &allowed);
+}
+
+#[test]
+fn no_function_is_over_80_lines() {
+    let mut measured = Vec::new();
+    for (path, text) in sources() {
+        for f in functions(&code_only(&text)) {
+            measured.push((format!("{path}: fn {}", f.name), f.lines));
+        }
+    }
+    assert!(measured.len() > 500, "the functions were found");
+    let allowed: Vec<(String, usize)> = OVERSIZED_FNS
+        .iter()
+        .map(|(path, name, lines)| (format!("{path}: fn {name}"), *lines))
+        .collect();
+    check_sizes("functions", MAX_FN_LINES, &measured, &allowed);
+}
+
+#[test]
+fn the_size_scan_skips_literals_and_counts_from_fn_to_its_brace() {
+    let code = code_only(concat!(
+        "/// fn doc() {\n",
+        "pub fn outer(x: [u8; 2]) -> char {\n",
+        "    let s = r#\"}\"#; let c = '}'; let q = '\"';\n",
+        "    fn inner() { }\n",
+        "    /* } */ '{'\n",
+        "}\n",
+        "trait T { fn declared(&self); }\n",
+        "type P = fn(u8);\n",
+    ));
+    let spans = functions(&code);
+    let expected = [("outer", 2, 5), ("inner", 4, 1)];
+    let expected: Vec<FnSpan> = expected
+        .iter()
+        .map(|&(name, line, lines)| FnSpan {
+            name: name.into(),
+            line,
+            lines,
+        })
+        .collect();
+    assert_eq!(spans, expected);
 }
