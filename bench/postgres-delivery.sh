@@ -10,7 +10,7 @@
 # first request to the last callback), summed over the instances.
 #
 # Usage: bench/postgres-delivery.sh [rate per instance, default 2000] [secs, default 30]
-#                                   [instances, default 3]
+#                                   [instances, default 3; 1 runs only the first]
 # Needs curl, psql, python3, and PostgreSQL at 127.0.0.1:5432 (user postgres).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +67,7 @@ echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  cores: $(nproc)  PostgreSQL: $(psql "$p
 echo "commit: $(git rev-parse --short HEAD)  rate: $rate/s per instance  run: ${secs} s  work delay 0, default flags"
 echo "== 1 instance"
 fresh_pg; start 18601; load 18601; stop
+[ "$many" -gt 1 ] || exit 0
 ports=(); for i in $(seq 1 "$many"); do ports+=($((18610 + i))); done
 echo "== $many instances, one database"
 fresh_pg; for p in "${ports[@]}"; do start "$p"; done; load "${ports[@]}"; stop
