@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::Engine;
 use super::destinations::Health;
-use super::job::{JobError, Slot, until_recorded};
+use super::job::{JobError, JobRun, Slot, until_recorded};
 use crate::delivery::{self, AttemptOutcome, Delivery, Verdict};
-use crate::store::{AttemptRecord, CircuitChange, ClaimedJob, NextStep, Trigger};
+use crate::store::{AttemptRecord, CircuitChange, NextStep, Trigger};
 use crate::telemetry::metrics as m;
 use crate::telemetry::trace_context;
 
@@ -24,32 +23,33 @@ pub(super) fn health_of(outcome: &AttemptOutcome) -> Health {
     }
 }
 
-impl Engine {
+impl JobRun<'_> {
     /// Makes one attempt holding `slot`, and records it with what follows.
     pub(super) async fn attempt(
         &self,
-        job: &ClaimedJob,
         body: &str,
         expires_at: DateTime<Utc>,
         slot: Slot<'_>,
     ) -> Result<(), JobError> {
+        let job = self.job();
         let lease = job.lease;
         let attempt = job.attempts_made + 1;
         let traceparent = trace_context::outgoing(&tracing::Span::current(), &job.trace_id);
         let webhook_id = lease.request_id.to_string();
         let outcome = self
+            .engine()
             .client
             .attempt(Delivery {
                 url: &job.callback_url,
                 webhook_id: &webhook_id,
                 body,
                 traceparent: &traceparent,
-                secrets: &self.secrets.for_tenant(&job.destination.tenant),
+                secrets: &self.engine().secrets.for_tenant(&job.destination.tenant),
             })
             .await;
         let now = Utc::now();
         let (circuit, was_full) = {
-            let mut book = self.destinations();
+            let mut book = self.engine().destinations();
             slot.release();
             let was_full = book.full(job.destination.id);
             let change = book.finish(
@@ -64,9 +64,9 @@ impl Engine {
         if was_full {
             // Deliveries waiting for this destination's cap are not in the dispatcher's
             // next due time: tell it a slot is free.
-            self.wake.notify_one();
+            self.engine().wake.notify_one();
         }
-        let next = self.next_step(job, &outcome, attempt, expires_at, now);
+        let next = self.next_step(&outcome, attempt, expires_at, now);
         let record = AttemptRecord {
             attempt,
             started_at: outcome.started_at,
@@ -79,21 +79,22 @@ impl Engine {
             },
         };
         let recorded = until_recorded(|| {
-            self.store
+            self.engine()
+                .store
                 .record_attempt(lease, &record, &next, circuit.as_ref())
         })
         .await?;
         if !recorded {
             return Err(JobError::LeaseLost);
         }
-        self.report_attempt(job, &record, &next);
+        self.report_attempt(&record, &next);
         if let Some(change) = &circuit {
-            self.report_circuit(job, change).await;
+            self.report_circuit(change).await;
         }
         if matches!(next, NextStep::RetryAt(_))
             || matches!(circuit, Some(CircuitChange::Close { .. }))
         {
-            self.wake.notify_one();
+            self.engine().wake.notify_one();
         }
         Ok(())
     }
@@ -101,27 +102,27 @@ impl Engine {
     /// What follows attempt number `attempt`: done, again later, or never again.
     fn next_step(
         &self,
-        job: &ClaimedJob,
         outcome: &AttemptOutcome,
         attempt: u32,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> NextStep {
         // Attempts of this delivery only: a redelivery has a fresh budget (SPEC §11).
-        let made = attempt.saturating_sub(job.attempt_base);
+        let made = attempt.saturating_sub(self.job().attempt_base);
         match &outcome.verdict {
             Verdict::Delivered => NextStep::Delivered,
             Verdict::Permanent => NextStep::GiveUp,
             Verdict::Retry { .. } if now >= expires_at => NextStep::Expired(format!(
                 "expired: not delivered within {} s of the end of its work or of its last redelivery (last: {})",
-                self.config.expire_after.as_secs(),
+                self.engine().config.expire_after.as_secs(),
                 outcome.error.as_deref().unwrap_or("no response")
             )),
-            Verdict::Retry { .. } if made >= self.config.max_attempts => NextStep::GiveUp,
+            Verdict::Retry { .. } if made >= self.engine().config.max_attempts => NextStep::GiveUp,
             Verdict::Retry { retry_after } => {
                 let ended = outcome.started_at + outcome.duration;
                 NextStep::RetryAt(
-                    ended + delivery::next_delay(made, self.config.base_delay, *retry_after),
+                    ended
+                        + delivery::next_delay(made, self.engine().config.base_delay, *retry_after),
                 )
             }
         }
@@ -129,7 +130,8 @@ impl Engine {
 
     /// Logs a circuit change (the origin only, never a path or query) and counts the
     /// deliveries it postpones.
-    async fn report_circuit(&self, job: &ClaimedJob, change: &CircuitChange) {
+    async fn report_circuit(&self, change: &CircuitChange) {
+        let job = self.job();
         let d = &job.destination;
         match change {
             CircuitChange::Open {
@@ -143,7 +145,7 @@ impl Engine {
                     probe = job.probe,
                     "circuit opened: deliveries to this destination wait for the cool-down"
                 );
-                match self.store.waiting_deliveries(d.id, *until).await {
+                match self.engine().store.waiting_deliveries(d.id, *until).await {
                     Ok(n) => metrics::counter!(m::CALLBACK_DEFERRED).increment(n),
                     Err(e) => {
                         tracing::debug!(error = %e, "could not count the postponed deliveries")
@@ -158,7 +160,8 @@ impl Engine {
         }
     }
 
-    fn report_attempt(&self, job: &ClaimedJob, a: &AttemptRecord, next: &NextStep) {
+    fn report_attempt(&self, a: &AttemptRecord, next: &NextStep) {
+        let job = self.job();
         let outcome = match next {
             NextStep::Delivered => "delivered",
             NextStep::RetryAt(_) => "retry",

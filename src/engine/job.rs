@@ -57,8 +57,35 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// One claimed job as it runs here: the engine it runs in, and the job. Its steps — the
+/// work, then one delivery attempt ([`attempt`](super::attempt)) — are its methods.
+pub(super) struct JobRun<'a> {
+    engine: &'a Engine,
+    job: ClaimedJob,
+}
+
 impl Engine {
+    /// Runs one claimed job as far as it goes now.
     pub(super) async fn run_job(&self, job: ClaimedJob) {
+        JobRun { engine: self, job }.run().await
+    }
+}
+
+impl<'a> JobRun<'a> {
+    /// The engine it runs in.
+    pub(super) fn engine(&self) -> &'a Engine {
+        self.engine
+    }
+
+    /// The job as claimed.
+    pub(super) fn job(&self) -> &ClaimedJob {
+        &self.job
+    }
+
+    /// Runs the job in its span, its lease kept with every other running job's, and logs
+    /// why it stopped early when it did.
+    async fn run(self) {
+        let job = &self.job;
         let lease = job.lease;
         let span = tracing::info_span!(
             "job",
@@ -70,8 +97,8 @@ impl Engine {
         // Renewed by the keeper, with every other running job's lease, until dropped. A
         // lost lease shows when the job records its progress (the store checks it):
         // the job's own record may end the lease in the very commit a renewal shares.
-        let kept = self.leases.keep(lease);
-        let outcome = self.work_and_deliver(job).instrument(span.clone()).await;
+        let kept = self.engine.leases.keep(lease);
+        let outcome = self.work_and_deliver().instrument(span.clone()).await;
         drop(kept);
         if let Err(e) = outcome {
             span.in_scope(|| match e {
@@ -84,53 +111,60 @@ impl Engine {
         }
     }
 
-    async fn work_and_deliver(&self, job: ClaimedJob) -> Result<(), JobError> {
+    async fn work_and_deliver(&self) -> Result<(), JobError> {
+        let job = &self.job;
         let destination = job.destination.id;
-        let (body, expires_at, slot) = match (job.phase, stored_body(&job), job.expires_at) {
+        let (body, expires_at, slot) = match (job.phase, stored_body(job), job.expires_at) {
             (Phase::Delivery, Some(body), Some(expires_at)) => {
                 if !self
+                    .engine
                     .destinations()
                     .begin(destination, job.probe, Utc::now())
                 {
                     // Work that ended since the claim took the last slot, or this
                     // instance has just opened the circuit: wait.
-                    self.store.release_lease(job.lease).await?;
+                    self.engine.store.release_lease(job.lease).await?;
                     return Ok(());
                 }
-                (body, expires_at, Slot::new(self, destination))
+                (body, expires_at, Slot::new(self.engine, destination))
             }
-            _ => match self.work(&job).await? {
+            _ => match self.work().await? {
                 Some(ready) => ready,
                 None => return Ok(()),
             },
         };
-        self.attempt(&job, &body, expires_at, slot).await
+        self.attempt(&body, expires_at, slot).await
     }
 
     /// Runs the work and stores its end with the callback body. Returns the body and the
     /// delivery's expiry when this worker attempts it now (holding a slot of the
     /// destination's cap), `None` when the job waits for the cap or the circuit.
-    async fn work(
-        &self,
-        job: &ClaimedJob,
-    ) -> Result<Option<(String, chrono::DateTime<Utc>, Slot<'_>)>, JobError> {
-        if let Some(wait) = self.work_is_full(job) {
+    async fn work(&self) -> Result<Option<(String, chrono::DateTime<Utc>, Slot<'a>)>, JobError> {
+        let job = &self.job;
+        if let Some(wait) = self.work_is_full() {
             // SPEC §13 "Isolation": over its work's max_in_flight a job waits in the store,
             // holding no worker and no lease, so a hung upstream cannot fill the pools.
             tracing::debug!(work = ?job.work, "work at max_in_flight; the job waits");
-            self.store.defer_work(job.lease, wait).await?;
+            self.engine.store.defer_work(job.lease, wait).await?;
             return Ok(None);
         }
-        let (done, body) = self.do_the_work(job).await;
-        let expires_at = done.completed_at + self.config.expire_after;
-        let admit = self.destinations().try_begin(&job.destination, Utc::now());
-        let slot = (admit == Admit::Attempt).then(|| Slot::new(self, job.destination.id));
+        let (done, body) = self.do_the_work().await;
+        let expires_at = done.completed_at + self.engine.config.expire_after;
+        let admit = self
+            .engine
+            .destinations()
+            .try_begin(&job.destination, Utc::now());
+        let slot = (admit == Admit::Attempt).then(|| Slot::new(self.engine, job.destination.id));
         let after = match admit {
             Admit::Attempt => AfterWork::Deliver,
             Admit::AtCap | Admit::CircuitOpen | Admit::Held => AfterWork::Wait,
         };
-        let recorded =
-            until_recorded(|| self.store.record_work(job.lease, &done, after, expires_at)).await?;
+        let recorded = until_recorded(|| {
+            self.engine
+                .store
+                .record_work(job.lease, &done, after, expires_at)
+        })
+        .await?;
         if !recorded {
             return Err(JobError::LeaseLost);
         }
@@ -161,14 +195,15 @@ impl Engine {
     /// For a job of a named work whose slots (its `max_in_flight`, or its share of
     /// `--work-workers`) are all taken here: how long it waits before it is claimed again,
     /// a quarter of the work's timeout, from 100 ms to 2 s.
-    fn work_is_full(&self, job: &ClaimedJob) -> Option<std::time::Duration> {
-        let name = job
+    fn work_is_full(&self) -> Option<std::time::Duration> {
+        let name = self
+            .job
             .work
             .as_deref()
             .filter(|w| *w != crate::works::registry::TEXT)?;
-        let work = self.config.works.named(name)?;
+        let work = self.engine.config.works.named(name)?;
         let full = work.slots.available_permits() == 0
-            || self.config.works.pool().available_permits() == 0;
+            || self.engine.config.works.pool().available_permits() == 0;
         let wait = (work.settings.timeout / 4).clamp(
             std::time::Duration::from_millis(100),
             std::time::Duration::from_secs(2),
@@ -177,7 +212,8 @@ impl Engine {
     }
 
     /// The work itself, and the finished record and callback body it makes.
-    async fn do_the_work(&self, job: &ClaimedJob) -> (FinishedWork, String) {
+    async fn do_the_work(&self) -> (FinishedWork, String) {
+        let job = &self.job;
         let input = serde_json::from_str::<StoredInput>(&job.input_data)
             .map_err(|e| e.to_string())
             .and_then(|i| {
@@ -186,11 +222,11 @@ impl Engine {
             });
         let (result, work_attempts) = match (job.work.as_deref(), input) {
             (Some(name), _) if name != crate::works::registry::TEXT => {
-                let (result, attempts) = self.run_named_work(job, name).await;
+                let (result, attempts) = self.run_named_work(name).await;
                 (result, Some(crate::works::run::attempts_json(&attempts)))
             }
             (_, Ok(input)) => (
-                run_work(&input, self.config.work_delay, Mode::Async)
+                run_work(&input, self.engine.config.work_delay, Mode::Async)
                     .await
                     .map(|r| delivery::payload::result_json(&r)),
                 None,
@@ -222,10 +258,10 @@ impl Engine {
     /// counted from its creation (§17). The idempotency-key is the request id.
     async fn run_named_work(
         &self,
-        job: &ClaimedJob,
         name: &str,
     ) -> (Result<String, String>, Vec<crate::works::run::WorkAttempt>) {
-        let Some(work) = self.config.works.named(name) else {
+        let job = &self.job;
+        let Some(work) = self.engine.config.works.named(name) else {
             let error = format!("this instance does not serve the work {name:?}");
             return (Err(error), Vec::new());
         };
@@ -243,17 +279,17 @@ impl Engine {
                 .unwrap_or_else(|| job.lease.request_id.to_string()),
             attempt: 1,
         };
-        let expires = job.created_at + self.config.expire_after;
+        let expires = job.created_at + self.engine.config.expire_after;
         let left = (expires - Utc::now()).to_std().unwrap_or_default();
         let deadline = tokio::time::Instant::now() + left;
         let attempts = crate::works::run::run_attempts(
             work,
             call,
-            self.config.base_delay,
+            self.engine.config.base_delay,
             deadline,
-            self.config.works.pool(),
+            self.engine.config.works.pool(),
         );
-        self.without_seat(attempts).await
+        self.engine.without_seat(attempts).await
     }
 }
 

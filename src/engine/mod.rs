@@ -2,7 +2,8 @@
 //!
 //! Jobs are rows. The dispatcher claims due jobs with a lease, as many as there are free
 //! workers (`--workers`, a semaphore), fairly across destinations, and runs each in a task
-//! of its own ([`job`]). [`destinations`] keeps this instance's adaptive limit
+//! of its own as a [`job::JobRun`]: the job and the engine it runs in, whose steps are the
+//! work ([`job`]) and one delivery attempt ([`attempt`]). [`destinations`] keeps this instance's adaptive limit
 //! ([`limit`]) and circuit view of each destination; a job that may not attempt now goes back to its queue without
 //! holding a worker.
 //! When nothing is due it sleeps until the earliest due time (a retry's `run_at`, or a
