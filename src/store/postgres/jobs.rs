@@ -383,7 +383,7 @@ pub(super) async fn expire(
     Ok(ids.len() as u64)
 }
 
-/// See [`Store::expire_works`]: each job is leased by this transaction, then recorded as
+/// See [`JobStore::expire_works`]: each job is leased by this transaction, then recorded as
 /// a failed work whose callback waits, due now.
 pub(super) async fn expire_works(
     c: &mut PgConnection,

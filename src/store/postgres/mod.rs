@@ -1,23 +1,29 @@
 //! The PostgreSQL store: one database shared by any number of instances (SPEC §3).
 //!
 //! Every trait method is one transaction on a connection from a [`PgPool`]; PostgreSQL's
-//! own locking makes concurrent instances safe, so unlike SQLite there is no writer task.
+//! own locking (and advisory locks per destination, [`guard`]) makes concurrent
+//! instances safe. The role traits are implemented in the `store_*.rs` files, as on
+//! SQLite.
 //!
 //! - **Two pools** (SPEC §9 "The engine before the door"): the engine's claims, lease
 //!   renewals and outcome records use a pool of their own, so a flood of admissions can
 //!   slow acceptance but never starve a running job's lease.
+//! - **Batches** ([`batch`]): keyless admissions ([`admit`]) and the engine's records
+//!   ([`record`]) are queued and written many to a transaction, in set-based statements;
+//!   each caller is answered after its batch commits, and a failed batch is written again
+//!   one item at a time.
 //! - **Admission** writes the request, its job and its idempotency key together. The key
 //!   is inserted first with `ON CONFLICT DO NOTHING`: a concurrent admission with the same
 //!   key waits on the unique index until the first commits, then reads its row
 //!   ([`keys`]).
-//! - **Claiming** is one statement: the due, unleased jobs are picked `FOR UPDATE SKIP
-//!   LOCKED` (instances never wait for, nor take, each other's rows), stamped with a fresh
-//!   lease token and expiry, and their requests marked `processing` ([`jobs`]). An outcome
-//!   is recorded only while that lease is held: same token, not expired.
+//! - **Claiming** ([`claim`]): the due, unleased jobs are picked `FOR UPDATE SKIP LOCKED`
+//!   (instances never wait for, nor take, each other's rows), stamped with a fresh lease
+//!   token and expiry, and their requests marked `processing`. An outcome is recorded only
+//!   while that lease is held: same token, not expired ([`jobs`], [`record`]).
 //! - **Clocks.** Due times and leases are compared with the database's `now()`, never a
 //!   process clock, so instances with skewed clocks still agree on what is due. An absolute
 //!   time the engine hands over (a retry's due time, a key's hold) is translated as an
-//!   offset from the process's now; [`Store::next_due_at`] translates back the same way.
+//!   offset from the process's now; [`JobStore::next_due_at`] translates back the same way.
 //!   Times the API shows are written by the service, truncated to milliseconds, exactly as
 //!   SQLite keeps them.
 //! - **Wake-ups.** After an async admission, a rescheduled retry or a released lease has

@@ -338,7 +338,7 @@ pub(super) fn expire(b: &mut Batch<'_>, limit: usize, reason: &str) -> StoreResu
     Ok(ids.len() as u64)
 }
 
-/// See [`Store::expire_works`]: each job is leased by this batch, then recorded as a
+/// See [`JobStore::expire_works`]: each job is leased by this batch, then recorded as a
 /// failed work whose callback waits, due now.
 pub(super) fn expire_works(
     b: &mut Batch<'_>,
