@@ -146,11 +146,9 @@ async fn destinations_are_scoped_like_requests(backend: Backend) {
     }
     for key in [&acme, &globex] {
         let id = submit(&app, Some(key), &receiver.url("/a")).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while receiver.hits_for(&id).is_empty() {
-            assert!(tokio::time::Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        receiver
+            .wait_for_request(&id, Duration::from_secs(30))
+            .await;
     }
     let (_, mine) = send(&app, Some(&acme), Method::GET, "/destinations", None).await;
     let mine = mine["destinations"].as_array().unwrap().clone();

@@ -78,11 +78,14 @@ struct Shared {
     /// Per request_id: deliveries in progress now, and the most ever at once. The key ""
     /// counts every delivery, whatever its request.
     in_progress: Arc<Mutex<HashMap<String, (usize, usize)>>>,
+    /// How many hits arrived: waiters wake on each one instead of polling.
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 pub struct Receiver {
     pub addr: SocketAddr,
     hits: Arc<Mutex<Vec<Hit>>>,
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
     in_progress: Arc<Mutex<HashMap<String, (usize, usize)>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -167,10 +170,12 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
         let in_progress = Arc::new(Mutex::new(HashMap::new()));
+        let arrived = Arc::new(tokio::sync::watch::Sender::new(0));
         let shared = Shared {
             hits: hits.clone(),
             script: Arc::new(script),
             in_progress: in_progress.clone(),
+            arrived: arrived.clone(),
         };
         let app = axum::Router::new().fallback(record).with_state(shared);
         let task = tokio::spawn(async move {
@@ -179,6 +184,7 @@ impl Receiver {
         Self {
             addr,
             hits,
+            arrived,
             in_progress,
             task,
         }
@@ -229,20 +235,35 @@ impl Receiver {
             .collect()
     }
 
-    /// Waits until at least `n` hits arrived, or panics after `within`.
+    /// Waits until at least `n` hits arrived (woken by each arrival), or panics after
+    /// `within`.
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Hit> {
-        let deadline = Instant::now() + within;
+        let mut arrivals = self.arrived.subscribe();
+        let reached = tokio::time::timeout(within, arrivals.wait_for(|count| *count >= n)).await;
+        let hits = self.hits();
+        assert!(
+            matches!(reached, Ok(Ok(_))),
+            "expected {n} callbacks, got {}",
+            hits.len()
+        );
+        hits
+    }
+
+    /// Waits until a callback of `request_id` arrived (woken by each arrival), or panics
+    /// after `within`; its hits.
+    pub async fn wait_for_request(&self, request_id: &str, within: Duration) -> Vec<Hit> {
+        let mut arrivals = self.arrived.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
         loop {
-            let hits = self.hits();
-            if hits.len() >= n {
+            let hits = self.hits_for(request_id);
+            if !hits.is_empty() {
                 return hits;
             }
+            let woken = tokio::time::timeout_at(deadline, arrivals.changed()).await;
             assert!(
-                Instant::now() < deadline,
-                "expected {n} callbacks, got {}",
-                hits.len()
+                matches!(woken, Ok(Ok(()))),
+                "no callback of {request_id} within {within:?}"
             );
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
@@ -271,6 +292,7 @@ async fn record(
         hits.push(hit);
         nth
     };
+    s.arrived.send_modify(|count| *count += 1);
     let reply = (s.script)(nth);
     let _in_progress = InProgress::enter(&s.in_progress, rid.unwrap_or_default());
     let _any = InProgress::enter(&s.in_progress, String::new());
