@@ -93,6 +93,8 @@ pub struct Engine {
     work_jobs: std::sync::atomic::AtomicUsize,
     /// The leases of the jobs running here, renewed together.
     leases: Arc<leases::Leases>,
+    /// The works this instance has (SPEC §17): it claims only their work-phase jobs.
+    served: Served,
 }
 
 impl Engine {
@@ -109,6 +111,7 @@ impl Engine {
             config.workers,
         );
         let destinations = Destinations::new(bounds, config.breaker_cooldown);
+        let served = Served::Only(config.works.names().map(str::to_owned).collect());
         Arc::new(Self {
             store,
             client,
@@ -119,6 +122,7 @@ impl Engine {
             work_jobs: Default::default(),
             config,
             leases: Arc::default(),
+            served,
         })
     }
 
@@ -132,11 +136,6 @@ impl Engine {
         self.destinations.lock().expect("destinations lock")
     }
 
-    /// The works this instance has (SPEC §17): it claims only their work-phase jobs.
-    fn served(&self) -> Served {
-        Served::Only(self.config.works.names().map(str::to_owned).collect())
-    }
-
     /// What the next claim may take: the free workers, and each busy destination's slots.
     fn claim_request(&self, free: usize, work_after: i64) -> ClaimRequest {
         let book = self.destinations();
@@ -146,7 +145,7 @@ impl Engine {
             cap: book.cap(),
             slots_left: book.slots_left(),
             work_after,
-            works: self.served(),
+            works: self.served.clone(),
         }
     }
 
@@ -331,7 +330,7 @@ impl Engine {
     /// Time until the earliest job becomes claimable, at most the poll interval.
     async fn until_next_due(&self) -> Duration {
         let at_cap = self.destinations().at_cap();
-        match self.store.next_due_at(&at_cap, &self.served()).await {
+        match self.store.next_due_at(&at_cap, &self.served).await {
             Ok(Some(at)) => (at - Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)

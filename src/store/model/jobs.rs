@@ -132,7 +132,7 @@ pub enum Served {
     #[default]
     All,
     /// Only these, by name (`text` included when served).
-    Only(Vec<String>),
+    Only(std::sync::Arc<[String]>),
 }
 
 impl Served {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use sqlx::postgres::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::batch::{Batcher, Reply};
+use super::batch::{Batcher, Reply, together_or_alone};
 use super::{Writer, classify, counts, ms, requests};
 use crate::store::counts::Deltas;
 use crate::store::*;
@@ -46,35 +46,24 @@ pub(super) fn admitter(pool: PgPool, writer: Writer, instance: Uuid) -> Batcher<
 }
 
 async fn write(pool: &PgPool, writer: &Writer, instance: Uuid, batch: Vec<(Admit, Reply<()>)>) {
-    let mut one_by_one = batch;
-    if one_by_one.len() > 1 {
-        let items: Vec<Admit> = one_by_one.iter().map(|(a, _)| a.clone()).collect();
-        match writer
+    let alone = |a: Admit| async move { insert_one(pool, writer, instance, &a).await };
+    if batch.len() == 1 {
+        // Alone, an admission is its one statement, without BEGIN and COMMIT.
+        for (a, reply) in batch {
+            let _ = reply.send(alone(a).await);
+        }
+        return;
+    }
+    let together = |items: Vec<Admit>| async move {
+        let n = items.len();
+        writer
             .run(pool, move |c, d| {
                 Box::pin(insert_many(c, d, items, instance))
             })
             .await
-        {
-            Ok(()) => {
-                for (_, reply) in one_by_one {
-                    let _ = reply.send(Ok(()));
-                }
-                return;
-            }
-            Err(StoreError::Unavailable(e)) => {
-                for (_, reply) in one_by_one {
-                    let _ = reply.send(Err(StoreError::Unavailable(e.clone())));
-                }
-                return;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, admissions = one_by_one.len(), "batch admission failed; writing one by one");
-            }
-        }
-    }
-    for (a, reply) in one_by_one.drain(..) {
-        let _ = reply.send(insert_one(pool, writer, instance, &a).await);
-    }
+            .map(|()| vec![(); n])
+    };
+    together_or_alone(batch, "admission", together, alone).await;
 }
 
 /// One admission in one statement, counted.

@@ -6,6 +6,7 @@
 //! waits for nothing; under heavy load the batches grow and each costs one commit and a
 //! few set-based statements instead of one transaction per item.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -20,15 +21,20 @@ pub(super) type Reply<O> = oneshot::Sender<StoreResult<O>>;
 pub(super) type Write<I, O> =
     Arc<dyn Fn(Vec<(I, Reply<O>)>) -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// Items queued at most; a caller beyond waits for room. Each caller waits for its own
+/// answer anyway, so the queue holds at most one item per caller in flight (bounded by
+/// the connection cap and the workers); this bound is a second guard.
+const QUEUED: usize = 16_384;
+
 /// The batching task's door; dropping it stops the task once the queue is empty.
 pub(super) struct Batcher<I, O> {
-    tx: mpsc::UnboundedSender<(I, Reply<O>)>,
+    tx: mpsc::Sender<(I, Reply<O>)>,
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Batches of at most `limit` items, at most `in_flight` of them written at once.
     pub(super) fn spawn(limit: usize, in_flight: usize, write: Write<I, O>) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUED);
         tokio::spawn(run(rx, limit, in_flight, write));
         Self { tx }
     }
@@ -37,13 +43,13 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     pub(super) async fn submit(&self, item: I) -> StoreResult<O> {
         let closing = || StoreError::Unavailable("the store is closing".into());
         let (reply, answer) = oneshot::channel();
-        self.tx.send((item, reply)).map_err(|_| closing())?;
+        self.tx.send((item, reply)).await.map_err(|_| closing())?;
         answer.await.map_err(|_| closing())?
     }
 }
 
 async fn run<I: Send + 'static, O: Send + 'static>(
-    mut rx: mpsc::UnboundedReceiver<(I, Reply<O>)>,
+    mut rx: mpsc::Receiver<(I, Reply<O>)>,
     limit: usize,
     in_flight: usize,
     write: Write<I, O>,
@@ -65,5 +71,42 @@ async fn run<I: Send + 'static, O: Send + 'static>(
             written.await;
             drop(seat);
         });
+    }
+}
+
+/// Answers every item of `batch` from `together`, one write for all of them. When that
+/// write fails for any reason but an unavailable database (every item then hears that),
+/// writes each item with `alone` and answers it with its own result, so one bad item never
+/// fails the others.
+pub(super) async fn together_or_alone<I, O, T, TF, A, AF>(
+    batch: Vec<(I, Reply<O>)>,
+    what: &str,
+    together: T,
+    alone: A,
+) where
+    I: Clone,
+    T: FnOnce(Vec<I>) -> TF,
+    TF: Future<Output = StoreResult<Vec<O>>>,
+    A: Fn(I) -> AF,
+    AF: Future<Output = StoreResult<O>>,
+{
+    let items: Vec<I> = batch.iter().map(|(item, _)| item.clone()).collect();
+    match together(items).await {
+        Ok(answers) => {
+            for ((_, reply), answer) in batch.into_iter().zip(answers) {
+                let _ = reply.send(Ok(answer));
+            }
+        }
+        Err(StoreError::Unavailable(e)) => {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Unavailable(e.clone())));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, items = batch.len(), "batch {what} failed; writing one by one");
+            for (item, reply) in batch {
+                let _ = reply.send(alone(item).await);
+            }
+        }
     }
 }

@@ -170,14 +170,14 @@ async fn load_destinations(c: &mut PgConnection, ids: &[i64]) -> StoreResult<Vec
     rows.iter().map(destination_from_row).collect()
 }
 
-/// A job's work is one this instance has (`$served`, NULL for all; SPEC §17).
-const SERVED: &str = "(SERVED_NAMES::text[] IS NULL OR NOT EXISTS (
-    SELECT 1 FROM requests r WHERE r.id = j.request_id
-    AND r.work IS NOT NULL AND r.work <> ALL(SERVED_NAMES::text[])))";
-
-/// [`SERVED`] with its parameter.
+/// The condition "the work of job `j` is one this instance has" (SPEC §17), with the
+/// served names bound as `param` (a `text[]`, NULL for every work).
 fn served_filter(param: &str) -> String {
-    SERVED.replace("SERVED_NAMES", param)
+    format!(
+        "({param}::text[] IS NULL OR NOT EXISTS (
+             SELECT 1 FROM requests r WHERE r.id = j.request_id
+             AND r.work IS NOT NULL AND r.work <> ALL({param}::text[])))"
+    )
 }
 
 /// The destinations with work waiting that this instance has, round-robin after

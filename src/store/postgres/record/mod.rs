@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 mod attempts;
 
-use super::batch::{Batcher, Reply};
+use super::batch::{Batcher, Reply, together_or_alone};
 use super::{Writer, jobs, ms, ms_from_now};
 use crate::store::counts::Deltas;
 use crate::store::*;
@@ -91,9 +91,17 @@ pub(super) fn recorder(engine: PgPool, writer: Writer) -> Batcher<Outcome, bool>
     )
 }
 
-/// Writes a batch and answers every record in it.
+/// Writes a batch and answers every record in it; a record that opens or closes a
+/// circuit is written alone.
 async fn write(engine: &PgPool, writer: &Writer, batch: Vec<(Outcome, Reply<bool>)>) {
-    let (alone, together): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(o, _)| {
+    let alone = |outcome: Outcome| async move {
+        writer
+            .run(engine, move |c, d| -> BoxFuture<'_, StoreResult<bool>> {
+                Box::pin(outcome.write_alone(c, d))
+            })
+            .await
+    };
+    let (circuits, together): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(o, _)| {
         matches!(
             o,
             Outcome::Attempt {
@@ -102,36 +110,14 @@ async fn write(engine: &PgPool, writer: &Writer, batch: Vec<(Outcome, Reply<bool
             }
         )
     });
-    let mut one_by_one = alone;
-    if !together.is_empty() {
-        let outcomes: Vec<Outcome> = together.iter().map(|(o, _)| o.clone()).collect();
-        match writer
-            .run(engine, move |c, d| Box::pin(write_together(c, d, outcomes)))
-            .await
-        {
-            Ok(held) => {
-                for ((_, reply), held) in together.into_iter().zip(held) {
-                    let _ = reply.send(Ok(held));
-                }
-            }
-            Err(e @ StoreError::Unavailable(_)) => {
-                for (_, reply) in together {
-                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, records = together.len(), "batch record failed; writing one by one");
-                one_by_one.extend(together);
-            }
-        }
+    for (outcome, reply) in circuits {
+        let _ = reply.send(alone(outcome).await);
     }
-    for (outcome, reply) in one_by_one {
-        let result = writer
-            .run(engine, move |c, d| -> BoxFuture<'_, StoreResult<bool>> {
-                Box::pin(outcome.write_alone(c, d))
-            })
-            .await;
-        let _ = reply.send(result);
+    if !together.is_empty() {
+        let write_all = |outcomes: Vec<Outcome>| {
+            writer.run(engine, move |c, d| Box::pin(write_together(c, d, outcomes)))
+        };
+        together_or_alone(together, "record", write_all, alone).await;
     }
 }
 
