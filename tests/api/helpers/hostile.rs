@@ -40,6 +40,7 @@ pub struct HostileReceiver {
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     lifetimes: Arc<Mutex<Vec<Duration>>>,
+    closed: Arc<tokio::sync::watch::Sender<usize>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -54,6 +55,8 @@ impl Drop for HostileReceiver {
 struct Counters {
     requests: Arc<AtomicUsize>,
     lifetimes: Arc<Mutex<Vec<Duration>>>,
+    /// How many connections the peer closed: waiters wake on each one.
+    closed: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl HostileReceiver {
@@ -65,6 +68,7 @@ impl HostileReceiver {
         let counters = Counters {
             requests: Arc::default(),
             lifetimes: Arc::default(),
+            closed: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         let (accepted, shared) = (connections.clone(), counters.clone());
         let task = tokio::spawn(async move {
@@ -78,6 +82,7 @@ impl HostileReceiver {
             connections,
             requests: counters.requests,
             lifetimes: counters.lifetimes,
+            closed: counters.closed,
             task,
         }
     }
@@ -102,22 +107,19 @@ impl HostileReceiver {
         self.lifetimes.lock().unwrap().clone()
     }
 
-    /// Waits until `n` connections were closed by the peer, or panics after `within`.
+    /// Waits until `n` connections were closed by the peer (woken by each close), or
+    /// panics after `within`.
     pub async fn wait_closed(&self, n: usize, within: Duration) -> Vec<Duration> {
-        let deadline = Instant::now() + within;
-        loop {
-            let lifetimes = self.lifetimes();
-            if lifetimes.len() >= n {
-                return lifetimes;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{n} connections should have been closed, {} were ({} accepted)",
-                lifetimes.len(),
-                self.connections()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let mut closes = self.closed.subscribe();
+        let reached = tokio::time::timeout(within, closes.wait_for(|count| *count >= n)).await;
+        let lifetimes = self.lifetimes();
+        assert!(
+            matches!(reached, Ok(Ok(_))),
+            "{n} connections should have been closed, {} were ({} accepted)",
+            lifetimes.len(),
+            self.connections()
+        );
+        lifetimes
     }
 }
 
@@ -126,6 +128,7 @@ async fn handle(mut stream: TcpStream, how: Misbehaviour, counters: Counters) {
     let _ = misbehave(&mut stream, how, &counters.requests).await;
     // Every way out of `misbehave` is the peer going away (or breaking the protocol).
     counters.lifetimes.lock().unwrap().push(accepted.elapsed());
+    counters.closed.send_modify(|count| *count += 1);
 }
 
 async fn misbehave(

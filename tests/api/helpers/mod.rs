@@ -114,6 +114,8 @@ pub struct TestDb {
     pub url: String,
     pub backend: Backend,
     owned: Arc<OwnedDb>,
+    /// What every instance on this database logs: waits on any of them wake on it.
+    logs: Arc<LogBus>,
 }
 
 /// What a [`TestDb`] removes when it goes.
@@ -140,6 +142,7 @@ impl TestDb {
             url,
             backend,
             owned: Arc::new(OwnedDb { dir, pg_name }),
+            logs: Arc::new(LogBus::new()),
         }
     }
 
@@ -338,7 +341,12 @@ impl TestApp {
         let mut child = cmd.spawn().expect("start consuma");
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(collect_logs(stderr, self.logs.clone(), tx));
+        tokio::spawn(collect_logs(
+            stderr,
+            self.logs.clone(),
+            self.db.logs.clone(),
+            tx,
+        ));
         let addr = tokio::time::timeout(Duration::from_secs(30), rx)
             .await
             .unwrap_or_else(|_| panic!("consuma did not start; logs:\n{}", self.logs().join("\n")))
@@ -483,24 +491,47 @@ impl TestApp {
         self.get_json(&format!("/requests/{id}")).await
     }
 
-    /// Polls the record until it is terminal (SPEC §2), or panics after `within`.
+    /// Waits until the record is terminal (SPEC §2), or panics after `within`: see
+    /// [`wait_record`](Self::wait_record).
     pub async fn wait_terminal(&self, id: &str, within: Duration) -> Value {
+        self.wait_record(id, "terminal", within, is_terminal).await
+    }
+
+    /// Waits until `ok` holds for the record of `id`, or panics naming `what` after
+    /// `within`. Event-driven: the record is read once now, then again only when a server
+    /// on this database logs a line about this request (its `request_id`) or one about no
+    /// request in particular (an expiry sweep, say). Every change of a record's outcome is
+    /// logged after the store recorded it ("work done", "callback delivered", "callback
+    /// attempt failed; will retry", "callback failed for good", "callback expired",
+    /// "request completed"…), so no state is missed and none is polled for.
+    pub async fn wait_record(
+        &self,
+        id: &str,
+        what: &str,
+        within: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + within;
+        let mut lines = self.db.logs.follow();
         loop {
-            let r = self.record(id).await;
-            if is_terminal(&r) {
-                return r;
+            let record = self.record(id).await;
+            if ok(&record) {
+                return record;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "request {id} not terminal in time: {r:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if !lines.next_matching(deadline, |l| about(l, id)).await {
+                let now = self.record(id).await;
+                assert!(
+                    !ok(&now),
+                    "request {id}: {what}, but no server log line said so (the harness \
+                     waits for one): {now:#}"
+                );
+                panic!("request {id}: not {what} within {within:?}: {now:#}");
+            }
         }
     }
 
-    /// Polls GET `path` until `ok` holds for its JSON (the event a test waits for, instead
-    /// of a sleep that guesses how long it takes), or panics naming `what` after `within`.
+    /// Waits until GET `path` answers JSON for which `ok` holds, or panics naming `what`
+    /// after `within`. For states no log line announces: see [`eventually`](Self::eventually).
     pub async fn wait_json(
         &self,
         path: &str,
@@ -508,17 +539,155 @@ impl TestApp {
         within: Duration,
         ok: impl Fn(&Value) -> bool,
     ) -> Value {
+        let mut last = Value::Null;
+        let found = self
+            .try_eventually(within, async || {
+                let v = self.get_json(path).await;
+                let done = ok(&v).then(|| v.clone());
+                last = v;
+                done
+            })
+            .await;
+        found.unwrap_or_else(|| panic!("{what}: not seen in {within:?} ({path}: {last:#})"))
+    }
+
+    /// Waits until GET `path` (with the API key, if any) answers `status`, or panics
+    /// after `within`; the response. /readyz flipping, say, or a key taking effect.
+    pub async fn wait_status(
+        &self,
+        path: &str,
+        status: u16,
+        within: Duration,
+    ) -> reqwest::Response {
+        let mut last = 0;
+        let found = self
+            .try_eventually(within, async || {
+                let r = self.get(path).await;
+                last = r.status().as_u16();
+                (last == status).then_some(r)
+            })
+            .await;
+        found.unwrap_or_else(|| panic!("GET {path}: still {last}, not {status}, after {within:?}"))
+    }
+
+    /// Runs `check` until it gives a value, or panics naming `what` after `within`. For
+    /// a state that no log line announces (a key refresh taking effect, /readyz
+    /// flipping, a record created): `check` runs again whenever a server on this
+    /// database logs (at most every 10 ms), and otherwise after a pause that starts at
+    /// 10 ms and doubles up to 200 ms.
+    pub async fn eventually<T>(
+        &self,
+        what: &str,
+        within: Duration,
+        check: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
+        self.try_eventually(within, check)
+            .await
+            .unwrap_or_else(|| panic!("{what}: not within {within:?}"))
+    }
+
+    async fn try_eventually<T>(
+        &self,
+        within: Duration,
+        mut check: impl AsyncFnMut() -> Option<T>,
+    ) -> Option<T> {
+        const FIRST: Duration = Duration::from_millis(10);
+        const MOST: Duration = Duration::from_millis(200);
         let deadline = tokio::time::Instant::now() + within;
+        let mut logged = self.db.logs.arrived.subscribe();
+        let mut pause = FIRST;
         loop {
-            let v = self.get_json(path).await;
-            if ok(&v) {
-                return v;
+            let checked = tokio::time::Instant::now();
+            if let Some(value) = check().await {
+                return Some(value);
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: not seen in {within:?} ({path}: {v:#})"
+            if checked >= deadline {
+                return None;
+            }
+            tokio::select! {
+                _ = logged.changed() => {
+                    // At most one check per 10 ms however much the servers log.
+                    tokio::time::sleep_until((checked + FIRST).min(deadline)).await;
+                }
+                _ = tokio::time::sleep_until((checked + pause).min(deadline)) => {
+                    pause = (pause * 2).min(MOST);
+                }
+            }
+        }
+    }
+
+    /// Waits until this instance has logged a line (since its start) for which `matches`
+    /// holds, or panics naming `what` after `within`; that line. Woken by each line.
+    pub async fn wait_log(
+        &self,
+        what: &str,
+        within: Duration,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.wait_logs(what, 1, within, matches).await.remove(0)
+    }
+
+    /// Waits until this instance has logged `n` lines for which `matches` holds, or
+    /// panics naming `what` after `within`; those lines.
+    pub async fn wait_logs(
+        &self,
+        what: &str,
+        n: usize,
+        within: Duration,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut logged = self.db.logs.arrived.subscribe();
+        let (mut found, mut read) = (Vec::new(), 0);
+        loop {
+            let fresh: Vec<String> = self.logs.lock().unwrap()[read..].to_vec();
+            read += fresh.len();
+            found.extend(
+                fresh
+                    .iter()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter(|v| matches(v)),
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if found.len() >= n {
+                return found;
+            }
+            let woken = tokio::time::timeout_at(deadline, logged.changed()).await;
+            assert!(
+                matches!(woken, Ok(Ok(()))),
+                "{what}: {} of {n} log lines within {within:?}",
+                found.len()
+            );
+        }
+    }
+
+    /// Waits until the API keys in the database apply: the service logs that a key
+    /// exists (it then refuses a request without one), and every key in `keys` is
+    /// accepted (keys created later than the first reach the ring at a later refresh).
+    /// SPEC §10 promises 5 s; the wait allows 15.
+    pub async fn wait_keys(&self, keys: &[&str]) {
+        const WITHIN: Duration = Duration::from_secs(15);
+        self.wait_log("the service requires a key", WITHIN, |v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("an API key exists"))
+        })
+        .await;
+        for key in keys {
+            self.eventually(
+                &format!("key {} accepted", &key[..12]),
+                WITHIN,
+                async || {
+                    let r = self
+                        .client
+                        .get(self.url("/requests"))
+                        .bearer_auth(key)
+                        .send()
+                        .await
+                        .expect("GET /requests");
+                    (r.status() == 200).then_some(())
+                },
+            )
+            .await;
         }
     }
 
@@ -547,10 +716,91 @@ pub fn is_terminal(record: &Value) -> bool {
     done && delivered
 }
 
-/// Reads the server's JSON log lines; reports the bound address once it is logged.
+/// Every line the instances on one database wrote to stderr, in arrival order, and a
+/// watch of how many: what the harness's waits wake on instead of a timer.
+pub struct LogBus {
+    lines: Mutex<Vec<String>>,
+    arrived: tokio::sync::watch::Sender<usize>,
+}
+
+impl LogBus {
+    fn new() -> Self {
+        Self {
+            lines: Mutex::default(),
+            arrived: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    fn push(&self, line: String) {
+        let n = {
+            let mut lines = self.lines.lock().unwrap();
+            lines.push(line);
+            lines.len()
+        };
+        self.arrived.send_modify(|count| *count = (*count).max(n));
+    }
+
+    /// Follows the lines logged from now on.
+    fn follow(&self) -> LogCursor<'_> {
+        // Subscribed before the count is taken: no line falls between the two.
+        let woken = self.arrived.subscribe();
+        let read = self.lines.lock().unwrap().len();
+        LogCursor {
+            bus: self,
+            woken,
+            read,
+        }
+    }
+}
+
+/// A place in a [`LogBus`]: the lines after it are the ones not yet looked at.
+struct LogCursor<'a> {
+    bus: &'a LogBus,
+    woken: tokio::sync::watch::Receiver<usize>,
+    read: usize,
+}
+
+impl LogCursor<'_> {
+    /// Waits for a line not yet looked at for which `matches` holds: true, or false at
+    /// the deadline.
+    async fn next_matching(
+        &mut self,
+        deadline: tokio::time::Instant,
+        matches: impl Fn(&str) -> bool,
+    ) -> bool {
+        loop {
+            let found = {
+                let lines = self.bus.lines.lock().unwrap();
+                let found = lines[self.read..].iter().any(|l| matches(l));
+                self.read = lines.len();
+                found
+            };
+            if found {
+                return true;
+            }
+            if !matches!(
+                tokio::time::timeout_at(deadline, self.woken.changed()).await,
+                Ok(Ok(()))
+            ) {
+                return false;
+            }
+        }
+    }
+}
+
+/// Whether a server log line may bear on request `id`'s record: it names the request
+/// (in its span, or as a field), or names no request at all (an engine-wide event such
+/// as an expiry sweep or housekeeping). Lines about other requests are not.
+fn about(line: &str, id: &str) -> bool {
+    line.contains(id) || !line.contains("\"request_id\"")
+}
+
+/// Reads the server's JSON log lines into its own list and its database's bus; reports
+/// the bound address once it is logged.
 async fn collect_logs(
     stderr: tokio::process::ChildStderr,
     logs: Arc<Mutex<Vec<String>>>,
+    bus: Arc<LogBus>,
     ready: tokio::sync::oneshot::Sender<SocketAddr>,
 ) {
     let echo = std::env::var_os("TEST_LOG").is_some();
@@ -565,7 +815,8 @@ async fn collect_logs(
         {
             let _ = tx.send(addr);
         }
-        logs.lock().unwrap().push(line);
+        logs.lock().unwrap().push(line.clone());
+        bus.push(line);
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Seen {
 struct Shared {
     seen: Arc<Mutex<Vec<Seen>>>,
     release: Arc<Notify>,
+    /// How many requests arrived: waiters wake on each one instead of polling.
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 /// The running upstream.
@@ -58,15 +60,16 @@ impl Upstream {
         self.shared.seen.lock().unwrap().clone()
     }
 
-    /// Waits until `n` requests have arrived.
+    /// Waits until `n` requests have arrived (woken by each arrival), or panics after 10 s.
     pub async fn wait_for(&self, n: usize) {
-        for _ in 0..1000 {
-            if self.seen().len() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!(
+        let mut arrivals = self.shared.arrived.subscribe();
+        let reached = tokio::time::timeout(
+            Duration::from_secs(10),
+            arrivals.wait_for(|count| *count >= n),
+        )
+        .await;
+        assert!(
+            matches!(reached, Ok(Ok(_))),
             "the upstream received {} requests, not {n}",
             self.seen().len()
         );
@@ -90,6 +93,7 @@ async fn answer(
         headers,
         body: body.clone(),
     });
+    s.arrived.send_modify(|count| *count += 1);
     let json = |code: StatusCode, text: String| {
         (code, [("content-type", "application/json")], text).into_response()
     };
