@@ -136,14 +136,7 @@ async fn destinations_are_scoped_like_requests(backend: Backend) {
     let acme = app.create_key("acme", false).await;
     let globex = app.create_key("globex", false).await;
     let admin = app.create_key("ops", true).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.get("/requests").await.status() != 401 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "auth applies within 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_keys(&[&acme, &globex, &admin]).await;
     for key in [&acme, &globex] {
         let id = submit(&app, Some(key), &receiver.url("/a")).await;
         receiver

@@ -178,15 +178,8 @@ async fn a_regression_beyond_the_limit_exits_4_and_a_breach_wins_over_it(backend
 /// breached threshold), and the tool names --api-key.
 async fn a_run_refused_with_401_says_api_key_and_exits_1(backend: Backend) {
     let app = service(backend).await;
-    app.create_key("default", false).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while app.get("/requests").await.status() != 401 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the key never took effect"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let key = app.create_key("default", false).await;
+    app.wait_keys(&[&key]).await;
     let args = [
         "--mode",
         "sync",

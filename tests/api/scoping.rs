@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 use crate::both_backends;
 use crate::helpers::receiver::{Receiver, Reply};
@@ -61,11 +60,7 @@ async fn two_failed_tenants(backend: Backend) -> (TestApp, [String; 3], [String;
         app.create_key("globex", false).await,
         app.create_key("ops", true).await,
     ];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.get("/requests").await.status() != 401 {
-        assert!(Instant::now() < deadline, "auth applies within 5 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_keys(&[&keys[0], &keys[1], &keys[2]]).await;
     let mut ids = Vec::new();
     for key in &keys[..2] {
         let body = json!({"text": "mine", "callback_url": receiver.url("/cb")});
@@ -74,15 +69,9 @@ async fn two_failed_tenants(backend: Backend) -> (TestApp, [String; 3], [String;
         ids.push(v["request_id"].as_str().unwrap().to_owned());
     }
     for (key, id) in keys[..2].iter().zip(&ids) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (_, r) = json(&app, key, Method::GET, &format!("/requests/{id}"), None).await;
-            if r["callback_status"] == "failed" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{r:#}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let failed = |r: &Value| r["callback_status"] == "failed";
+        app.wait_record_as(Some(key), id, "failed", Duration::from_secs(30), failed)
+            .await;
     }
     (app, keys, [ids[0].clone(), ids[1].clone()])
 }

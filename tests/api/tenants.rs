@@ -2,7 +2,7 @@
 //! other's records through any route, an admin sees both, idempotency keys and backlog
 //! quotas are per tenant, and each tenant's callbacks are signed with its own secret.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -31,15 +31,6 @@ async fn json_of(r: reqwest::Response) -> Value {
     r.json().await.expect("JSON")
 }
 
-/// Waits until the instance requires keys (new keys take effect within 5 s).
-async fn wait_for_auth(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.get("/requests").await.status() != 401 {
-        assert!(Instant::now() < deadline, "auth applies within 5 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Two tenants and an admin, each with a request of its own.
 async fn two_tenants_and_an_admin(
     backend: Backend,
@@ -56,7 +47,7 @@ async fn two_tenants_and_an_admin(
         app.create_key("globex", false).await,
         app.create_key("ops", true).await,
     ];
-    wait_for_auth(&app).await;
+    app.wait_keys(&[&keys[0], &keys[1], &keys[2]]).await;
     let mut ids = Vec::new();
     for key in &keys[..2] {
         let body = json!({"text": "mine", "callback_url": receiver.url("/cb")});
@@ -72,18 +63,12 @@ async fn no_route_shows_or_touches_another_tenants_records(backend: Backend) {
     let extra = [("--callback-max-attempts", "1")];
     let (app, [acme, globex, admin], [a, g]) =
         two_tenants_and_an_admin(backend, &receiver, &extra).await;
-    for (key, id) in [(&acme, &a), (&globex, &g)] {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r =
-                json_of(call(&app, key, Method::GET, &format!("/requests/{id}"), None).await).await;
-            if r["callback_status"] == "failed" {
-                assert_eq!(r["tenant"], if key == &acme { "acme" } else { "globex" });
-                break;
-            }
-            assert!(Instant::now() < deadline, "{r:#}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    for (key, tenant, id) in [(&acme, "acme", &a), (&globex, "globex", &g)] {
+        let failed = |r: &Value| r["callback_status"] == "failed";
+        let r = app
+            .wait_record_as(Some(key), id, "failed", Duration::from_secs(30), failed)
+            .await;
+        assert_eq!(r["tenant"], tenant);
     }
     // Reading: the list, the record (a guessed id is simply unknown), the chart.
     let list = json_of(call(&app, &acme, Method::GET, "/requests", None).await).await;
@@ -147,7 +132,18 @@ async fn no_route_shows_or_touches_another_tenants_records(backend: Backend) {
         0,
         "another tenant's name matches nothing"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Acme's own redelivery is made (its receiver fails it again); then two more passes
+    // of the bulk redeliveries' batches (every 500 ms) — a lower bound — and globex's is
+    // still untouched.
+    app.wait_record_as(
+        Some(&acme),
+        &a,
+        "redelivered",
+        Duration::from_secs(30),
+        |r| r["callback_attempts"] == 2 && r["callback_status"] == "failed",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let g_record =
         json_of(call(&app, &globex, Method::GET, &format!("/requests/{g}"), None).await).await;
     assert_eq!(
@@ -169,7 +165,7 @@ async fn the_same_idempotency_key_from_two_tenants_makes_two_requests(backend: B
     let app = TestApp::spawn(backend).await;
     let acme = app.create_key("acme", false).await;
     let globex = app.create_key("globex", false).await;
-    wait_for_auth(&app).await;
+    app.wait_keys(&[&acme, &globex]).await;
     let mut ids = Vec::new();
     for key in [&acme, &globex, &acme] {
         let r = app
@@ -196,7 +192,7 @@ async fn one_tenant_at_its_quota_does_not_stop_another(backend: Backend) {
         .await;
     let acme = app.create_key("acme", false).await;
     let globex = app.create_key("globex", false).await;
-    wait_for_auth(&app).await;
+    app.wait_keys(&[&acme, &globex]).await;
     let body = || Some(json!({"text": "x", "callback_url": "https://example.com/hook"}));
     for _ in 0..2 {
         assert_eq!(

@@ -249,11 +249,7 @@ async fn schemas_names_and_tenants_refuse_before_anything_is_stored(backend: Bac
     );
     let acme = app.create_key("acme", false).await;
     let beta = app.create_key("beta", false).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.get("/requests").await.status() != 401 {
-        assert!(std::time::Instant::now() < deadline, "auth applies");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    app.wait_keys(&[&acme, &beta]).await;
     app.api_key = Some(acme);
     let (status, _, problem) = post_raw(
         &app,

@@ -491,6 +491,17 @@ impl TestApp {
         self.get_json(&format!("/requests/{id}")).await
     }
 
+    /// The record of a request, read with `key` (or none).
+    pub async fn record_as(&self, key: Option<&str>, id: &str) -> Value {
+        let mut request = self.client.get(self.url(&format!("/requests/{id}")));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let r = request.send().await.expect("GET");
+        assert_eq!(r.status(), 200, "GET /requests/{id}");
+        r.json().await.expect("JSON body")
+    }
+
     /// Waits until the record is terminal (SPEC §2), or panics after `within`: see
     /// [`wait_record`](Self::wait_record).
     pub async fn wait_terminal(&self, id: &str, within: Duration) -> Value {
@@ -511,15 +522,29 @@ impl TestApp {
         within: Duration,
         ok: impl Fn(&Value) -> bool,
     ) -> Value {
+        let key = self.api_key.clone();
+        self.wait_record_as(key.as_deref(), id, what, within, ok)
+            .await
+    }
+
+    /// [`wait_record`](Self::wait_record), reading the record with `key` (or none).
+    pub async fn wait_record_as(
+        &self,
+        key: Option<&str>,
+        id: &str,
+        what: &str,
+        within: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + within;
         let mut lines = self.db.logs.follow();
         loop {
-            let record = self.record(id).await;
+            let record = self.record_as(key, id).await;
             if ok(&record) {
                 return record;
             }
             if !lines.next_matching(deadline, |l| about(l, id)).await {
-                let now = self.record(id).await;
+                let now = self.record_as(key, id).await;
                 assert!(
                     !ok(&now),
                     "request {id}: {what}, but no server log line said so (the harness \
@@ -672,6 +697,12 @@ impl TestApp {
                 .is_some_and(|m| m.starts_with("an API key exists"))
         })
         .await;
+        let open = self.client.get(self.url("/requests")).send().await;
+        assert_eq!(
+            open.expect("GET /requests").status(),
+            401,
+            "no key, once one exists"
+        );
         for key in keys {
             self.eventually(
                 &format!("key {} accepted", &key[..12]),
