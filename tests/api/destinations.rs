@@ -37,17 +37,13 @@ async fn submit(app: &TestApp, key: Option<&str>, url: &str) -> String {
     answer["request_id"].as_str().unwrap().to_owned()
 }
 
-/// Polls `path` until `check` holds, or panics after 30 s.
-async fn wait_until(app: &TestApp, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = app.get_json(path).await;
-        if check(&v) {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{path}: {v:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until the work of request `id` is done (the server logs "work done" once it
+/// recorded it).
+async fn work_done(app: &TestApp, id: &str) -> Value {
+    let done = |r: &Value| r["status"] == "completed";
+    app.wait_record(id, "work done", WAIT, done).await
 }
 
 /// Paused, a destination gets no attempt: its deliveries wait, their work done, without
@@ -81,16 +77,15 @@ async fn pause_holds_every_attempt_and_resume_delivers_them_all(backend: Backend
     let held: Vec<String> =
         futures::future::join_all((0..10).map(|_| submit(&app, None, &url))).await;
     for id in &held {
-        wait_until(&app, &format!("/requests/{id}"), |r| {
-            r["status"] == "completed"
+        work_done(&app, id).await;
+    }
+    let listed = app
+        .wait_json("/destinations?state=paused", "10 pending", WAIT, |l| {
+            l["destinations"][0]["pending"] == 10
         })
         .await;
-    }
-    let listed = wait_until(&app, "/destinations?state=paused", |l| {
-        l["destinations"][0]["pending"] == 10
-    })
-    .await;
     assert_eq!(listed["destinations"][0]["id"], id.as_str());
+    // A lower bound: the held deliveries would have gone out by now.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.hits().len(), 1, "no attempt while paused");
     for id in &held {
@@ -303,7 +298,7 @@ async fn paused_time_does_not_count_towards_expiry(backend: Backend) {
     let app = TestApp::builder(backend)
         .allow_loopback()
         .arg("--work-delay-ms", 0)
-        .arg("--callback-expire-after-secs", 2)
+        .arg("--callback-expire-after-secs", 1)
         .spawn()
         .await;
     let first = submit(&app, None, &receiver.url("/hook")).await;
@@ -323,12 +318,9 @@ async fn paused_time_does_not_count_towards_expiry(backend: Backend) {
     .await;
     assert_eq!(status, 200);
     let held = submit(&app, None, &receiver.url("/hook")).await;
-    wait_until(&app, &format!("/requests/{held}"), |r| {
-        r["status"] == "completed"
-    })
-    .await;
-    // Twice the expiry, and the sweeper runs every 250 ms.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    work_done(&app, &held).await;
+    // A lower bound: twice the expiry, and the sweeper runs every 250 ms.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let r = app.record(&held).await;
     assert_eq!(
         r["callback_status"], "pending",
@@ -363,9 +355,14 @@ async fn a_pause_during_the_work_holds_its_first_attempt(backend: Backend) {
         .unwrap()
         .to_owned();
     let held = submit(&app, None, &receiver.url("/hook")).await;
-    wait_until(&app, &format!("/requests/{held}"), |r| {
-        r["status"] == "processing"
-    })
+    // Claimed: no log line says so.
+    let running = |r: &Value| r["status"] == "processing";
+    app.wait_json(
+        &format!("/requests/{held}"),
+        "its work running",
+        WAIT,
+        running,
+    )
     .await;
     let path = format!("/destinations/{id}");
     let (status, _) = send(
@@ -377,10 +374,8 @@ async fn a_pause_during_the_work_holds_its_first_attempt(backend: Backend) {
     )
     .await;
     assert_eq!(status, 200);
-    wait_until(&app, &format!("/requests/{held}"), |r| {
-        r["status"] == "completed"
-    })
-    .await;
+    work_done(&app, &held).await;
+    // A lower bound: its first attempt would have gone out by now.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         receiver.hits().len(),
