@@ -177,6 +177,7 @@ async fn a_receiver_that_always_fails_exhausts_exactly_the_budget(backend: Backe
     assert_eq!(record["callback_attempts"], 4);
     assert_eq!(record["attempts"].as_array().unwrap().len(), 4);
     assert_eq!(record["callback_last_error"], "HTTP 500");
+    // A lower bound: a fifth attempt would be due 320 ms after the fourth.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.hits().len(), 4, "no attempt after the budget");
 }
@@ -345,14 +346,17 @@ async fn hostile_receivers_cost_one_bounded_attempt_and_harm_nothing(backend: Ba
             assert_eq!(record["callback_status"], "failed", "{how:?}: {record}");
             assert!(attempt["status_code"].is_null(), "{how:?}");
             assert_eq!(attempt["error"], "timeout after 500 ms", "{how:?}");
+            // SPEC §9's upper limit, with a margin: the attempt ends at its timeout, not
+            // at a second one stacked on it (a handshake's, then a head's).
             assert!(
                 (TIMEOUT_MS..TIMEOUT_MS + 1000.0).contains(&ms),
                 "{how:?}: {attempt}"
             );
         }
-        // The connection is gone by the attempt's deadline (plus scheduling slack).
-        let lived = receiver.wait_closed(1, Duration::from_secs(5)).await;
-        assert!(lived[0] < Duration::from_millis(1500), "{how:?}: {lived:?}");
+        // The attempt is over (its record is terminal): its connection is dropped, not
+        // kept or pooled. Each fixture would hold it open for ever; 5 s is a generous
+        // margin for "dropped", not a claim of how soon (that is the unit tests').
+        receiver.wait_closed(1, Duration::from_secs(5)).await;
         assert_eq!(receiver.connections(), 1, "{how:?}");
     }
     assert_eq!(app.get("/healthz").await.status(), 200);

@@ -3,6 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::helpers::BIN;
@@ -110,19 +111,27 @@ async fn the_default_database_is_created_under_data() {
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let db = dir.path().join("data/consuma.db");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !db.exists() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no ./data/consuma.db"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The database is opened (and created) before the service listens.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("listening") {
+                return;
+            }
+        }
+        panic!("exited before listening");
+    };
+    tokio::time::timeout(Duration::from_secs(20), listening)
+        .await
+        .expect("listening");
+    assert!(
+        dir.path().join("data/consuma.db").exists(),
+        "no ./data/consuma.db"
+    );
     child.kill().await.unwrap();
 }
 

@@ -122,6 +122,7 @@ async fn a_body_sent_slowly_but_within_the_body_timeout_is_accepted() {
     );
     conn.write_all(head.as_bytes()).await.unwrap();
     for part in [&body[..10], &body[10..]] {
+        // The fixture: a slow client.
         tokio::time::sleep(Duration::from_millis(300)).await;
         conn.write_all(part.as_bytes()).await.unwrap();
     }
@@ -281,6 +282,17 @@ async fn an_undecodable_request_id_is_simply_unknown(backend: Backend) {
     assert_eq!(app.record(&id).await["status"], "completed");
 }
 
+/// Waits until the /sync request just sent is in the service's hands (its work begins
+/// as it logs "request accepted").
+async fn sync_in_flight(app: &TestApp) {
+    app.wait_log(
+        "the /sync request in flight",
+        Duration::from_secs(30),
+        |v| v["message"] == "request accepted" && v["mode"] == "sync",
+    )
+    .await;
+}
+
 /// Sends SIGTERM to `app` without waiting for it to exit.
 fn sigterm(app: &TestApp) {
     let pid = nix::unistd::Pid::from_raw(app.pid());
@@ -290,16 +302,17 @@ fn sigterm(app: &TestApp) {
 #[tokio::test]
 async fn the_shutdown_grace_counts_from_the_signal_not_from_the_start() {
     let mut app = TestApp::builder(Backend::Sqlite)
-        .arg("--shutdown-grace-secs", 5)
-        .arg("--work-delay-ms", 2500)
+        .arg("--shutdown-grace-secs", 3)
+        .arg("--work-delay-ms", 1500)
         .spawn()
         .await;
-    // Longer than the grace after the start: a deadline counted from there has passed.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Longer than the grace after the start (a lower bound): a deadline counted from
+    // there has passed.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let (client, url) = (app.client.clone(), app.url("/sync"));
     let in_flight =
         tokio::spawn(async move { client.post(url).json(&work("long", 1)).send().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    sync_in_flight(&app).await;
     sigterm(&app);
     let answer = in_flight
         .await
@@ -320,7 +333,7 @@ async fn an_in_flight_request_longer_than_the_grace_is_cut_at_the_deadline() {
     let (client, url) = (app.client.clone(), app.url("/sync"));
     let in_flight =
         tokio::spawn(async move { client.post(url).json(&work("long", 1)).send().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    sync_in_flight(&app).await;
     let signalled = Instant::now();
     sigterm(&app);
     let status = app.terminate_wait().await;
