@@ -21,16 +21,21 @@ async fn admin(sql: String) {
 }
 
 async fn wait_ready(app: &TestApp, status: u16, within: Duration) {
-    let deadline = Instant::now() + within;
-    while app.get("/readyz").await.status() != status {
-        assert!(Instant::now() < deadline, "/readyz never answered {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_status("/readyz", status, within).await;
 }
 
-/// Submits POST /async every 20 ms until `stop`; returns the acknowledged ids and the
-/// statuses of the refusals.
-async fn steady_load(app: &TestApp, url: String, stop: Arc<AtomicBool>) -> (Vec<String>, Vec<u16>) {
+/// How many submissions of a [`steady_load`] were acknowledged so far.
+type Acked = tokio::sync::watch::Sender<usize>;
+
+/// Submits POST /async every 20 ms (the fixture's pace) until `stop`, counting the
+/// acknowledgements in `progress`; returns the acknowledged ids and the statuses of the
+/// refusals.
+async fn steady_load(
+    app: &TestApp,
+    url: String,
+    stop: Arc<AtomicBool>,
+    progress: &Acked,
+) -> (Vec<String>, Vec<u16>) {
     let (mut acked, mut refused) = (Vec::new(), Vec::new());
     let mut i = 0;
     while !stop.load(Ordering::SeqCst) {
@@ -46,9 +51,17 @@ async fn steady_load(app: &TestApp, url: String, stop: Arc<AtomicBool>) -> (Vec<
             ),
             other => refused.push(other),
         }
+        progress.send_replace(acked.len());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     (acked, refused)
+}
+
+/// Waits until `progress` counts `n` acknowledgements.
+async fn acknowledged(progress: &Acked, n: usize) {
+    let mut seen = progress.subscribe();
+    let reached = tokio::time::timeout(Duration::from_secs(60), seen.wait_for(|a| *a >= n)).await;
+    assert!(matches!(reached, Ok(Ok(_))), "{n} acknowledged");
 }
 
 /// Every acknowledged request ends delivered, each at the receiver.
@@ -81,22 +94,27 @@ async fn postgres_going_away_under_load_loses_nothing_acknowledged() {
         .await;
     let name = app.db.pg_name().unwrap().to_owned();
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Acked::new(0);
     let load = {
         let (app, url, stop) = (&app, receiver.url("/cb"), stop.clone());
-        steady_load(app, url, stop)
+        steady_load(app, url, stop, &progress)
     };
     let outage = async {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Under load: requests are being acknowledged.
+        acknowledged(&progress, 20).await;
         admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await;
         admin(format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
         ))
         .await;
         wait_ready(&app, 503, Duration::from_secs(15)).await;
+        // A lower bound: the outage outlasts the 3 s leases of the jobs running.
         tokio::time::sleep(Duration::from_secs(3)).await;
         admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
         wait_ready(&app, 200, Duration::from_secs(20)).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Admissions succeed again, under the same load.
+        let before = *progress.borrow();
+        acknowledged(&progress, before + 20).await;
         stop.store(true, Ordering::SeqCst);
     };
     let ((acked, refused), ()) = tokio::join!(load, outage);

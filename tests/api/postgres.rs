@@ -2,7 +2,7 @@
 //! waking each other, sharing idempotency keys) and a database that stops answering.
 //! Each test is skipped like the `both_backends!` ones when no server answers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -17,21 +17,9 @@ async fn admin(sql: String) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// Polls GET /readyz until it answers `status`, or panics after `within`.
+/// Waits until GET /readyz answers `status`, or panics after `within`.
 async fn wait_ready_status(app: &TestApp, status: u16, within: Duration) -> reqwest::Response {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = app.get("/readyz").await;
-        if r.status() == status {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz still {} after {within:?}",
-            r.status()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_status("/readyz", status, within).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,8 +90,8 @@ async fn three_instances_migrating_one_fresh_database_at_once_all_become_ready()
 }
 
 /// An accept-only instance stores a job; an idle worker elsewhere runs it, woken by
-/// NOTIFY: its fallback poll is ten minutes, so nothing else could start the job within
-/// the test. Five in a row.
+/// NOTIFY: its fallback poll is ten minutes, and with one attempt per callback it has no
+/// retry to wake for, so nothing else could start the job within the test. Five in a row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_accepted_by_one_instance_wakes_an_idle_worker_of_another() {
     if !postgres_available().await {
@@ -117,26 +105,31 @@ async fn a_job_accepted_by_one_instance_wakes_an_idle_worker_of_another() {
     let _worker = TestApp::builder_on(api.db.clone())
         .allow_loopback()
         .arg("--job-poll-ms", 600_000)
+        .arg("--callback-max-attempts", 1)
         .spawn()
         .await;
     // Nothing listens on the discard port: the callback fails, but the work is done first.
     let body = json!({"text": "wake up", "callback_url": "http://127.0.0.1:9/hook"});
     for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(200)).await; // the worker is idle again
         let r = api.post_json("/async", &body).await;
         assert_eq!(r.status(), 202);
         let id = r.json::<Value>().await.unwrap()["request_id"]
             .as_str()
             .unwrap()
             .to_owned();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while api.record(&id).await["status"] != "completed" {
-            assert!(
-                Instant::now() < deadline,
-                "no wake-up reached the idle worker"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        // The worker logs its "work done" (the instances share the log bus of their
+        // database).
+        let done = |r: &Value| r["status"] == "completed";
+        api.wait_record(
+            &id,
+            "worked, woken by NOTIFY",
+            Duration::from_secs(60),
+            done,
+        )
+        .await;
+        // Its callback failed for good: the worker has nothing left to do, idle again.
+        let record = api.wait_terminal(&id, Duration::from_secs(60)).await;
+        assert_eq!(record["callback_status"], "failed", "{record:#}");
     }
 }
 
@@ -312,6 +305,7 @@ mod store {
         let first = claim_some(&store, 1, Duration::from_millis(200)).await;
         let first = first.first().expect("a job").lease;
         assert!(claim_some(&store, 1, LONG).await.is_empty());
+        // A lower bound: the 200 ms lease lapses.
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         assert!(!store.renew_lease(first, LONG).await.unwrap());
@@ -351,7 +345,8 @@ mod store {
                 .await
                 .unwrap()
         );
-        // Let the admission's NOTIFY arrive, and consume the wake-up it left.
+        // Let the admission's NOTIFY arrive, and consume the wake-up it left: a quiet
+        // window (wake-ups carry nothing to tell one from another, and coalesce).
         tokio::time::sleep(Duration::from_millis(300)).await;
         let _ = tokio::time::timeout(Duration::from_millis(50), signal.notified()).await;
 
@@ -384,17 +379,14 @@ mod store {
         let off = (due - retry_at).num_milliseconds().abs();
         assert!(off < 100, "due {off} ms away from the retry time");
         assert!(claim_some(&b, 1, LONG).await.is_empty());
+        // A lower bound: not before its due time.
         tokio::time::sleep((due - Utc::now()).to_std().unwrap_or_default()).await;
         // Due from now on: claimed as soon as a claim runs (on a busy machine the first
         // one may still see the database's clock just short of the due time).
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let job = loop {
-            if let Some(job) = claim_some(&b, 1, LONG).await.pop() {
-                break job;
-            }
-            assert!(std::time::Instant::now() < deadline, "due now");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let job = crate::helpers::eventually("due now", Duration::from_secs(10), async || {
+            claim_some(&b, 1, LONG).await.pop()
+        })
+        .await;
         assert_eq!(job.attempts_made, 1);
         assert_eq!(job.phase, Phase::Delivery);
         let record = b.get_request(job.lease.request_id, &Scope::All).await;

@@ -140,15 +140,8 @@ async fn failed_callbacks_since_a_time_are_redelivered_in_bulk(backend: Backend)
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["redelivered"], 3);
     for id in &failed {
-        let deadline = std::time::Instant::now() + WAIT;
-        let done = loop {
-            let r = app.record(id).await;
-            if r["callback_status"] == "sent" {
-                break r;
-            }
-            assert!(std::time::Instant::now() < deadline, "redelivered: {r:#}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let sent = |r: &Value| r["callback_status"] == "sent";
+        let done = app.wait_record(id, "redelivered", WAIT, sent).await;
         assert_eq!(done["attempts"][1]["trigger"], "manual");
     }
     assert_eq!(ok.hits().len(), 1, "the sent one was left alone");

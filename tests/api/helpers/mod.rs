@@ -882,6 +882,30 @@ pub async fn submit_async_spread(
     futures::future::join_all(sends).await.into_iter().collect()
 }
 
+/// Runs `check` until it gives a value, or panics naming `what` after `within`, pausing
+/// between runs 10 ms, doubled up to 200 ms: for state in this process that nothing
+/// announces (a job of a store under test becoming due, say). With a server, prefer
+/// [`TestApp::eventually`], which also wakes when the server logs.
+pub async fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
 /// Runs `consuma ARGS --database-url <db>` with an empty environment.
 pub async fn cli(db: &TestDb, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
