@@ -107,12 +107,16 @@ async fn a_repeat_while_the_first_is_running_is_a_409(backend: Backend) {
             .await
             .unwrap()
     });
-    // Wait until the first is recorded (it is `processing`), then repeat it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.get_json("/requests?status=processing").await["total"] != 1 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Wait until the first is recorded (a keyed /sync logs "request accepted" once its
+    // key and record are stored), then repeat it.
+    app.wait_log("the first admitted", Duration::from_secs(10), |v| {
+        v["message"] == "request accepted"
+    })
+    .await;
+    assert_eq!(
+        app.get_json("/requests?status=processing").await["total"],
+        1
+    );
     let r = post_with_key(&app, "/sync", "slow", &json!({"text": "abc"})).await;
     assert_eq!(r.status(), 409);
     assert!(r.headers().contains_key("retry-after"));
@@ -143,6 +147,7 @@ async fn an_async_replay_returns_the_same_202_and_calls_back_once(backend: Backe
     assert_eq!(again.json::<Value>().await.unwrap(), first_body);
     let id = first_body["request_id"].as_str().unwrap();
     app.wait_terminal(id, Duration::from_secs(30)).await;
+    // A lower bound: a second callback would have followed the first by now.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(receiver.hits().len(), 1, "one request, one callback");
     let other = json!({"text": "pay", "count": 2, "callback_url": receiver.url("/")});

@@ -12,20 +12,14 @@ use crate::helpers::{Backend, TestApp, work};
 
 const INTERRUPTED: &str = "interrupted: the service stopped before the work ended";
 
-/// The only /sync record, once it exists.
+/// The only /sync record, once it exists (an unkeyed /sync logs "request accepted" as
+/// its record is written, not after: no line says it is stored).
 async fn the_sync_record(app: &TestApp, within: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    app.eventually("a /sync record", within, async || {
         let page = app.get_json("/requests?mode=sync").await;
-        if let Some(first) = page["requests"].as_array().and_then(|r| r.first()) {
-            return first.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no /sync record: {page:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        page["requests"].as_array()?.first().cloned()
+    })
+    .await
 }
 
 /// The kept count of records with this status.

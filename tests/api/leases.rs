@@ -70,7 +70,7 @@ async fn slow_callbacks_beside_a_flood_keep_their_leases(backend: Backend) {
     }
     assert!(flooded > 0, "the flood ran beside the slow callbacks");
     // A job whose lease was lost would be claimed again once it expired (3 s) and sent
-    // a second time: give it that time.
+    // a second time: give it that time (a lower bound).
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut per_request: HashMap<String, usize> = HashMap::new();
     for hit in slow.hits() {

@@ -28,14 +28,14 @@ async fn a_thousand_sync_requests_are_in_flight_at_once(backend: Backend) {
         }));
     }
     let gauge = r#"consuma_work_in_flight{mode="sync"}"#;
-    let mut peak = 0.0f64;
-    while peak < N as f64 {
-        peak = peak.max(app.metric(gauge).await.unwrap_or(0.0));
-        if requests.iter().all(|r| r.is_finished()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    // Sampled as the requests are accepted (each logs it), until all are in flight or
+    // all have been answered.
+    let peak = app
+        .eventually("the works in flight", Duration::from_secs(30), async || {
+            let now = app.metric(gauge).await.unwrap_or(0.0);
+            (now >= N as f64 || requests.iter().all(|r| r.is_finished())).then_some(now)
+        })
+        .await;
     assert_eq!(peak, N as f64, "all {N} works were in flight together");
     for r in requests {
         assert_eq!(r.await.unwrap().unwrap().status(), 200);

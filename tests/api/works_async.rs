@@ -258,6 +258,7 @@ async fn a_crash_mid_work_runs_it_again_with_the_same_key_and_calls_back_once(ba
         .collect();
     assert_eq!(keys[0], id.as_str());
     assert_eq!(keys[1], id.as_str(), "the repeat carries the same key");
+    // A lower bound: a third run would need another 2 s lease to lapse.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(receiver.hits_for(&id).len(), 1, "one callback");
 }
