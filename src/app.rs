@@ -65,7 +65,7 @@ impl Application {
         }
         let listener = bind_listener(&mut config, &auth).await?;
         let intake = new_intake(&config, store.clone());
-        let state = AppState {
+        let state = AppState::new(http::state::Shared {
             config: Arc::new(config),
             store,
             intake,
@@ -75,7 +75,7 @@ impl Application {
             shutdown,
             works,
             engine: engine.clone(),
-        };
+        });
         Ok(Self {
             listener,
             state,
