@@ -148,17 +148,22 @@ fn insert_key(c: &Connection, claim: &IdempotencyClaim, request_id: &str) -> Sto
     Ok(())
 }
 
-/// The id of the destination `(tenant, origin)`, created on first use.
+/// The id of the destination `(tenant, origin)`, created on first use: one lookup when it
+/// exists (every admission but the first), an insert only when it does not. The writer is
+/// the only one writing, so nothing can create it between the two.
 pub(super) fn destination_id(c: &Connection, tenant: &str, origin: &str) -> StoreResult<i64> {
-    c.prepare_cached(
-        "INSERT INTO destinations (tenant, origin) VALUES (?1, ?2)
-         ON CONFLICT (tenant, origin) DO NOTHING",
-    )?
-    .execute(params![tenant, origin])?;
-    Ok(
-        c.prepare_cached("SELECT id FROM destinations WHERE tenant = ?1 AND origin = ?2")?
-            .query_row(params![tenant, origin], |r| r.get(0))?,
-    )
+    let found = c
+        .prepare_cached("SELECT id FROM destinations WHERE tenant = ?1 AND origin = ?2")?
+        .query_row(params![tenant, origin], |r| r.get(0))
+        .optional()?;
+    match found {
+        Some(id) => Ok(id),
+        None => Ok(c
+            .prepare_cached(
+                "INSERT INTO destinations (tenant, origin) VALUES (?1, ?2) RETURNING id",
+            )?
+            .query_row(params![tenant, origin], |r| r.get(0))?),
+    }
 }
 
 /// Stores the end of the work on a request (sync or async) and notes the state change.

@@ -222,6 +222,18 @@ pub(super) struct DueJob {
 }
 
 /// Leases up to `n` of the queue's earliest due jobs.
+/// The due jobs of one queue of work, of the works served (`?9`, see [`SERVED`]).
+static TAKE_DUE_WORK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT request_id, attempt_base, manual, expires_at FROM jobs
+         WHERE phase = 0 AND destination_id = ?2 AND run_at <= ?3 AND {SERVED}
+         ORDER BY run_at LIMIT ?4"
+    )
+});
+/// The due jobs of one queue of deliveries.
+const TAKE_DUE_DELIVERY: &str = "SELECT request_id, attempt_base, manual, expires_at FROM jobs
+     WHERE phase = 1 AND destination_id = ?2 AND run_at <= ?3 ORDER BY run_at LIMIT ?4";
+
 fn take_due(
     c: &Connection,
     queue: &Queue,
@@ -230,30 +242,34 @@ fn take_due(
     token: &Uuid,
     served: Option<&str>,
 ) -> StoreResult<Vec<DueJob>> {
-    let jobs: Vec<DueJob> = c
-        .prepare_cached(&format!(
-            "SELECT request_id, attempt_base, manual, expires_at FROM jobs
-             WHERE phase = ?1 AND destination_id = ?2 AND run_at <= ?3 AND (?1 = 1 OR {SERVED})
-             ORDER BY run_at LIMIT ?4"
-        ))?
-        .query_map(
-            rusqlite::named_params! {
-                "?1": queue.phase as i64,
-                "?2": queue.destination,
-                "?3": now,
-                "?4": n as i64,
-                "?9": served,
-            },
-            |r| {
-                Ok(DueJob {
-                    id: r.get(0)?,
-                    attempt_base: r.get(1)?,
-                    manual: r.get::<_, i64>(2)? != 0,
-                    expires_at: r.get(3)?,
-                })
-            },
-        )?
-        .collect::<Result<_, _>>()?;
+    // The phase is written into the statement, one per phase: bound as a parameter, it
+    // decided whether the partial index `jobs_work_due` applies, so SQLite prepared the
+    // statement again each time a claim went from one phase's queue to the other's.
+    let due = |r: &rusqlite::Row<'_>| {
+        Ok(DueJob {
+            id: r.get(0)?,
+            attempt_base: r.get(1)?,
+            manual: r.get::<_, i64>(2)? != 0,
+            expires_at: r.get(3)?,
+        })
+    };
+    let (destination, limit) = (queue.destination, n as i64);
+    let jobs: Vec<DueJob> = match queue.phase {
+        Phase::Work => c
+            .prepare_cached(&TAKE_DUE_WORK)?
+            .query_map(
+                rusqlite::named_params! {"?2": destination, "?3": now, "?4": limit, "?9": served},
+                due,
+            )?
+            .collect::<Result<_, _>>()?,
+        Phase::Delivery => c
+            .prepare_cached(TAKE_DUE_DELIVERY)?
+            .query_map(
+                rusqlite::named_params! {"?2": destination, "?3": now, "?4": limit},
+                due,
+            )?
+            .collect::<Result<_, _>>()?,
+    };
     let mut lease =
         c.prepare_cached("UPDATE jobs SET lease_token = ?1, run_at = ?2 WHERE request_id = ?3")?;
     for job in &jobs {
