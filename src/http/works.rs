@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::error::{ApiError, FieldError, PROBLEM_JSON, Problem};
@@ -151,11 +152,15 @@ pub async fn post_sync_work(
         work,
     };
     // Spawned, so a client that hangs up does not stop the work: its record still ends.
-    let outcome = tokio::spawn(async move {
-        let outcome = job.run().await;
-        drop((slot, pooled));
-        outcome
-    });
+    // In the request's span, so its lines name the request.
+    let outcome = tokio::spawn(
+        async move {
+            let outcome = job.run().await;
+            drop((slot, pooled));
+            outcome
+        }
+        .in_current_span(),
+    );
     outcome
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("the sync work task ended: {e}")))?
@@ -234,7 +239,7 @@ impl SyncAttempt {
         }
         tracing::info!(mode = "sync", work = %self.work.name, "request accepted");
         let (outcome, attempt) = self.attempt().await;
-        let (stored, mut done) = self.outcome(outcome);
+        let (stored, mut done, ended) = self.outcome(outcome);
         done.work_attempts = Some(crate::works::run::attempts_json(&[attempt]));
         let kept = claim.map(|c| {
             (
@@ -246,6 +251,8 @@ impl SyncAttempt {
             .store
             .finish_sync(self.request_id, done, kept)
             .await?;
+        // Logged once stored, as `text` does: whoever reads the line finds the record ended.
+        ended.log(&self.work.name);
         Ok(answer(&stored, &self.request_id.to_string()))
     }
 
@@ -269,8 +276,8 @@ impl SyncAttempt {
         (outcome, attempt)
     }
 
-    /// The response to send (and keep, on success) and the record's end.
-    fn outcome(&self, outcome: Result<Value, WorkError>) -> (StoredResponse, FinishedWork) {
+    /// The response to send (and keep, on success), the record's end, and its log line.
+    fn outcome(&self, outcome: Result<Value, WorkError>) -> (StoredResponse, FinishedWork, Ended) {
         let completed_at = Utc::now();
         match outcome {
             Ok(result) => {
@@ -280,7 +287,6 @@ impl SyncAttempt {
                     "status": "completed",
                     "result": result,
                 });
-                tracing::info!(status = "completed", work = %self.work.name, "request completed");
                 let stored = StoredResponse {
                     status: 200,
                     body: body.to_string(),
@@ -292,13 +298,13 @@ impl SyncAttempt {
                     completed_at,
                     work_attempts: None,
                 };
-                (stored, done)
+                (stored, done, Ended::Completed)
             }
             Err(e) => {
-                // The outcome, not the message: a 4xx's message quotes the upstream's body,
-                // which logs never carry (§17).
-                let (outcome, code) = (e.outcome(), e.status_code);
-                tracing::warn!(status = "failed", work = %self.work.name, outcome, status_code = ?code, "request failed");
+                let ended = Ended::Failed {
+                    outcome: e.outcome(),
+                    status_code: e.status_code,
+                };
                 let stored = failure_body(&e, self.request_id);
                 let done = FinishedWork {
                     status: RequestStatus::Failed,
@@ -307,7 +313,34 @@ impl SyncAttempt {
                     completed_at,
                     work_attempts: None,
                 };
-                (stored, done)
+                (stored, done, ended)
+            }
+        }
+    }
+}
+
+/// How a named work's /sync request ended, for its log line.
+enum Ended {
+    Completed,
+    Failed {
+        outcome: &'static str,
+        status_code: Option<u16>,
+    },
+}
+
+impl Ended {
+    fn log(&self, work: &str) {
+        match self {
+            Ended::Completed => {
+                tracing::info!(status = "completed", work, "request completed")
+            }
+            // The outcome, not the message: a 4xx's message quotes the upstream's body,
+            // which logs never carry (§17).
+            Ended::Failed {
+                outcome,
+                status_code,
+            } => {
+                tracing::warn!(status = "failed", work, outcome, status_code = ?status_code, "request failed")
             }
         }
     }

@@ -88,13 +88,8 @@ async fn a_client_that_hangs_up_does_not_stop_the_work(backend: Backend) {
     let _ = client.await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     up.release();
-    // A named work's /sync logs its outcome just before it stores it (src/http/works.rs),
-    // so no line follows the stored end: this waits like a state no line announces.
-    let path = format!("/requests/{id}");
-    let ended = |r: &Value| crate::helpers::is_terminal(r);
-    let record = app
-        .wait_json(&path, "the work ended", Duration::from_secs(10), ended)
-        .await;
+    // The outcome is logged once it is stored ("request completed", in the request's span).
+    let record = app.wait_terminal(&id, Duration::from_secs(10)).await;
     assert_eq!(record["status"], "completed", "{record:#}");
     assert_eq!(record["work"], "gate", "{record:#}");
 }
