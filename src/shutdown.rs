@@ -3,12 +3,13 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// Cancels `token` on the first SIGTERM or SIGINT.
+/// Cancels `token` on the first SIGTERM or SIGINT, then says so: once the line is
+/// logged, /readyz answers 503 and new work is refused.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
         let name = wait_for_signal().await;
-        tracing::info!(signal = name, "shutdown requested: draining");
         token.cancel();
+        tracing::info!(signal = name, "shutdown requested: draining");
     });
 }
 
