@@ -11,28 +11,30 @@
 //! - [`secrets`]: [`SecretBook`], each tenant's valid signing secrets, newest first.
 //!
 //! [`Auth`] loads the ring and the book at start and refreshes both from the store every
-//! [`REFRESH_EVERY`], so keys, revocations, the switch to auth and secret rotations made
-//! by any process sharing the database take effect within a few seconds (SPEC: 5 s).
+//! [`REFRESH_EVERY`] ([`refresh`]), so keys, revocations, the switch to auth and secret
+//! rotations made by any process sharing the database take effect within a few seconds
+//! (SPEC: 5 s). A refresh that changes what is loaded says so in one line per change.
 //!
 //! Nothing here logs or returns a key or a secret: keys show as their display prefix,
 //! secrets not at all.
 
 pub mod keys;
+pub mod refresh;
 pub mod ring;
 pub mod secrets;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use tokio_util::sync::CancellationToken;
+use chrono::{DateTime, Utc};
 
 use crate::delivery::signing::SigningSecret;
 use crate::store::{Store, StoreResult};
+use refresh::Source;
 
 pub use keys::{ApiKey, TenantName};
-pub use ring::{KeyRing, Refusal};
-pub use secrets::SecretBook;
+pub use ring::{KeyChanges, KeyRing, Refusal};
+pub use secrets::{SecretBook, SecretChange};
 
 /// The tenant every record belongs to while the service is open (no key exists).
 pub const DEFAULT_TENANT: &str = "default";
@@ -68,11 +70,15 @@ pub fn valid_tenant(name: &str) -> bool {
 /// How often the key ring and the secret book are reloaded (and key uses written).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
-/// One instance's key ring and secret book, kept fresh from the store.
+/// The wall clock the refresher reads: `Utc::now`, or a test's own.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// One instance's key ring and secret book, kept fresh from the store ([`refresh`]).
 pub struct Auth {
     pub keys: Arc<KeyRing>,
     pub secrets: Arc<SecretBook>,
-    store: Arc<dyn Store>,
+    source: Arc<dyn Source>,
+    clock: Clock,
 }
 
 impl Auth {
@@ -80,68 +86,25 @@ impl Auth {
     /// replaced) and loads the keys and secrets. `flag` is `--signing-secret`.
     pub async fn load(store: Arc<dyn Store>, flag: Option<SigningSecret>) -> StoreResult<Self> {
         ensure_secret(store.as_ref(), DEFAULT_TENANT).await?;
+        let source = Arc::new(refresh::StoreSource(store));
+        Self::load_from(source, flag, Arc::new(Utc::now)).await
+    }
+
+    /// Loads the keys and secrets of `source`, reading the time from `clock`.
+    async fn load_from(
+        source: Arc<dyn Source>,
+        flag: Option<SigningSecret>,
+        clock: Clock,
+    ) -> StoreResult<Self> {
         let auth = Self {
             keys: Arc::new(KeyRing::new()),
             secrets: Arc::new(SecretBook::new(flag)),
-            store,
+            source,
+            clock,
         };
-        auth.refresh().await?;
+        // What a first load finds is no change: only the switch to keys is logged.
+        auth.reload().await?.log_closed();
         Ok(auth)
-    }
-
-    /// Reloads keys and secrets, and writes the key uses noted since the last call.
-    pub async fn refresh(&self) -> StoreResult<()> {
-        let rows = self.store.api_keys().await?;
-        if self.keys.install(&rows) {
-            tracing::info!(
-                keys = rows.len(),
-                "an API key exists: every route but the public ones now requires one"
-            );
-        }
-        let now = Utc::now();
-        let secrets = self.store.signing_secrets(None, now).await?;
-        self.secrets.install(secrets, now);
-        let uses = self.keys.take_uses();
-        if !uses.is_empty()
-            && let Err(e) = self.store.record_key_uses(&uses).await
-        {
-            self.keys.return_uses(uses);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Refreshes every [`REFRESH_EVERY`] until `shutdown`. A failed refresh keeps what was
-    /// loaded before (a ring that requires keys never reopens) and is logged once per
-    /// streak of failures.
-    pub fn spawn_refresher(
-        self: &Arc<Self>,
-        shutdown: CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        let auth = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REFRESH_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing = false;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                match auth.refresh().await {
-                    Ok(()) if failing => {
-                        failing = false;
-                        tracing::info!("API keys and signing secrets reloaded again");
-                    }
-                    Ok(()) => {}
-                    Err(e) if !failing => {
-                        failing = true;
-                        tracing::warn!(error = %e, "cannot reload API keys and signing secrets; keeping the last ones loaded");
-                    }
-                    Err(_) => {}
-                }
-            }
-        })
     }
 }
 

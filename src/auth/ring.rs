@@ -57,6 +57,27 @@ struct Entry {
 
 type Keys = HashMap<KeyHash, Arc<Entry>>;
 
+/// What one [`KeyRing::install`] changed: display prefixes and counts, never a key or a
+/// hash.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyChanges {
+    /// This install is the switch from open to requiring a key.
+    pub closed: bool,
+    /// The display prefixes of keys the ring did not hold before (revoked ones included).
+    pub added: Vec<String>,
+    /// The display prefixes of keys revoked since the last install (or new and revoked).
+    pub revoked: Vec<String>,
+    /// Keys held before and no longer stored.
+    pub removed: usize,
+}
+
+impl KeyChanges {
+    /// Whether the ring holds the same keys, in the same states, as before.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.revoked.is_empty() && self.removed == 0
+    }
+}
+
 /// Every API key of the database, by hash. Shared by the authentication layer (reads on
 /// every request) and the refresher (replaces the contents).
 #[derive(Default)]
@@ -79,18 +100,27 @@ impl KeyRing {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Replaces the ring with `rows` (every stored key, revoked ones included). Returns
-    /// `true` when this is the switch from open to requiring a key.
-    pub fn install(&self, rows: &[ApiKeyRow]) -> bool {
+    /// Replaces the ring with `rows` (every stored key, revoked ones included); what
+    /// changed, and whether this is the switch from open to requiring a key.
+    pub fn install(&self, rows: &[ApiKeyRow]) -> KeyChanges {
         let old = self.snapshot();
+        let mut changes = KeyChanges::default();
         let mut keys = Keys::with_capacity(rows.len());
         for row in rows {
             let Some(hash) = KeyHash::from_hex(&row.hash) else {
                 tracing::warn!(prefix = %row.prefix, "a stored API key has an unreadable hash; ignored");
                 continue;
             };
+            let before = old.get(&hash);
+            let revoked = row.revoked_at.is_some();
+            if before.is_none() {
+                changes.added.push(row.prefix.clone());
+            }
+            if revoked && !before.is_some_and(|e| e.revoked) {
+                changes.revoked.push(row.prefix.clone());
+            }
             let stored_use = row.last_used_at.map_or(i64::MIN, |t| t.timestamp());
-            let noted = old.get(&hash).map_or(stored_use, |e| {
+            let noted = before.map_or(stored_use, |e| {
                 e.last_noted.load(Ordering::Relaxed).max(stored_use)
             });
             keys.insert(
@@ -102,13 +132,15 @@ impl KeyRing {
                         tenant: row.tenant.clone(),
                         admin: row.admin,
                     },
-                    revoked: row.revoked_at.is_some(),
+                    revoked,
                     last_noted: AtomicI64::new(noted),
                 }),
             );
         }
+        changes.removed = old.keys().filter(|h| !keys.contains_key(*h)).count();
         *self.keys.write().expect("no panics holding the ring") = Arc::new(keys);
-        !rows.is_empty() && !self.closed.swap(true, Ordering::AcqRel)
+        changes.closed = !rows.is_empty() && !self.closed.swap(true, Ordering::AcqRel);
+        changes
     }
 
     fn snapshot(&self) -> Arc<Keys> {
@@ -205,7 +237,7 @@ mod tests {
         let ring = KeyRing::new();
         assert!(!ring.requires_key());
         assert_eq!(ring.caller(None), Ok(Caller::open()));
-        assert!(!ring.install(&[]));
+        assert!(!ring.install(&[]).closed);
         assert_eq!(ring.caller(Some(&bearer("junk"))), Ok(Caller::open()));
     }
 
@@ -213,7 +245,10 @@ mod tests {
     fn a_key_names_its_tenant_and_admin_flag() {
         let (a, b) = (ApiKey::generate(), ApiKey::generate());
         let ring = KeyRing::new();
-        assert!(ring.install(&[row(&a, "acme", false, false), row(&b, "ops", true, false)]));
+        assert!(
+            ring.install(&[row(&a, "acme", false, false), row(&b, "ops", true, false)])
+                .closed
+        );
         let caller = |k: &ApiKey| ring.caller(Some(&bearer(k.reveal())));
         assert_eq!(
             caller(&a),
@@ -275,11 +310,33 @@ mod tests {
     fn once_a_key_was_seen_the_ring_never_reopens() {
         let key = ApiKey::generate();
         let ring = KeyRing::new();
-        assert!(ring.install(&[row(&key, "t", false, true)]));
+        assert!(ring.install(&[row(&key, "t", false, true)]).closed);
         assert!(ring.requires_key());
-        assert!(!ring.install(&[]));
+        assert!(!ring.install(&[]).closed);
         assert!(ring.requires_key());
         assert_eq!(ring.caller(None), Err(Refusal::Missing));
+    }
+
+    #[test]
+    fn an_install_names_the_keys_it_added_revoked_or_lost_by_prefix() {
+        let (a, b, c) = (ApiKey::generate(), ApiKey::generate(), ApiKey::generate());
+        let ring = KeyRing::new();
+        let first = ring.install(&[row(&a, "t", false, false), row(&b, "t", false, true)]);
+        assert!(first.closed);
+        assert_eq!(first.added, [a.prefix(), b.prefix()]);
+        assert_eq!(first.revoked, [b.prefix()], "new and revoked already");
+        let same = [row(&a, "t", false, false), row(&b, "t", false, true)];
+        assert!(ring.install(&same).is_empty(), "the same keys again");
+        let next = ring.install(&[row(&a, "t", false, true), row(&c, "u", true, false)]);
+        assert_eq!(
+            next,
+            KeyChanges {
+                closed: false,
+                added: vec![c.prefix().to_owned()],
+                revoked: vec![a.prefix().to_owned()],
+                removed: 1,
+            }
+        );
     }
 
     #[test]

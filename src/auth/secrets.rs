@@ -22,6 +22,16 @@ use super::DEFAULT_TENANT;
 use crate::delivery::signing::SigningSecret;
 use crate::store::SigningSecretRow;
 
+impl SecretChange {
+    pub fn tenant(&self) -> &str {
+        match self {
+            SecretChange::Added { tenant }
+            | SecretChange::Rotated { tenant, .. }
+            | SecretChange::OverlapEnded { tenant, .. } => tenant,
+        }
+    }
+}
+
 /// One secret and the end of its validity (`None`: the current one).
 #[derive(Debug, Clone)]
 pub struct Dated {
@@ -46,6 +56,52 @@ pub fn overlap_end(now: DateTime<Utc>, overlap: Duration) -> DateTime<Utc> {
     let overlap = chrono::Duration::from_std(overlap).unwrap_or(chrono::Duration::MAX);
     now.checked_add_signed(overlap)
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// What one [`SecretBook::install`] changed for a tenant: counts and times, never a
+/// secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretChange {
+    /// A tenant the book did not hold has a secret (its first key was created).
+    Added { tenant: String },
+    /// The tenant's current secret is another one: a rotation began. `secrets` are valid
+    /// now, newest first; the older ones until `overlap_until`.
+    Rotated {
+        tenant: String,
+        secrets: usize,
+        overlap_until: Option<DateTime<Utc>>,
+    },
+    /// The overlap of the tenant's last rotation ended: only `secrets` are left.
+    OverlapEnded { tenant: String, secrets: usize },
+}
+
+/// What a reload changed for one tenant, from the secrets it had (`old`) and has (`new`).
+fn change(tenant: &str, old: Option<&Tenant>, new: &Tenant) -> Option<SecretChange> {
+    let tenant = tenant.to_owned();
+    let Some(old) = old else {
+        return Some(SecretChange::Added { tenant });
+    };
+    // Compared in memory, as text; never shown.
+    let same = |a: &Dated, b: &Dated| a.secret.to_whsec() == b.secret.to_whsec();
+    let current = |t: &Tenant| t.dated.iter().find(|d| d.valid_until.is_none()).cloned();
+    let rotated = match (current(old), current(new)) {
+        (Some(a), Some(b)) => !same(&a, &b),
+        (a, b) => a.is_some() != b.is_some(),
+    };
+    let secrets = new.valid.len();
+    if rotated {
+        let overlap_until = new.dated.iter().filter_map(|d| d.valid_until).max();
+        return Some(SecretChange::Rotated {
+            tenant,
+            secrets,
+            overlap_until,
+        });
+    }
+    let ended = old
+        .dated
+        .iter()
+        .any(|o| !new.dated.iter().any(|n| same(o, n)));
+    ended.then_some(SecretChange::OverlapEnded { tenant, secrets })
 }
 
 /// One tenant's secrets as loaded, and the valid ones precomputed.
@@ -79,8 +135,9 @@ impl SecretBook {
 
     /// Replaces the book with `rows` (the secrets valid now, each tenant's newest first,
     /// as [`Store::signing_secrets`](crate::store::Store::signing_secrets) returns them).
-    /// A row whose secret cannot be parsed is skipped with a warning.
-    pub fn install(&self, rows: Vec<SigningSecretRow>, now: DateTime<Utc>) {
+    /// A row whose secret cannot be parsed is skipped with a warning. Returns what changed,
+    /// by tenant name.
+    pub fn install(&self, rows: Vec<SigningSecretRow>, now: DateTime<Utc>) -> Vec<SecretChange> {
         let mut by_tenant: HashMap<String, Vec<Dated>> = HashMap::new();
         for row in rows {
             match SigningSecret::parse(&row.secret) {
@@ -93,7 +150,7 @@ impl SecretBook {
                 }
             }
         }
-        let tenants = by_tenant
+        let tenants: HashMap<String, Tenant> = by_tenant
             .into_iter()
             .map(|(name, dated)| {
                 let valid = Arc::from(valid_at(&dated, now));
@@ -108,12 +165,24 @@ impl SecretBook {
                 )
             })
             .collect();
-        *self.tenants.write().expect("no panics holding the book") = tenants;
+        let mut book = self.tenants.write().expect("no panics holding the book");
+        let mut changes: Vec<SecretChange> = tenants
+            .iter()
+            .filter_map(|(name, new)| change(name, book.get(name), new))
+            .collect();
+        changes.sort_by(|a, b| a.tenant().cmp(b.tenant()));
+        *book = tenants;
+        changes
     }
 
     /// The secrets to sign `tenant`'s callbacks with now, newest first; empty for a tenant
     /// without a secret (its callbacks cannot be signed, and are not sent).
     pub fn for_tenant(&self, tenant: &str) -> Arc<[SigningSecret]> {
+        self.for_tenant_at(tenant, Utc::now())
+    }
+
+    /// [`for_tenant`](Self::for_tenant) at `now`.
+    pub fn for_tenant_at(&self, tenant: &str, now: DateTime<Utc>) -> Arc<[SigningSecret]> {
         if tenant == DEFAULT_TENANT
             && let Some(flag) = &self.flag
         {
@@ -123,7 +192,6 @@ impl SecretBook {
         let Some(t) = tenants.get(tenant) else {
             return Arc::from(Vec::new());
         };
-        let now = Utc::now();
         match t.stale_at {
             // An overlap ended since the last reload: filter again until the next one.
             Some(at) if at <= now => Arc::from(valid_at(&t.dated, now)),
@@ -254,6 +322,49 @@ mod tests {
         );
         assert_eq!(whsec(&book.for_tenant("default")), whsec(&[secret(7)]));
         assert_eq!(whsec(&book.for_tenant("acme")), whsec(&[secret(2)]));
+    }
+
+    #[test]
+    fn an_install_says_when_a_tenant_came_a_rotation_began_or_its_overlap_ended() {
+        let book = SecretBook::new(None);
+        let now = Utc::now();
+        let end = now + chrono::Duration::seconds(4);
+        let added = |t: &str| SecretChange::Added { tenant: t.into() };
+        let first = vec![row("t", &secret(1), None), row("u", &secret(5), None)];
+        assert_eq!(book.install(first.clone(), now), [added("t"), added("u")]);
+        assert!(
+            book.install(first, now).is_empty(),
+            "the same secrets again"
+        );
+        let rotated = vec![
+            row("t", &secret(2), None),
+            row("t", &secret(1), Some(end)),
+            row("u", &secret(5), None),
+        ];
+        let began = SecretChange::Rotated {
+            tenant: "t".into(),
+            secrets: 2,
+            overlap_until: Some(end),
+        };
+        assert_eq!(book.install(rotated.clone(), now), [began]);
+        assert!(
+            book.install(rotated, now).is_empty(),
+            "a tick in the overlap"
+        );
+        let after = vec![row("t", &secret(2), None), row("u", &secret(5), None)];
+        let ended = SecretChange::OverlapEnded {
+            tenant: "t".into(),
+            secrets: 1,
+        };
+        assert_eq!(book.install(after, end), [ended]);
+        // A rotation without an overlap: it began, and the old secret is gone with it.
+        let cut = vec![row("t", &secret(3), None), row("u", &secret(5), None)];
+        let began = SecretChange::Rotated {
+            tenant: "t".into(),
+            secrets: 1,
+            overlap_until: None,
+        };
+        assert_eq!(book.install(cut, end), [began]);
     }
 
     #[test]
