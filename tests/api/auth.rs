@@ -12,12 +12,12 @@ use tokio::process::Command;
 use crate::both_backends;
 use crate::helpers::receiver::{Hit, Receiver};
 use crate::helpers::webhooks::{signature, verifies};
-use crate::helpers::{BIN, Backend, TestApp, TestDb, cli, postgres_available, work};
+use crate::helpers::{BIN, Backend, KEYS_WITHIN, TestApp, TestDb, cli, postgres_available, work};
 
 /// SPEC §10: keys, revocations and rotations take effect on every instance within 5 s.
-/// The tests wait for the effect itself, allowing this much: that it comes is the claim
-/// here, not how soon (the refresh runs every second).
-const TAKES_EFFECT: Duration = Duration::from_secs(15);
+/// The tests wait for the refresh that loads them (its log line), allowing this much:
+/// that it comes is the claim here, not how soon (the refresh runs every second).
+const TAKES_EFFECT: Duration = KEYS_WITHIN;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn stdout(out: &Output) -> String {
@@ -48,15 +48,12 @@ async fn send(
     request.send().await.expect("request")
 }
 
-/// Waits until GET /requests with `authorization` answers `status` (a key or a
-/// revocation took effect: no log line says so), or panics after [`TAKES_EFFECT`].
-async fn wait_for_status(app: &TestApp, authorization: Option<&str>, status: u16) {
-    let what = format!("GET /requests with {authorization:?} answering {status}");
-    app.eventually(&what, TAKES_EFFECT, async || {
-        let got = send(app, Method::GET, "/requests", authorization).await;
-        (got.status() == status).then_some(())
-    })
-    .await;
+/// Waits until `app` has loaded the revocation of `key` (its refresh says so), then
+/// checks that the key is refused.
+async fn wait_revoked(app: &TestApp, key: &str) {
+    app.wait_key_revoked(key).await;
+    let r = send(app, Method::GET, "/requests", Some(&bearer(key))).await;
+    assert_unauthorized(r, "a revoked key, once its revocation is loaded").await;
 }
 
 fn bearer(key: &str) -> String {
@@ -109,7 +106,8 @@ async fn once_a_key_exists_every_protected_route_refuses_a_missing_malformed_unk
     let revoked = app.create_key("acme", false).await;
     let out = cli(&app.db, &["keys", "revoke", &revoked[..12]]).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    wait_for_status(&app, None, 401).await;
+    app.wait_keys(&[&key]).await;
+    wait_revoked(&app, &revoked).await;
 
     let refused = [
         None,
@@ -196,11 +194,10 @@ async fn once_a_key_exists_every_protected_route_refuses_a_missing_malformed_unk
 async fn revoking_the_last_key_does_not_reopen_the_service(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let key = app.create_key("default", true).await;
-    wait_for_status(&app, None, 401).await;
-    wait_for_status(&app, Some(&bearer(&key)), 200).await;
+    app.wait_keys(&[&key]).await;
     let out = cli(&app.db, &["keys", "revoke", &key[..12]]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    wait_for_status(&app, Some(&bearer(&key)), 401).await;
+    wait_revoked(&app, &key).await;
     // Two refresh periods later, still closed, with or without the revoked key (a lower
     // bound: the refreshes that could reopen it have run).
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -439,7 +436,7 @@ async fn callbacks_verify_with_their_tenants_secret_only(backend: Backend) {
     let acme = stdout(&cli(&app.db, &["secret", "--tenant", "acme"]).await)
         .trim()
         .to_owned();
-    wait_for_status(&app, app.api_key.as_deref().map(bearer).as_deref(), 200).await;
+    app.wait_keys(&[app.api_key.as_deref().unwrap()]).await;
     let id = app.submit_async("tenant default", &receiver.url("/")).await;
     app.wait_terminal(&id, WAIT).await;
     let hit = &receiver.hits_for(&id)[0];
@@ -458,25 +455,16 @@ async fn one_callback(app: &TestApp, receiver: &Receiver) -> Hit {
     receiver.hits_for(&id).remove(0)
 }
 
-/// Submits until a callback is signed as `signed` says (a rotation reaches the server at
-/// its next refresh: no log line says so); returns that callback.
-async fn callback_signed(
-    app: &TestApp,
-    receiver: &Receiver,
-    what: &str,
-    signed: impl Fn(&Hit) -> bool,
-) -> Hit {
-    app.eventually(what, TAKES_EFFECT, async || {
-        let hit = one_callback(app, receiver).await;
-        signed(&hit).then_some(hit)
-    })
-    .await
-}
-
-/// Submits until the callback carries `n` signatures; returns that callback.
-async fn callback_with_signatures(app: &TestApp, receiver: &Receiver, n: usize) -> Hit {
-    let what = format!("a callback with {n} signatures");
-    callback_signed(app, receiver, &what, |hit| signatures(hit).len() == n).await
+/// Waits until `app` has loaded the `n`-th rotation of `default`'s secret since it
+/// started (its refresh logs "signing secret rotation began"); that line.
+async fn wait_rotation(app: &TestApp, n: usize) -> Value {
+    let what = format!("rotation {n} of default's secret loaded");
+    let mut lines = app
+        .wait_logs(&what, n, TAKES_EFFECT, |v| {
+            v["message"] == "signing secret rotation began" && v["tenant"] == "default"
+        })
+        .await;
+    lines.swap_remove(n - 1)
 }
 
 async fn rotate(db: &TestDb, tenant: &str, overlap_secs: u64) -> String {
@@ -507,15 +495,16 @@ async fn a_rotation_signs_with_both_secrets_until_the_overlap_ends(backend: Back
     assert!(verifies(&old, &one_callback(&app, &receiver).await));
 
     let new = rotate(&app.db, "default", OVERLAP).await;
-    let rotated_at = tokio::time::Instant::now();
     assert_ne!(new, old);
     assert_eq!(
         app.secret().await,
         new,
         "`consuma secret` prints the current one"
     );
-    // Both sign only during the overlap: two signatures are proof enough it was on.
-    let hit = callback_with_signatures(&app, &receiver, 2).await;
+    // Both sign once the rotation is loaded, until the overlap ends.
+    let began = wait_rotation(&app, 1).await;
+    assert_eq!(began["secrets"], 2, "{began}");
+    let hit = one_callback(&app, &receiver).await;
     assert_eq!(
         signatures(&hit),
         [signed_by(&new, &hit), signed_by(&old, &hit)],
@@ -523,20 +512,29 @@ async fn a_rotation_signs_with_both_secrets_until_the_overlap_ends(backend: Back
     );
     assert!(verifies(&new, &hit) && verifies(&old, &hit));
 
-    // After the overlap only the new secret signs (a lower bound: the overlap has ended).
-    tokio::time::sleep(Duration::from_secs(OVERLAP).saturating_sub(rotated_at.elapsed())).await;
+    // After the overlap only the new secret signs, from its end on, before any refresh
+    // (a lower bound: the end the server loaded has passed).
+    let until = began["overlap_until"].as_str().expect("the overlap's end");
+    let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
+    let left = until.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    tokio::time::sleep(left.to_std().unwrap_or_default()).await;
     let hit = one_callback(&app, &receiver).await;
     assert_eq!(signatures(&hit), [signed_by(&new, &hit)]);
     assert!(!verifies(&old, &hit));
 
     // A long overlap, cut short by a rotation without one: only the newest is left.
     let newer = rotate(&app.db, "default", 3600).await;
-    callback_with_signatures(&app, &receiver, 2).await;
+    wait_rotation(&app, 2).await;
+    let hit = one_callback(&app, &receiver).await;
+    assert_eq!(
+        signatures(&hit),
+        [signed_by(&newer, &hit), signed_by(&new, &hit)]
+    );
     let newest = rotate(&app.db, "default", 0).await;
-    let hit = callback_signed(&app, &receiver, "signed by the newest alone", |hit| {
-        signatures(hit) == [signed_by(&newest, hit)]
-    })
-    .await;
+    let cut = wait_rotation(&app, 3).await;
+    assert_eq!(cut["secrets"], 1, "{cut}");
+    let hit = one_callback(&app, &receiver).await;
+    assert_eq!(signatures(&hit), [signed_by(&newest, &hit)]);
     assert!(!verifies(&newer, &hit) && !verifies(&new, &hit));
 }
 
@@ -652,7 +650,7 @@ async fn a_second_instance_honours_keys_and_revocations() {
     let out = cli(&b.db, &["keys", "revoke", &key[..12]]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     for app in [&a, &b] {
-        wait_for_status(app, Some(&bearer(&key)), 401).await;
+        wait_revoked(app, &key).await;
     }
 }
 
@@ -684,7 +682,7 @@ async fn nothing_secret_reaches_the_logs(backend: Backend) {
             .trim()
             .to_owned(),
     );
-    wait_for_status(&app, None, 401).await;
+    app.wait_keys(&[&key, &acme_key]).await;
     let wrong = format!("{UNKNOWN_KEY}1");
     for attempt in [&wrong, &acme_key[..30].to_owned()] {
         let r = send(&app, Method::POST, "/async", Some(&bearer(attempt))).await;
@@ -693,7 +691,8 @@ async fn nothing_secret_reaches_the_logs(backend: Backend) {
     app.api_key = Some(key.clone());
     assert_eq!(app.post_sync(work("logged run", 1)).await.status(), 200);
     secrets.push(rotate(&db, "default", 60).await);
-    callback_with_signatures(&app, &receiver, 2).await;
+    wait_rotation(&app, 1).await;
+    assert_eq!(signatures(&one_callback(&app, &receiver).await).len(), 2);
     app.api_key = Some(acme_key.clone());
     let id = app.submit_async("as acme", &receiver.url("/")).await;
     app.wait_terminal(&id, WAIT).await;
@@ -703,7 +702,7 @@ async fn nothing_secret_reaches_the_logs(backend: Backend) {
             .status
             .success()
     );
-    wait_for_status(&app, Some(&bearer(&acme_key)), 401).await;
+    wait_revoked(&app, &acme_key).await;
     app.terminate().await;
 
     let logs = app.logs();
