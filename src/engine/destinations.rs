@@ -275,6 +275,10 @@ fn open(d: &Destination, now: DateTime<Utc>, cooldown: Duration, reason: String)
 }
 
 #[cfg(test)]
+#[path = "destinations_tests.rs"]
+mod schedule_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
