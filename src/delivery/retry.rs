@@ -193,6 +193,61 @@ mod tests {
     }
 
     #[test]
+    fn the_jitter_is_drawn_across_its_whole_band() {
+        // 2,000 draws of a uniform 0–10 %: both ends of the band are reached (the chance
+        // that every draw misses a fifth of the band is 0.8^2000).
+        let plain = S(100);
+        let draws: Vec<Duration> = (0..2000).map(|_| next_delay(1, plain, None)).collect();
+        let (low, high) = (plain.mul_f64(1.02), plain.mul_f64(1.08));
+        assert!(draws.iter().any(|d| *d < low), "no draw under +2 %");
+        assert!(draws.iter().any(|d| *d > high), "no draw over +8 %");
+        assert!(
+            draws
+                .iter()
+                .all(|d| *d >= plain && *d <= plain.mul_f64(1.0 + MAX_JITTER))
+        );
+    }
+
+    /// A delivery's attempts, from the replies they got: each next attempt starts its
+    /// delay after the previous one *ended* (SPEC §2), as the engine schedules it
+    /// (`ended + next_delay(k, base, retry_after)`), with the `Retry-After` that
+    /// [`classify`] lets through.
+    #[test]
+    fn each_attempt_waits_its_backoff_after_the_last_one_ended_or_a_longer_retry_after() {
+        const BASE: Duration = Duration::from_secs(2);
+        let status = |code, retry_after| Reply::Status { code, retry_after };
+        let mut replies: Vec<(Reply, Duration)> = vec![
+            (status(503, Some(S(30))), MS(40)), // longer than 2 s: honoured
+            (status(500, Some(S(30))), MS(40)), // not on a 500: 4 s
+            (Reply::TimedOut { after: S(5) }, S(5)),
+            (status(429, Some(S(1))), MS(40)), // shorter than 16 s: the backoff
+            (status(503, Some(S(7200))), MS(40)), // honoured, but capped at 1 h
+        ];
+        replies.extend((0..10).map(|_| (status(502, None), MS(40))));
+        let mut ended = Duration::ZERO;
+        for (k, (reply, took)) in (1..).zip(replies) {
+            let (Verdict::Retry { retry_after }, _) = classify(&reply) else {
+                panic!("{reply:?} is retried");
+            };
+            let next = ended + next_delay(k, BASE, retry_after);
+            let wait = next - ended;
+            let backoff = exponential(k, BASE).min(MAX_DELAY);
+            assert!(wait >= backoff, "attempt {}: {wait:?} < {backoff:?}", k + 1);
+            match retry_after.filter(|ra| *ra > backoff.mul_f64(1.0 + MAX_JITTER)) {
+                Some(ra) => assert_eq!(wait, ra.min(MAX_DELAY), "attempt {}", k + 1),
+                None => assert!(
+                    wait <= backoff.mul_f64(1.0 + MAX_JITTER).min(MAX_DELAY),
+                    "attempt {}: {wait:?} over the jitter",
+                    k + 1
+                ),
+            }
+            ended = next + took;
+        }
+        // 15 failed attempts: the last waits are the cap, whatever the exponent.
+        assert_eq!(next_delay(15, BASE, None), MAX_DELAY);
+    }
+
+    #[test]
     fn retry_after_values_follow_the_table() {
         let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         let table: &[(&str, Option<Duration>)] = &[
