@@ -581,7 +581,8 @@ impl TestApp {
     }
 
     /// Waits until GET `path` (with the API key, if any) answers `status`, or panics
-    /// after `within`; the response. /readyz flipping, say, or a key taking effect.
+    /// after `within`; the response. /readyz flipping as the database goes, say (a key
+    /// taking effect has its line: [`wait_keys`](Self::wait_keys)).
     pub async fn wait_status(
         &self,
         path: &str,
@@ -600,8 +601,8 @@ impl TestApp {
     }
 
     /// Runs `check` until it gives a value, or panics naming `what` after `within`. For
-    /// a state that no log line announces (a key refresh taking effect, /readyz
-    /// flipping, a record created): `check` runs again whenever a server on this
+    /// a state that no log line announces (a key's use written, /readyz flipping with
+    /// the database, a record created): `check` runs again whenever a server on this
     /// database logs (at most every 10 ms), and otherwise after a pause that starts at
     /// 10 ms and doubles up to 200 ms.
     pub async fn eventually<T>(
