@@ -84,8 +84,8 @@ impl Changes {
         }
         for change in &self.secrets {
             match change {
-                SecretChange::Added { tenant } => {
-                    tracing::info!(%tenant, secrets = 1, "signing secret added")
+                SecretChange::Added { tenant, secrets } => {
+                    tracing::info!(%tenant, secrets, "signing secret added")
                 }
                 SecretChange::Rotated {
                     tenant,

@@ -25,7 +25,7 @@ use crate::store::SigningSecretRow;
 impl SecretChange {
     pub fn tenant(&self) -> &str {
         match self {
-            SecretChange::Added { tenant }
+            SecretChange::Added { tenant, .. }
             | SecretChange::Rotated { tenant, .. }
             | SecretChange::OverlapEnded { tenant, .. } => tenant,
         }
@@ -62,8 +62,8 @@ pub fn overlap_end(now: DateTime<Utc>, overlap: Duration) -> DateTime<Utc> {
 /// secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretChange {
-    /// A tenant the book did not hold has a secret (its first key was created).
-    Added { tenant: String },
+    /// A tenant the book did not hold has `secrets` (its first key was created).
+    Added { tenant: String, secrets: usize },
     /// The tenant's current secret is another one: a rotation began. `secrets` are valid
     /// now, newest first; the older ones until `overlap_until`.
     Rotated {
@@ -79,7 +79,8 @@ pub enum SecretChange {
 fn change(tenant: &str, old: Option<&Tenant>, new: &Tenant) -> Option<SecretChange> {
     let tenant = tenant.to_owned();
     let Some(old) = old else {
-        return Some(SecretChange::Added { tenant });
+        let secrets = new.valid.len();
+        return Some(SecretChange::Added { tenant, secrets });
     };
     // Compared in memory, as text; never shown.
     let same = |a: &Dated, b: &Dated| a.secret.to_whsec() == b.secret.to_whsec();
@@ -329,7 +330,10 @@ mod tests {
         let book = SecretBook::new(None);
         let now = Utc::now();
         let end = now + chrono::Duration::seconds(4);
-        let added = |t: &str| SecretChange::Added { tenant: t.into() };
+        let added = |t: &str| SecretChange::Added {
+            tenant: t.into(),
+            secrets: 1,
+        };
         let first = vec![row("t", &secret(1), None), row("u", &secret(5), None)];
         assert_eq!(book.install(first.clone(), now), [added("t"), added("u")]);
         assert!(
