@@ -29,6 +29,20 @@ use crate::store::*;
 /// Most destinations with deliveries due looked at in one claim: enough to pass over the
 /// ones at this instance's cap (at most one per worker) and still find others.
 const DELIVERY_QUEUES: usize = 1024;
+/// The destinations with deliveries due (`?1`: now). The limit is written into the
+/// statement: SQLite (3.51) prepares a statement again at every binding of a `LIMIT ?`,
+/// and every claim runs this one.
+static DELIVERY_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT id, tenant, origin, blocked_until, cooldown_ms, paused_since IS NOT NULL,
+                rate_limit_per_s IS NOT NULL, rate_limit_per_s, rate_tat FROM destinations
+         WHERE deliver_due_at <= ?1 AND paused_since IS NULL ORDER BY deliver_due_at
+         LIMIT {DELIVERY_QUEUES}"
+    )
+});
+/// Most due jobs one queue gives in one claim, written into the statements (see
+/// [`DELIVERY_DUE`]); a queue's share is read off their first rows.
+const TAKE_MAX: usize = 1024;
 /// Most destinations with work waiting served in one claim.
 const WORK_QUEUES: usize = 256;
 
@@ -112,13 +126,9 @@ fn delivery_queues(
     seen: &mut HashMap<i64, Destination>,
     rated: &mut HashMap<i64, (f64, i64)>,
 ) -> StoreResult<Vec<Queue>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, tenant, origin, blocked_until, cooldown_ms, paused_since IS NOT NULL,
-                rate_limit_per_s IS NOT NULL, rate_limit_per_s, rate_tat FROM destinations
-         WHERE deliver_due_at <= ?1 AND paused_since IS NULL ORDER BY deliver_due_at LIMIT ?2",
-    )?;
+    let mut stmt = c.prepare_cached(&DELIVERY_DUE)?;
     let rows = stmt
-        .query_map(params![now, DELIVERY_QUEUES as i64], |r| {
+        .query_map(params![now], |r| {
             let rate: Option<f64> = r.get(7)?;
             let tat: Option<i64> = r.get(8)?;
             Ok((destination_row(r)?, rate, tat))
@@ -227,12 +237,17 @@ static TAKE_DUE_WORK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
     format!(
         "SELECT request_id, attempt_base, manual, expires_at FROM jobs
          WHERE phase = 0 AND destination_id = ?2 AND run_at <= ?3 AND {SERVED}
-         ORDER BY run_at LIMIT ?4"
+         ORDER BY run_at LIMIT {TAKE_MAX}"
     )
 });
 /// The due jobs of one queue of deliveries.
-const TAKE_DUE_DELIVERY: &str = "SELECT request_id, attempt_base, manual, expires_at FROM jobs
-     WHERE phase = 1 AND destination_id = ?2 AND run_at <= ?3 ORDER BY run_at LIMIT ?4";
+static TAKE_DUE_DELIVERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT request_id, attempt_base, manual, expires_at FROM jobs
+         WHERE phase = 1 AND destination_id = ?2 AND run_at <= ?3 ORDER BY run_at
+         LIMIT {TAKE_MAX}"
+    )
+});
 
 fn take_due(
     c: &Connection,
@@ -242,9 +257,10 @@ fn take_due(
     token: &Uuid,
     served: Option<&str>,
 ) -> StoreResult<Vec<DueJob>> {
-    // The phase is written into the statement, one per phase: bound as a parameter, it
-    // decided whether the partial index `jobs_work_due` applies, so SQLite prepared the
-    // statement again each time a claim went from one phase's queue to the other's.
+    // The phase and the limit are written into the statements (one per phase): SQLite
+    // prepares a statement again when a value its plan depends on is bound anew, and a
+    // bound phase decides whether the partial index `jobs_work_due` applies; a bound
+    // limit made every claim prepare this query again for each of its queues.
     let due = |r: &rusqlite::Row<'_>| {
         Ok(DueJob {
             id: r.get(0)?,
@@ -253,21 +269,20 @@ fn take_due(
             expires_at: r.get(3)?,
         })
     };
-    let (destination, limit) = (queue.destination, n as i64);
+    let destination = queue.destination;
     let jobs: Vec<DueJob> = match queue.phase {
         Phase::Work => c
             .prepare_cached(&TAKE_DUE_WORK)?
             .query_map(
-                rusqlite::named_params! {"?2": destination, "?3": now, "?4": limit, "?9": served},
+                rusqlite::named_params! {"?2": destination, "?3": now, "?9": served},
                 due,
             )?
+            .take(n)
             .collect::<Result<_, _>>()?,
         Phase::Delivery => c
-            .prepare_cached(TAKE_DUE_DELIVERY)?
-            .query_map(
-                rusqlite::named_params! {"?2": destination, "?3": now, "?4": limit},
-                due,
-            )?
+            .prepare_cached(&TAKE_DUE_DELIVERY)?
+            .query_map(rusqlite::named_params! {"?2": destination, "?3": now}, due)?
+            .take(n)
             .collect::<Result<_, _>>()?,
     };
     let mut lease =
