@@ -74,8 +74,7 @@ impl RecordStore for PgStore {
     }
 
     async fn backlog(&self, tenant: &str) -> StoreResult<(u64, u64)> {
-        let counts = self.counts.read().expect("counts lock");
-        Ok((counts.backlog(), counts.backlog_of(tenant)))
+        Ok(backlog_of(self.counts.clone())(tenant))
     }
 
     async fn redeliver(
@@ -86,12 +85,7 @@ impl RecordStore for PgStore {
         limits: RedeliveryLimits,
     ) -> StoreResult<Redelivery> {
         let scope = scope.clone();
-        // The backlog as admissions judge it: the kept counts' mirror (up to 1 s stale).
-        let counts = self.counts.clone();
-        let backlog = move |tenant: &str| {
-            let counts = counts.read().expect("counts lock");
-            (counts.backlog(), counts.backlog_of(tenant))
-        };
+        let backlog = backlog_of(self.counts.clone());
         let done = self
             .tx(move |c, d| {
                 Box::pin(async move {
@@ -118,11 +112,7 @@ impl RecordStore for PgStore {
         expire_after: Duration,
         limits: RedeliveryLimits,
     ) -> StoreResult<BulkRedelivery> {
-        let counts = self.counts.clone();
-        let backlog = move |tenant: &str| {
-            let counts = counts.read().expect("counts lock");
-            (counts.backlog(), counts.backlog_of(tenant))
-        };
+        let backlog = backlog_of(self.counts.clone());
         let done = self
             .tx(move |c, d| {
                 Box::pin(async move {
@@ -167,5 +157,14 @@ impl RecordStore for PgStore {
             Box::pin(async move { redeliver::callback_stats(c, &scope, from_minute).await })
         })
         .await
+    }
+}
+
+/// The backlog as admissions judge it, all and `tenant`'s: the kept counts' mirror (up to
+/// 1 s stale, SPEC §9).
+fn backlog_of(counts: Arc<RwLock<CountsMirror>>) -> impl Fn(&str) -> (u64, u64) + Send + Sync {
+    move |tenant| {
+        let counts = counts.read().expect("counts lock");
+        (counts.backlog(), counts.backlog_of(tenant))
     }
 }
