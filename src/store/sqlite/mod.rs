@@ -111,7 +111,13 @@ fn open_writer(path: &Path, sync: SqliteSynchronous) -> StoreResult<Connection> 
     conn.pragma_update(None, "synchronous", sync.as_str())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "cache_size", -32_768)?;
+    // 8 MiB. SQLite walks its whole page-cache hash table at almost every commit (a
+    // b-tree rebalance files a page under the lock-byte page's number for a moment, and
+    // the commit then drops every cached page above the database's end). With 32 MiB
+    // that walk was 9 % of the writer's time; the writer's working set (the newest end
+    // of each index, the jobs, the counts) fits in far less, and a page it misses is in
+    // the operating system's cache (BENCHMARKS.md, "Part three, fourth stop").
+    conn.pragma_update(None, "cache_size", -8_192)?;
     conn.pragma_update(
         None,
         "wal_autocheckpoint",
