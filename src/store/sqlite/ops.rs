@@ -19,10 +19,16 @@ use super::current::{Current, after, ms, now_ms};
 use super::writer::Batch;
 use crate::store::*;
 
-/// `Some(destination_id, phase)` when `lease` still holds its job: same token, not expired.
-fn held_job(c: &Connection, lease: Lease) -> StoreResult<Option<(Option<i64>, Phase)>> {
+/// A job its lease still holds (same token, not expired): its destination and its
+/// `run_at` (the lease's end).
+struct Held {
+    destination: Option<i64>,
+    run_at: i64,
+}
+
+fn held_job(c: &Connection, lease: Lease) -> StoreResult<Option<Held>> {
     Ok(c.prepare_cached(
-        "SELECT destination_id, phase FROM jobs
+        "SELECT destination_id, run_at FROM jobs
          WHERE request_id = ?1 AND lease_token = ?2 AND run_at > ?3",
     )?
     .query_row(
@@ -31,7 +37,12 @@ fn held_job(c: &Connection, lease: Lease) -> StoreResult<Option<(Option<i64>, Ph
             lease.token.to_string(),
             now_ms()
         ],
-        |r| Ok((r.get::<_, Option<i64>>(0)?, Phase::from_code(r.get(1)?))),
+        |r| {
+            Ok(Held {
+                destination: r.get(0)?,
+                run_at: r.get(1)?,
+            })
+        },
     )
     .optional()?)
 }
@@ -92,24 +103,30 @@ pub(super) fn record_work(
     after_work: AfterWork,
     expires_at: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let Some((destination, _)) = held_job(b.conn, lease)? else {
+    let Some(Held {
+        destination,
+        run_at: lease_end,
+    }) = held_job(b.conn, lease)?
+    else {
         return Ok(false);
     };
     let id = lease.request_id.to_string();
     store_work(b, &id, done)?;
     let c = b.conn;
     let run_at = match after_work {
-        AfterWork::Deliver => c
-            .prepare_cached(
+        // The lease is kept: due again at its end. (Not `RETURNING run_at`: SQLite
+        // gathers a RETURNING statement's rows in a table made for each execution.)
+        AfterWork::Deliver => {
+            c.prepare_cached(
                 "UPDATE jobs SET phase = 1, expires_at = ?2, paused_base_ms = coalesce((
                      SELECT d.paused_total_ms + CASE WHEN d.paused_since IS NULL THEN 0
                                                      ELSE max(?3 - d.paused_since, 0) END
                      FROM destinations d WHERE d.id = jobs.destination_id), 0)
-                 WHERE request_id = ?1 RETURNING run_at",
+                 WHERE request_id = ?1",
             )?
-            .query_row(params![id, ms(expires_at), now_ms()], |r| {
-                r.get::<_, i64>(0)
-            })?,
+            .execute(params![id, ms(expires_at), now_ms()])?;
+            lease_end
+        }
         AfterWork::Wait => {
             let now = now_ms();
             c.prepare_cached(
@@ -138,7 +155,7 @@ pub(super) fn record_attempt(
     next: &NextStep,
     circuit: Option<&CircuitChange>,
 ) -> StoreResult<bool> {
-    let Some((destination, _)) = held_job(b.conn, lease)? else {
+    let Some(Held { destination, .. }) = held_job(b.conn, lease)? else {
         return Ok(false);
     };
     let id = lease.request_id.to_string();
