@@ -9,6 +9,7 @@
 # Prints each load's summary and the delivered rate (callbacks received / time from the
 # first request to the last callback), summed over the instances.
 #
+# BIN=path runs that binary instead of building one (to compare two builds).
 # Usage: bench/postgres-delivery.sh [rate per instance, default 2000] [secs, default 30]
 #                                   [instances, default 3; 1 runs only the first]
 # Needs curl, psql, python3, and PostgreSQL at 127.0.0.1:5432 (user postgres).
@@ -16,8 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rate="${1:-2000}"; secs="${2:-30}"; many="${3:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/consuma-target}"
-cargo build --release --quiet
-bin="$CARGO_TARGET_DIR/release/consuma"
+[ -n "${BIN:-}" ] || cargo build --release --quiet
+bin="${BIN:-$CARGO_TARGET_DIR/release/consuma}"
 dir=$(mktemp -d)
 pg="postgres://postgres@127.0.0.1:5432"
 export PGOPTIONS="-c client_min_messages=warning"
