@@ -113,34 +113,24 @@ pub(super) fn record_work(
     let id = lease.request_id.to_string();
     store_work(b, &id, done)?;
     let c = b.conn;
-    let run_at = match after_work {
-        // The lease is kept: due again at its end. (Not `RETURNING run_at`: SQLite
-        // gathers a RETURNING statement's rows in a table made for each execution.)
-        AfterWork::Deliver => {
-            c.prepare_cached(
-                "UPDATE jobs SET phase = 1, expires_at = ?2, paused_base_ms = coalesce((
-                     SELECT d.paused_total_ms + CASE WHEN d.paused_since IS NULL THEN 0
-                                                     ELSE max(?3 - d.paused_since, 0) END
-                     FROM destinations d WHERE d.id = jobs.destination_id), 0)
-                 WHERE request_id = ?1",
-            )?
-            .execute(params![id, ms(expires_at), now_ms()])?;
-            lease_end
-        }
-        AfterWork::Wait => {
-            let now = now_ms();
-            c.prepare_cached(
-                "UPDATE jobs SET phase = 1, expires_at = ?2, lease_token = NULL, run_at = ?3,
-                     paused_base_ms = coalesce((
-                         SELECT d.paused_total_ms + CASE WHEN d.paused_since IS NULL THEN 0
-                                                         ELSE max(?3 - d.paused_since, 0) END
-                         FROM destinations d WHERE d.id = jobs.destination_id), 0)
-                 WHERE request_id = ?1",
-            )?
-            .execute(params![id, ms(expires_at), now])?;
-            now
-        }
+    // Delivered by this worker now: the lease is kept, due again at its end. Waiting:
+    // the job is given back, due now. (Not `RETURNING run_at`: SQLite gathers a
+    // RETURNING statement's rows in a table made for each execution.)
+    let now = now_ms();
+    let (run_at, give_back) = match after_work {
+        AfterWork::Deliver => (lease_end, false),
+        AfterWork::Wait => (now, true),
     };
+    c.prepare_cached(
+        "UPDATE jobs SET phase = 1, expires_at = ?2, run_at = ?4,
+             lease_token = CASE WHEN ?5 THEN NULL ELSE lease_token END,
+             paused_base_ms = coalesce((
+                 SELECT d.paused_total_ms + CASE WHEN d.paused_since IS NULL THEN 0
+                                                 ELSE max(?3 - d.paused_since, 0) END
+                 FROM destinations d WHERE d.id = jobs.destination_id), 0)
+         WHERE request_id = ?1",
+    )?
+    .execute(params![id, ms(expires_at), now, run_at, give_back])?;
     // Found again at once if it waits, or when the lease ends if this process dies.
     if let Some(destination) = destination {
         lower_deliver_due(c, destination, run_at)?;
