@@ -131,8 +131,9 @@ pub trait RecordStore: Send + Sync {
 /// The engine's jobs: claims, leases, outcome records, expiry (SPEC §6–§8, §17).
 #[async_trait]
 pub trait JobStore: Send + Sync {
-    /// Leases due jobs fairly across destinations (SPEC §8), at most `req.limit`;
-    /// marks the requests of work-phase jobs `processing`.
+    /// Leases due jobs fairly across destinations (SPEC §8), at most `req.limit`. It
+    /// writes nothing on their requests: a work that runs long enough to be seen running
+    /// is marked `processing` by [`JobStore::mark_processing`].
     async fn claim_due_jobs(&self, req: ClaimRequest) -> StoreResult<ClaimBatch>;
 
     /// The earliest time a job may become claimable: a work-phase job of a work in
@@ -151,6 +152,10 @@ pub trait JobStore: Send + Sync {
     /// the requests whose lease is no longer ours. Never waits behind admissions: on
     /// SQLite it is an engine-lane write, on PostgreSQL it has a connection of its own.
     async fn renew_leases(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Uuid>>;
+
+    /// Marks the request of a work-phase job `processing` (started at `started_at`) if it
+    /// is still `pending` and the lease holds; `false` when the lease is lost.
+    async fn mark_processing(&self, lease: Lease, started_at: DateTime<Utc>) -> StoreResult<bool>;
 
     /// Stores the end of the work and moves the job to its delivery phase, expiring at
     /// `expires_at`; `false` (and nothing stored) when the lease is lost.

@@ -1,9 +1,14 @@
 //! GET /requests and GET /requests/{id}: records, filters, paging, query errors.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::both_backends;
+use crate::helpers::receiver::Receiver;
 use crate::helpers::{Backend, TestApp, work};
+
+const WAIT: Duration = Duration::from_secs(30);
 
 fn is_rfc3339_millis_utc(s: &str) -> bool {
     // 2026-01-31T12:00:00.123Z
@@ -213,7 +218,74 @@ async fn an_incoming_traceparent_sets_the_records_trace_id(backend: Backend) {
     assert!(trace.len() == 32 && trace != "4bf92f3577b34da6a3ce929d0e0e4736");
 }
 
+/// SPEC §3: an async record goes `pending → processing → completed`. It is marked
+/// `processing` once its work has run for 50 ms (README), and the counts by status
+/// follow it there and out again.
+async fn an_async_record_is_processing_while_its_long_work_runs(backend: Backend) {
+    let receiver = Receiver::ok().await;
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--work-delay-ms", 1500)
+        .spawn()
+        .await;
+    let id = app.submit_async("slow", &receiver.url("/hook")).await;
+    let running = |r: &Value| r["status"] == "processing";
+    app.wait_json(&format!("/requests/{id}"), "processing", WAIT, running)
+        .await;
+    assert_eq!(
+        app.get_json("/requests?status=processing").await["total"],
+        1
+    );
+    assert_eq!(app.get_json("/requests?status=pending").await["total"], 0);
+    let done = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        app.get_json("/requests?status=processing").await["total"],
+        0
+    );
+    assert_eq!(app.get_json("/requests?status=completed").await["total"], 1);
+}
+
+/// A work faster than 50 ms goes from `pending` to its end in one write: every record
+/// ends `completed` and `sent`, and the counts by status add up with nothing left
+/// `pending` or `processing`.
+async fn fast_works_end_completed_with_exact_counts(backend: Backend) {
+    const N: usize = 40;
+    let receiver = Receiver::ok().await;
+    let app = TestApp::builder(backend)
+        .allow_loopback()
+        .arg("--work-delay-ms", 0)
+        .spawn()
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..N {
+        ids.push(
+            app.submit_async(&format!("t{i}"), &receiver.url("/hook"))
+                .await,
+        );
+    }
+    for id in &ids {
+        let done = app.wait_terminal(id, WAIT).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(done["callback_status"], "sent", "{done}");
+    }
+    for (filter, total) in [
+        ("status=completed", N),
+        ("status=pending", 0),
+        ("status=processing", 0),
+        ("callback_status=sent", N),
+        ("callback_status=pending", 0),
+    ] {
+        let page = app
+            .get_json(&format!("/requests?mode=async&{filter}"))
+            .await;
+        assert_eq!(page["total"], total, "{filter}");
+    }
+}
+
 both_backends!(
+    an_async_record_is_processing_while_its_long_work_runs,
+    fast_works_end_completed_with_exact_counts,
     a_sync_request_is_recorded_with_input_output_and_timestamps,
     the_list_is_newest_first_paged_and_filtered,
     bad_query_values_get_a_422_per_parameter,

@@ -424,6 +424,15 @@ async fn jobs_of_a_work_not_served_wait_then_expire(backend: Backend) {
     assert_eq!(status, 202);
     let id = ack["request_id"].as_str().unwrap().to_owned();
     up.wait_for(1).await;
+    // Its work hangs, so the record is soon marked running.
+    let running = |r: &Value| r["status"] == "processing";
+    app.wait_json(
+        &format!("/requests/{id}"),
+        "processing",
+        Duration::from_secs(30),
+        running,
+    )
+    .await;
     app.kill().await;
 
     // Restarted without `gone`: it says so, works (a `text` callback arrives), and leaves

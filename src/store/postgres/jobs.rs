@@ -4,7 +4,10 @@
 //!
 //! Lock order is always the job row first, then its destination's delivery guard (see
 //! [`claim`](super::claim)), then its request, then the count rows; a claim and a late
-//! record by a worker whose lease expired cannot deadlock.
+//! record by a worker whose lease expired cannot deadlock. (A batch of records takes the
+//! guards after the requests instead, `record/mod.rs`: a request is only ever locked
+//! after its job row, so two records never wait for each other there, and a claim
+//! locks no request.)
 
 use std::time::Duration;
 
@@ -311,7 +314,6 @@ async fn apply_circuit(c: &mut PgConnection, change: &CircuitChange) -> StoreRes
     Ok(())
 }
 
-/// Gives the job back, claimable at once by any instance.
 /// A work-phase job given back, due after `wait` (its work is at `max_in_flight`).
 pub(super) async fn defer_work(
     c: &mut PgConnection,
@@ -331,6 +333,7 @@ pub(super) async fn defer_work(
     Ok(())
 }
 
+/// Gives the job back, claimable at once by any instance.
 pub(super) async fn release_lease(c: &mut PgConnection, lease: Lease) -> StoreResult<()> {
     let Some(destination) = hold_lease(c, lease).await? else {
         return Ok(());

@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl JobStore for PgStore {
     async fn claim_due_jobs(&self, req: ClaimRequest) -> StoreResult<ClaimBatch> {
-        self.engine_tx(move |c, d| Box::pin(async move { claim::claim(c, d, &req).await }))
+        self.engine_tx(move |c, _| Box::pin(async move { claim::claim(c, &req).await }))
             .await
     }
 
@@ -39,6 +39,11 @@ impl JobStore for PgStore {
         .map_err(classify);
         self.health.note(&result);
         result
+    }
+
+    async fn mark_processing(&self, lease: Lease, started_at: DateTime<Utc>) -> StoreResult<bool> {
+        self.engine_tx(move |c, d| Box::pin(requests::mark_processing(c, d, lease, started_at)))
+            .await
     }
 
     async fn record_work(

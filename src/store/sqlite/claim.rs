@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::current::{Current, now_ms};
+use super::current::now_ms;
 use super::writer::Batch;
 use crate::store::claim_plan::{Queue, SharePlan};
 use crate::store::*;
@@ -110,7 +110,7 @@ pub(super) fn claim(b: &mut Batch<'_>, req: &ClaimRequest) -> StoreResult<ClaimB
                 d
             }
         };
-        jobs.push(hand_out(b, job, &queue, destination, token, now)?);
+        jobs.push(hand_out(b, job, &queue, destination, token)?);
     }
     Ok(ClaimBatch { jobs, work_after })
 }
@@ -322,26 +322,15 @@ fn reserve(c: &Connection, destination: i64, tat: i64) -> StoreResult<()> {
     Ok(())
 }
 
-/// Marks the request `processing` (work phase) and builds what the worker needs.
+/// Builds what the worker needs. The request is not marked `processing` here: the
+/// worker does that once its work has run for a while (`JobStore::mark_processing`).
 fn hand_out(
     b: &mut Batch<'_>,
     job: DueJob,
     queue: &Queue,
     destination: Destination,
     token: Uuid,
-    now: i64,
 ) -> StoreResult<ClaimedJob> {
-    if let Some(before) = Current::read(b.conn, &job.id)?
-        && before.status == RequestStatus::Pending
-    {
-        b.conn
-            .prepare_cached(
-                "UPDATE requests SET status = 'processing', started_at = coalesce(started_at, ?1)
-                 WHERE id = ?2",
-            )?
-            .execute(params![now, job.id])?;
-        before.moved_to(b, RequestStatus::Processing, before.callback);
-    }
     let mut stmt = b.conn.prepare_cached(
         "SELECT input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,
                 output_data, error, completed_at, work, upstream_key

@@ -96,6 +96,30 @@ pub(super) fn lower_deliver_due(c: &Connection, destination: i64, at: i64) -> St
     Ok(())
 }
 
+/// See [`JobStore::mark_processing`].
+pub(super) fn mark_processing(
+    b: &mut Batch<'_>,
+    lease: Lease,
+    started_at: DateTime<Utc>,
+) -> StoreResult<bool> {
+    if held_job(b.conn, lease)?.is_none() {
+        return Ok(false);
+    }
+    let id = lease.request_id.to_string();
+    if let Some(before) = Current::read(b.conn, &id)?
+        && before.status == RequestStatus::Pending
+    {
+        b.conn
+            .prepare_cached(
+                "UPDATE requests SET status = 'processing', started_at = coalesce(started_at, ?1)
+                 WHERE id = ?2",
+            )?
+            .execute(params![ms(started_at), id])?;
+        before.moved_to(b, RequestStatus::Processing, before.callback);
+    }
+    Ok(true)
+}
+
 pub(super) fn record_work(
     b: &mut Batch<'_>,
     lease: Lease,

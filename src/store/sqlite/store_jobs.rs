@@ -36,6 +36,12 @@ impl JobStore for SqliteStore {
             .await
     }
 
+    async fn mark_processing(&self, lease: Lease, started_at: DateTime<Utc>) -> StoreResult<bool> {
+        self.writer
+            .write_engine(move |b| ops::mark_processing(b, lease, started_at))
+            .await
+    }
+
     async fn record_work(
         &self,
         lease: Lease,
