@@ -293,6 +293,19 @@ async fn settle_delivery_queues(
     queues: Vec<Queue>,
     rated: &Rated,
 ) -> StoreResult<()> {
+    let served: Vec<i64> = queues
+        .iter()
+        .filter(|q| {
+            q.phase == Phase::Delivery && (q.slots > 0 || rated.contains_key(&q.destination))
+        })
+        .map(|q| q.destination)
+        .collect();
+    // Waits for the delivery writes in flight; the statements below see them all. Taken
+    // before any destination row is written: a record batch takes the guard before it
+    // writes those rows, so the other order could deadlock with it.
+    let mut guarded = served.clone();
+    guarded.sort_unstable();
+    guard(c, DELIVERY_GUARD, &guarded, false).await?;
     let mut reserved: Vec<i64> = Vec::new();
     let mut advance_ms: Vec<i64> = Vec::new();
     for q in queues
@@ -320,13 +333,6 @@ async fn settle_delivery_queues(
         .filter(|q| q.probe && q.taken > 0)
         .map(|q| q.destination)
         .collect();
-    let served: Vec<i64> = queues
-        .iter()
-        .filter(|q| {
-            q.phase == Phase::Delivery && (q.slots > 0 || rated.contains_key(&q.destination))
-        })
-        .map(|q| q.destination)
-        .collect();
     if !probed.is_empty() {
         sqlx::query(
             "UPDATE destinations
@@ -338,10 +344,6 @@ async fn settle_delivery_queues(
         .await?;
     }
     if !served.is_empty() {
-        // Waits for the delivery writes in flight; the next statement sees them all.
-        let mut guarded = served.clone();
-        guarded.sort_unstable();
-        guard(c, DELIVERY_GUARD, &guarded, false).await?;
         sqlx::query(
             "UPDATE destinations d SET deliver_due_at = (
                  SELECT CASE WHEN min(j.run_at) IS NULL THEN NULL

@@ -7,9 +7,11 @@
 //! meanwhile in one transaction of set-based statements (at most [`BATCH`] records, at
 //! most [`IN_FLIGHT`] transactions at once), answering each worker on its own.
 //!
-//! The transaction keeps the per-record protocol and its lock order (`jobs.rs`): the job
-//! rows first (in id order, `FOR UPDATE`), then their destinations' delivery guards (shared,
-//! in id order), then the requests (in id order), then the count rows. A record whose lease is
+//! The transaction keeps the per-record protocol (`jobs.rs`), in this lock order: the job
+//! rows first (in id order, `FOR UPDATE`), then the requests (in id order), then their
+//! destinations' delivery guards (shared, in id order) and rows, then the count rows. The
+//! guards come after the writes no claim waits for, so that a claim, which takes them in
+//! exclusive mode, waits for a batch's last statements only. A record whose lease is
 //! gone is answered `false` and writes nothing, as before. A record that opens or closes
 //! a circuit is written alone. When a batch fails for any reason but an unavailable
 //! database (a deadlock with a rare writer, say), each of its records is written alone,
@@ -147,10 +149,14 @@ async fn write_together(
         lower_min(&mut lower, destination, offset);
     }
     attempts::store(c, d, &attempts).await?;
-    attempts::note_errors(c, &attempts, &held).await?;
     for (destination, offset) in attempts::reschedule_or_end(c, &attempts, &held).await? {
         lower_min(&mut lower, destination, offset);
     }
+    // The delivery guards last, held from here to the commit only: what makes a delivery
+    // due on the destinations' rows is written under them, after the jobs (see
+    // `share_deliveries_of`).
+    share_deliveries_of(c, &held).await?;
+    attempts::note_errors(c, &attempts, &held).await?;
     lower_deliver_due(c, &lower).await?;
     Ok(leases
         .iter()
@@ -165,8 +171,7 @@ fn lower_min(lower: &mut BTreeMap<i64, i64>, destination: Option<i64>, offset: i
     }
 }
 
-/// The jobs whose lease still holds, locked in id order, with their destinations, whose
-/// delivery guards are then shared in id order (see `jobs::hold_lease`).
+/// The jobs whose lease still holds, locked in id order, with their destinations.
 async fn hold_leases(
     c: &mut PgConnection,
     leases: &[Lease],
@@ -191,13 +196,27 @@ async fn hold_leases(
             r.try_get::<Option<i64>, _>("destination_id")?,
         );
     }
+    Ok(held)
+}
+
+/// Shares the delivery guards of the held jobs' destinations, in id order, until the
+/// commit. A claim recomputes a destination's due time under the guard in exclusive mode
+/// (`claim.rs`), so either it ran first and this batch's lowering of the due time comes
+/// after it, or it waits for this batch's commit and sees its jobs. The guards are taken
+/// after the batch's writes to jobs, requests and attempts (none of which a claim waits
+/// for: it skips locked jobs), so a claim waits for a batch's last statements and its
+/// commit, not for the whole batch.
+async fn share_deliveries_of(
+    c: &mut PgConnection,
+    held: &HashMap<Uuid, Option<i64>>,
+) -> StoreResult<()> {
     let mut destinations: Vec<i64> = held.values().flatten().copied().collect();
     destinations.sort_unstable();
     destinations.dedup();
     if !destinations.is_empty() {
         super::guard::share_deliveries(c, &destinations).await?;
     }
-    Ok(held)
+    Ok(())
 }
 
 /// Counts the moves of requests updated with `RETURNING tenant, work, before, after`.
