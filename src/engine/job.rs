@@ -21,9 +21,9 @@ use crate::telemetry::metrics as m;
 use crate::telemetry::trace_context;
 use crate::work::StoredInput;
 
-/// How long a work runs before its request is marked `processing`: a record reads
-/// `pending` until then. Most works of a busy service end sooner, and their records are
-/// written once, at their end, instead of twice.
+/// How long a work runs before its request is marked `processing` (on SQLite; on
+/// PostgreSQL the claim did it): a record reads `pending` until then. Most works of a
+/// busy service end sooner, and their records are written once, at their end.
 const PROCESSING_AFTER: Duration = Duration::from_millis(50);
 
 /// A slot of a destination's cap held by this job; given back if the job ends without
@@ -198,8 +198,9 @@ impl<'a> JobRun<'a> {
     }
 
     /// Runs the work; once it has run for [`PROCESSING_AFTER`], its request is marked
-    /// `processing` while it goes on. A faster work's record goes from `pending` to its
-    /// end in one write (README, "Choices where the spec is silent").
+    /// `processing` while it goes on (`JobStore::mark_processing`). On SQLite a faster
+    /// work's record goes from `pending` to its end in one write (README, "Choices where
+    /// the spec is silent").
     async fn work_seen_running(&self) -> Result<(FinishedWork, String), JobError> {
         let started_at = Utc::now();
         let work = self.do_the_work();

@@ -131,9 +131,9 @@ pub trait RecordStore: Send + Sync {
 /// The engine's jobs: claims, leases, outcome records, expiry (SPEC §6–§8, §17).
 #[async_trait]
 pub trait JobStore: Send + Sync {
-    /// Leases due jobs fairly across destinations (SPEC §8), at most `req.limit`. It
-    /// writes nothing on their requests: a work that runs long enough to be seen running
-    /// is marked `processing` by [`JobStore::mark_processing`].
+    /// Leases due jobs fairly across destinations (SPEC §8), at most `req.limit`. On
+    /// PostgreSQL it also marks the requests of work-phase jobs `processing`; on SQLite
+    /// that waits for [`JobStore::mark_processing`].
     async fn claim_due_jobs(&self, req: ClaimRequest) -> StoreResult<ClaimBatch>;
 
     /// The earliest time a job may become claimable: a work-phase job of a work in
@@ -154,7 +154,12 @@ pub trait JobStore: Send + Sync {
     async fn renew_leases(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Uuid>>;
 
     /// Marks the request of a work-phase job `processing` (started at `started_at`) if it
-    /// is still `pending` and the lease holds; `false` when the lease is lost.
+    /// is still `pending` and the lease holds; `false` when the lease is lost. The engine
+    /// calls it once a work has run for 50 ms. On SQLite this is the only such write, so
+    /// a faster work's record is written once, at its end: the single writer is the
+    /// limit there, and this write was a seventh of its time per job. On PostgreSQL the
+    /// claim wrote it already, one statement for all its jobs; a write per job cost more
+    /// CPU there than it saved (BENCHMARKS.md, fifth stop), so this does nothing.
     async fn mark_processing(&self, lease: Lease, started_at: DateTime<Utc>) -> StoreResult<bool>;
 
     /// Stores the end of the work and moves the job to its delivery phase, expiring at

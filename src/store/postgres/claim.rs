@@ -29,12 +29,17 @@ use uuid::Uuid;
 use super::duration_ms;
 use super::guard::{CLAIM_GUARD, DELIVERY_GUARD, guard};
 use crate::store::claim_plan::{Queue, SharePlan};
+use crate::store::counts::Deltas;
 use crate::store::*;
 
 const DELIVERY_QUEUES: i64 = 1024;
 const WORK_QUEUES: i64 = 256;
 
-pub(super) async fn claim(c: &mut PgConnection, req: &ClaimRequest) -> StoreResult<ClaimBatch> {
+pub(super) async fn claim(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    req: &ClaimRequest,
+) -> StoreResult<ClaimBatch> {
     let token = Uuid::new_v4();
     let (mut destinations, rated) = delivery_destinations(c, req).await?;
     let mut queues: Vec<Queue> = destinations
@@ -86,7 +91,7 @@ pub(super) async fn claim(c: &mut PgConnection, req: &ClaimRequest) -> StoreResu
     for dest in load_destinations(c, &missing).await? {
         destinations.insert(dest.id, dest);
     }
-    hand_out(c, leased, &destinations, token)
+    hand_out(c, d, leased, &destinations, token)
         .await
         .map(|jobs| ClaimBatch { jobs, work_after })
 }
@@ -358,10 +363,41 @@ async fn settle_delivery_queues(
     Ok(())
 }
 
-/// Builds what the workers need. The requests are not marked `processing` here: a
-/// worker does that once its work has run for a while (`JobStore::mark_processing`).
+/// Marks the pending requests among `ids` (those of work-phase jobs) `processing`,
+/// counted.
+async fn mark_processing(c: &mut PgConnection, d: &mut Deltas, ids: &[Uuid]) -> StoreResult<()> {
+    let started = sqlx::query(
+        "UPDATE requests SET status = 'processing', started_at = now()
+         WHERE id = ANY($1) AND status = 'pending'
+         RETURNING tenant, work",
+    )
+    .bind(ids)
+    .fetch_all(&mut *c)
+    .await?;
+    let (from, to) = (
+        state_code(
+            Mode::Async,
+            RequestStatus::Pending,
+            Some(CallbackStatus::Pending),
+        ),
+        state_code(
+            Mode::Async,
+            RequestStatus::Processing,
+            Some(CallbackStatus::Pending),
+        ),
+    );
+    for row in &started {
+        let work: Option<&str> = row.try_get("work")?;
+        d.moved(row.try_get::<&str, _>("tenant")?, work, from, to);
+    }
+    Ok(())
+}
+
+/// Marks the requests of work-phase jobs `processing` and builds what the workers need:
+/// one statement per claim (see `JobStore::mark_processing` for why SQLite waits).
 async fn hand_out(
     c: &mut PgConnection,
+    d: &mut Deltas,
     leased: Vec<(Queue, Taken)>,
     destinations: &HashMap<i64, Destination>,
     token: Uuid,
@@ -370,6 +406,7 @@ async fn hand_out(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = leased.iter().map(|(_, t)| t.request_id).collect();
+    mark_processing(c, d, &ids).await?;
     let rows = sqlx::query(
         "SELECT id, input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,
                 output_data, error, completed_at, work, upstream_key
