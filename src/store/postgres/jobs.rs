@@ -6,8 +6,8 @@
 //! [`claim`](super::claim)), then its request, then the count rows; a claim and a late
 //! record by a worker whose lease expired cannot deadlock. (A batch of records takes the
 //! guards after the requests instead, `record/mod.rs`: a request is only ever locked
-//! after its job row, so two records never wait for each other there, and a claim
-//! locks no request.)
+//! by the holder of its job row, so two records never wait for each other there, nor
+//! does a claim, which marks only the requests of the jobs it has just leased.)
 
 use std::time::Duration;
 
