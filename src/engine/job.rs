@@ -21,8 +21,8 @@ use crate::telemetry::metrics as m;
 use crate::telemetry::trace_context;
 use crate::work::StoredInput;
 
-/// How long a work runs before its request is marked `processing` (on SQLite; on
-/// PostgreSQL the claim did it): a record reads `pending` until then. Most works of a
+/// How long a work runs before its request is marked `processing`, unless the claim did
+/// it (PostgreSQL): a record reads `pending` until then. Most works of a
 /// busy service end sooner, and their records are written once, at their end.
 const PROCESSING_AFTER: Duration = Duration::from_millis(50);
 
@@ -204,6 +204,9 @@ impl<'a> JobRun<'a> {
     async fn work_seen_running(&self) -> Result<(FinishedWork, String), JobError> {
         let started_at = Utc::now();
         let work = self.do_the_work();
+        if self.job.marked_processing {
+            return Ok(work.await);
+        }
         tokio::pin!(work);
         tokio::select! {
             biased;

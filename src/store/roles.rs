@@ -155,11 +155,12 @@ pub trait JobStore: Send + Sync {
 
     /// Marks the request of a work-phase job `processing` (started at `started_at`) if it
     /// is still `pending` and the lease holds; `false` when the lease is lost. The engine
-    /// calls it once a work has run for 50 ms. On SQLite this is the only such write, so
-    /// a faster work's record is written once, at its end: the single writer is the
-    /// limit there, and this write was a seventh of its time per job. On PostgreSQL the
-    /// claim wrote it already, one statement for all its jobs; a write per job cost more
-    /// CPU there than it saved (BENCHMARKS.md, fifth stop), so this does nothing.
+    /// calls it once a work has run for 50 ms, for a job whose claim left the record
+    /// `pending` (`ClaimedJob::marked_processing`). On SQLite every claim does, so a faster
+    /// work's record is written once, at its end: the single writer is the limit there,
+    /// and this write was a seventh of its time per job. On PostgreSQL the claim marks
+    /// its records itself, one statement for all its jobs: a write per job cost more CPU
+    /// there than it saved (BENCHMARKS.md, fifth stop).
     async fn mark_processing(&self, lease: Lease, started_at: DateTime<Utc>) -> StoreResult<bool>;
 
     /// Stores the end of the work and moves the job to its delivery phase, expiring at

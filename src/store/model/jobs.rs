@@ -96,6 +96,10 @@ pub struct ClaimedJob {
     pub work: Option<String>,
     /// The idempotency-key its upstream receives, when not the request id (§17).
     pub upstream_key: Option<String>,
+    /// The record reads `processing` already: the claim marked it (PostgreSQL), or an
+    /// earlier run of the job did. Else the worker marks it once its work has run for a
+    /// while (`JobStore::mark_processing`).
+    pub marked_processing: bool,
 }
 
 /// What a claim asks for (see [`Store::claim_due_jobs`](super::Store::claim_due_jobs)).

@@ -409,7 +409,8 @@ async fn hand_out(
     mark_processing(c, d, &ids).await?;
     let rows = sqlx::query(
         "SELECT id, input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,
-                output_data, error, completed_at, work, upstream_key
+                output_data, error, completed_at, work, upstream_key,
+                status = 'processing' AS marked_processing
          FROM requests WHERE id = ANY($1)",
     )
     .bind(&ids)
@@ -452,6 +453,7 @@ async fn hand_out(
             expires_at: job.expires_at,
             work: r.try_get("work")?,
             upstream_key: r.try_get("upstream_key")?,
+            marked_processing: r.try_get("marked_processing")?,
         });
     }
     Ok(jobs)

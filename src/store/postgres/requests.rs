@@ -232,3 +232,28 @@ pub(super) async fn replay_of(
         .await?
         .and_then(|stored| stored.verdict(claim)))
 }
+
+/// See `JobStore::mark_processing`: the job row first, then its request (the lock order
+/// of `jobs.rs`); the request changes only if it is still `pending`.
+pub(super) async fn mark_processing(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    lease: Lease,
+    started_at: chrono::DateTime<Utc>,
+) -> StoreResult<bool> {
+    let held = sqlx::query(
+        "SELECT 1 FROM jobs WHERE request_id = $1 AND lease_token = $2 AND run_at > now()
+         FOR UPDATE",
+    )
+    .bind(lease.request_id)
+    .bind(lease.token)
+    .fetch_optional(&mut *c)
+    .await?;
+    if held.is_none() {
+        return Ok(false);
+    }
+    let set = "status = CASE WHEN r.status = 'pending' THEN 'processing' ELSE r.status END,
+               started_at = coalesce(r.started_at, $2)";
+    transition(c, d, lease.request_id, set, |q| q.bind(started_at)).await?;
+    Ok(true)
+}

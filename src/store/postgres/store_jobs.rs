@@ -41,12 +41,11 @@ impl JobStore for PgStore {
         result
     }
 
-    /// The claim marked the request `processing` already, in its own transaction: one
-    /// statement per claim costs less here than a write per job (BENCHMARKS.md, fifth
-    /// stop), so there is nothing to do, and the lease is checked when the work is
-    /// recorded.
-    async fn mark_processing(&self, _: Lease, _: DateTime<Utc>) -> StoreResult<bool> {
-        Ok(true)
+    /// Reached only for a record the claim left `pending` (see `ClaimedJob::marked_processing`):
+    /// the claim marks them all here, one statement per claim.
+    async fn mark_processing(&self, lease: Lease, started_at: DateTime<Utc>) -> StoreResult<bool> {
+        self.engine_tx(move |c, d| Box::pin(requests::mark_processing(c, d, lease, started_at)))
+            .await
     }
 
     async fn record_work(

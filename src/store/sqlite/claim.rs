@@ -110,7 +110,7 @@ pub(super) fn claim(b: &mut Batch<'_>, req: &ClaimRequest) -> StoreResult<ClaimB
                 d
             }
         };
-        jobs.push(hand_out(b, job, &queue, destination, token)?);
+        jobs.push(hand_out(b.conn, job, &queue, destination, token)?);
     }
     Ok(ClaimBatch { jobs, work_after })
 }
@@ -325,15 +325,15 @@ fn reserve(c: &Connection, destination: i64, tat: i64) -> StoreResult<()> {
 /// Builds what the worker needs. The request is not marked `processing` here: the
 /// worker does that once its work has run for a while (`JobStore::mark_processing`).
 fn hand_out(
-    b: &mut Batch<'_>,
+    c: &Connection,
     job: DueJob,
     queue: &Queue,
     destination: Destination,
     token: Uuid,
 ) -> StoreResult<ClaimedJob> {
-    let mut stmt = b.conn.prepare_cached(
+    let mut stmt = c.prepare_cached(
         "SELECT input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,
-                output_data, error, completed_at, work, upstream_key
+                output_data, error, completed_at, work, upstream_key, status = 'processing'
          FROM requests WHERE id = ?1",
     )?;
     let mut rows = stmt.query(params![job.id])?;
@@ -362,6 +362,7 @@ fn hand_out(
         expires_at: job.expires_at.map(from_millis).transpose()?,
         work: r.get(9)?,
         upstream_key: r.get(10)?,
+        marked_processing: r.get(11)?,
     })
 }
 
