@@ -33,6 +33,7 @@ mod ops;
 mod origins;
 mod paging;
 mod postgres;
+mod queue_vacuum;
 mod rate_limit;
 mod redelivery;
 mod redelivery_limits;

@@ -56,6 +56,7 @@ mod store_housekeeping;
 mod store_jobs;
 mod store_keys;
 mod store_records;
+mod vacuum;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -94,6 +95,8 @@ pub struct PgStore {
     /// The backlog's counts, refreshed from the table (SPEC §9).
     counts: Arc<RwLock<CountsMirror>>,
     _refresher: counts::Refresher,
+    /// Vacuums the job queue when its dead rows pile up.
+    _vacuumer: vacuum::Vacuumer,
     /// Runs transactions that keep the counts.
     writer: Writer,
     /// Writes keyless admissions in batches.
@@ -172,6 +175,7 @@ impl PgStore {
         };
         let recorder = record::recorder(engine.clone(), writer.clone());
         let admitter = admit::admitter(pool.clone(), writer.clone(), instance.id);
+        let vacuumer = vacuum::Vacuumer::spawn(pool.clone());
         Ok(Self {
             pool,
             engine,
@@ -181,6 +185,7 @@ impl PgStore {
             announcer,
             counts,
             _refresher: refresher,
+            _vacuumer: vacuumer,
             destinations: Mutex::new(HashMap::new()),
             health,
             writer,

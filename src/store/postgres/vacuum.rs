@@ -1,0 +1,67 @@
+//! The job queue kept clean on PostgreSQL: `VACUUM jobs` whenever its dead rows pile up.
+//!
+//! Every async request leaves three dead versions of its job row (leased, moved to its
+//! delivery, deleted) and, as none of those updates is HOT, as many dead entries in each
+//! of the queue's indexes. Claims read those indexes from their oldest end, where the
+//! dead entries are: marked dead after the first visit, they still stay on their pages
+//! until a vacuum removes them, because new entries go to the other end of the index and
+//! never make those pages split. Measured at 2,000 requests a second: after 30 s the
+//! work-phase skip scan read 317 pages of dead entries to find none, 3.3 ms a claim, and
+//! claims took a third of the database's time. Autovacuum visits a database at most once
+//! a minute (`autovacuum_naptime`), which at that rate is 360,000 dead versions.
+//!
+//! So every instance looks at the table's dead-row count every [`CHECK_EVERY`] and, past
+//! [`DEAD_ROWS`] (and more dead rows than live ones), vacuums it. The table holds only
+//! unfinished jobs, so a vacuum reads little; `SKIP_LOCKED` makes it give way at once to
+//! anything holding a conflicting lock (another instance's vacuum, a migration).
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPool;
+use tokio::task::AbortHandle;
+
+/// How often the dead-row count is read.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Dead job rows tolerated before a vacuum.
+const DEAD_ROWS: i64 = 10_000;
+
+/// The background task; stopped when dropped (with the store).
+pub(super) struct Vacuumer(AbortHandle);
+
+impl Drop for Vacuumer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Vacuumer {
+    pub fn spawn(pool: PgPool) -> Self {
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECK_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = vacuum_if_due(&pool).await {
+                    tracing::debug!(error = %e, "could not vacuum the job queue");
+                }
+            }
+        });
+        Self(task.abort_handle())
+    }
+}
+
+async fn vacuum_if_due(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let (dead, live): (i64, i64) = sqlx::query_as(
+        "SELECT n_dead_tup, n_live_tup FROM pg_stat_user_tables
+         WHERE relid = 'jobs'::regclass",
+    )
+    .fetch_one(pool)
+    .await?;
+    if dead < DEAD_ROWS.max(live) {
+        return Ok(());
+    }
+    sqlx::query("VACUUM (SKIP_LOCKED, TRUNCATE false) jobs")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
