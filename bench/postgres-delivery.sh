@@ -24,6 +24,10 @@ pg="postgres://postgres@127.0.0.1:5432"
 export PGOPTIONS="-c client_min_messages=warning"
 servers=()
 stop() { for s in "${servers[@]}"; do kill "$s" 2>/dev/null; wait "$s" 2>/dev/null || true; done; servers=(); }
+# CPU seconds: of the running instances; of every local postgres process (0 if not local).
+cpu_of() { awk '{t += $14 + $15} END {printf "%.1f", t / 100}' "${@/%//stat}" /dev/null 2>/dev/null; }
+instances_cpu() { local p=(); for s in "${servers[@]}"; do p+=("/proc/$s"); done; cpu_of "${p[@]}"; }
+postgres_cpu() { local p=(); for s in $(pgrep -x postgres); do p+=("/proc/$s"); done; cpu_of "${p[@]}"; }
 trap 'stop; rm -rf "$dir"' EXIT
 
 fresh_pg() {
@@ -37,13 +41,16 @@ start() { # port
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$1/readyz" >/dev/null && break; sleep 0.1; done
 }
 load() { # ports…: one open-loop load per port at once
-  local p pids=()
+  local p pids=() pg0 pg1
+  pg0=$(postgres_cpu)
   for p in "$@"; do
     "$bin" load --target "http://127.0.0.1:$p" --mode async --rate "$rate" --duration "${secs}s" \
       --callback-timeout 120s --callback-port 0 --quiet --json >"$dir/load-$p.json" &
     pids+=($!)
   done
   wait "${pids[@]}" || true
+  pg1=$(postgres_cpu)
+  echo "  CPU: instances $(instances_cpu) s, PostgreSQL $(python3 -c "print(f'{$pg1 - $pg0:.1f}')") s (during the load)"
   python3 - "$dir" "$@" <<'PY'
 import json, sys
 d, ports = sys.argv[1], sys.argv[2:]

@@ -26,6 +26,11 @@ pub(super) type Write<I, O> =
 /// the connection cap and the workers); this bound is a second guard.
 const QUEUED: usize = 16_384;
 
+/// How long a short batch waits for more items while another batch is being written. At
+/// 2,000 async requests a second on two cores, 1 ms took a tenth off the database's CPU
+/// time (fewer, larger transactions) for at most 1 ms more per write.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// The batching task's door; dropping it stops the task once the queue is empty.
 pub(super) struct Batcher<I, O> {
     tx: mpsc::Sender<(I, Reply<O>)>,
@@ -59,7 +64,12 @@ async fn run<I: Send + 'static, O: Send + 'static>(
         let Ok(seat) = seats.clone().acquire_owned().await else {
             return;
         };
-        // Everything queued while we waited for a seat goes in this batch.
+        // Group commit: while another batch is being written, a short one waits a moment
+        // for company (alone, an item is written at once).
+        if seats.available_permits() + 1 < in_flight && rx.len() + 1 < limit / 4 {
+            tokio::time::sleep(LINGER).await;
+        }
+        // Everything queued while we waited goes in this batch.
         let mut batch = vec![first];
         while batch.len() < limit
             && let Ok(next) = rx.try_recv()

@@ -117,6 +117,9 @@ async fn delivery_destinations(
         .into_iter()
         .filter(|id| req.slots_left.get(id).copied().unwrap_or(req.cap) > 0)
         .collect();
+    if with_room.is_empty() {
+        return Ok((HashMap::new(), Rated::new()));
+    }
     with_room.sort_unstable();
     guard(c, CLAIM_GUARD, &with_room, false).await?;
     let rows = sqlx::query(
@@ -181,42 +184,43 @@ fn served_filter(param: &str) -> String {
 }
 
 /// The destinations with work waiting that this instance has, round-robin after
-/// `after`, wrapping round once.
+/// `after`, wrapping round once: one skip scan over `jobs_queue` (a recursive query, one
+/// index seek per destination) from `after` up, then one from the start up to `after`,
+/// in one statement.
 async fn work_queues(
     c: &mut PgConnection,
     after: i64,
     served: Option<&[String]>,
 ) -> StoreResult<Vec<i64>> {
-    let mut found = skip_scan(c, after, WORK_QUEUES, served).await?;
-    if (found.len() as i64) < WORK_QUEUES && after != i64::MIN {
-        let wrapped = skip_scan(c, i64::MIN, WORK_QUEUES - found.len() as i64, served).await?;
-        found.extend(wrapped.into_iter().take_while(|id| *id <= after));
-    }
-    Ok(found)
-}
-
-/// Up to `limit` distinct destinations with a work-phase job of a served work,
-/// ascending after `after`.
-async fn skip_scan(
-    c: &mut PgConnection,
-    after: i64,
-    limit: i64,
-    served: Option<&[String]>,
-) -> StoreResult<Vec<i64>> {
+    let next = |from: &str| {
+        format!(
+            "SELECT destination_id FROM jobs j WHERE phase = 0 AND destination_id > {from}
+               AND {served} ORDER BY destination_id LIMIT 1",
+            served = served_filter("$3")
+        )
+    };
     let sql = format!(
-        "WITH RECURSIVE w(d) AS (
-             (SELECT destination_id FROM jobs j WHERE phase = 0 AND destination_id > $1
-                AND {served} ORDER BY destination_id LIMIT 1)
+        "WITH RECURSIVE up(d) AS (
+             ({first_up})
              UNION ALL
-             SELECT (SELECT destination_id FROM jobs j WHERE phase = 0 AND destination_id > w.d
-                       AND {served} ORDER BY destination_id LIMIT 1)
-             FROM w WHERE w.d IS NOT NULL)
-         SELECT d FROM w WHERE d IS NOT NULL LIMIT $2",
-        served = served_filter("$3")
+             SELECT ({next_up}) FROM up WHERE up.d IS NOT NULL),
+         wrapped(d) AS (
+             ({first_wrapped})
+             UNION ALL
+             SELECT ({next_wrapped}) FROM wrapped WHERE wrapped.d < $1)
+         SELECT d FROM (
+             (SELECT d, 0 AS turn FROM up WHERE d IS NOT NULL LIMIT $2)
+             UNION ALL
+             (SELECT d, 1 AS turn FROM wrapped WHERE d <= $1 LIMIT $2)) AS found
+         ORDER BY turn, d LIMIT $2",
+        first_up = next("$1"),
+        next_up = next("up.d"),
+        first_wrapped = next("(-9223372036854775807 - 1)"),
+        next_wrapped = next("wrapped.d"),
     );
     Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(after)
-        .bind(limit)
+        .bind(WORK_QUEUES)
         .bind(served)
         .fetch_all(&mut *c)
         .await?)
@@ -364,12 +368,24 @@ async fn settle_delivery_queues(
 }
 
 /// Marks the pending requests among `ids` (those of work-phase jobs) `processing`,
-/// counted.
-async fn mark_processing(c: &mut PgConnection, d: &mut Deltas, ids: &[Uuid]) -> StoreResult<()> {
-    let started = sqlx::query(
-        "UPDATE requests SET status = 'processing', started_at = now()
-         WHERE id = ANY($1) AND status = 'pending'
-         RETURNING tenant, work",
+/// counted, and reads every one of them, in one statement. The SELECT reads the rows as
+/// they were before its UPDATE: a row the UPDATE moved reads `pending` and is in `marked`.
+async fn mark_and_read(
+    c: &mut PgConnection,
+    d: &mut Deltas,
+    ids: &[Uuid],
+) -> StoreResult<Vec<PgRow>> {
+    let rows = sqlx::query(
+        "WITH marked AS (
+             UPDATE requests SET status = 'processing', started_at = now()
+             WHERE id = ANY($1) AND status = 'pending'
+             RETURNING id)
+         SELECT r.id, r.input_data, r.callback_url, r.trace_id, r.created_at,
+                r.callback_attempts, r.callback_body, r.output_data, r.error, r.completed_at,
+                r.work, r.upstream_key, r.tenant, m.id IS NOT NULL AS moved,
+                r.status = 'processing' OR m.id IS NOT NULL AS marked_processing
+         FROM requests r LEFT JOIN marked m ON m.id = r.id
+         WHERE r.id = ANY($1)",
     )
     .bind(ids)
     .fetch_all(&mut *c)
@@ -386,11 +402,13 @@ async fn mark_processing(c: &mut PgConnection, d: &mut Deltas, ids: &[Uuid]) -> 
             Some(CallbackStatus::Pending),
         ),
     );
-    for row in &started {
-        let work: Option<&str> = row.try_get("work")?;
-        d.moved(row.try_get::<&str, _>("tenant")?, work, from, to);
+    for row in &rows {
+        if row.try_get("moved")? {
+            let work: Option<&str> = row.try_get("work")?;
+            d.moved(row.try_get::<&str, _>("tenant")?, work, from, to);
+        }
     }
-    Ok(())
+    Ok(rows)
 }
 
 /// Marks the requests of work-phase jobs `processing` and builds what the workers need:
@@ -406,16 +424,7 @@ async fn hand_out(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = leased.iter().map(|(_, t)| t.request_id).collect();
-    mark_processing(c, d, &ids).await?;
-    let rows = sqlx::query(
-        "SELECT id, input_data, callback_url, trace_id, created_at, callback_attempts, callback_body,
-                output_data, error, completed_at, work, upstream_key,
-                status = 'processing' AS marked_processing
-         FROM requests WHERE id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *c)
-    .await?;
+    let rows = mark_and_read(c, d, &ids).await?;
     let by_id: HashMap<Uuid, &PgRow> = rows
         .iter()
         .map(|r| r.try_get::<Uuid, _>("id").map(|id| (id, r)))
