@@ -28,69 +28,64 @@ pub(super) fn shard() -> i16 {
     rand::random_range(0..SHARDS)
 }
 
-/// Adds a transaction's changes to the count rows and the per-minute callback figures.
-/// Rows are locked in one order by every writer: request_counts, then work_counts (each
-/// sorted), then callback_minutes.
+/// Adds a transaction's changes to the count rows and the per-minute callback figures, in
+/// one statement (one round trip at the end of every writing transaction). Rows are
+/// locked in one order by every writer: request_counts, then work_counts (each sorted),
+/// then callback_minutes; each part reads the one before it in an InitPlan, which runs it
+/// to its end first.
 pub(super) async fn apply(c: &mut PgConnection, d: &Deltas) -> StoreResult<()> {
-    let shard = shard();
     let rows = d.count_rows();
-    if !rows.is_empty() {
-        let (tenants, states, ns): (Vec<&str>, Vec<i16>, Vec<i64>) =
-            unzip3(rows.iter().map(|(t, s, n)| (*t, *s as i16, *n)));
-        sqlx::query(
-            "INSERT INTO request_counts (tenant, state, shard, n)
-             SELECT t, s, $4, n FROM unnest($1::text[], $2::smallint[], $3::bigint[]) AS u(t, s, n)
-             ON CONFLICT (tenant, state, shard) DO UPDATE SET n = request_counts.n + excluded.n",
-        )
-        .bind(&tenants)
-        .bind(&states)
-        .bind(&ns)
-        .bind(shard)
-        .execute(&mut *c)
-        .await?;
-    }
     let works = d.work_rows();
-    if !works.is_empty() {
-        let tenants: Vec<&str> = works.iter().map(|w| w.0).collect();
-        let names: Vec<&str> = works.iter().map(|w| w.1).collect();
-        let states: Vec<i16> = works.iter().map(|w| w.2 as i16).collect();
-        let ns: Vec<i64> = works.iter().map(|w| w.3).collect();
-        sqlx::query(
-            "INSERT INTO work_counts (tenant, work, state, shard, n)
-             SELECT t, w, s, $5, n
-             FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bigint[]) AS u(t, w, s, n)
-             ON CONFLICT (tenant, work, state, shard) DO UPDATE SET n = work_counts.n + excluded.n",
-        )
-        .bind(&tenants)
-        .bind(&names)
-        .bind(&states)
-        .bind(&ns)
-        .bind(shard)
-        .execute(&mut *c)
-        .await?;
-    }
     let minutes = d.minute_rows();
-    if !minutes.is_empty() {
-        let tenants: Vec<&str> = minutes.iter().map(|m| m.0).collect();
-        let at: Vec<i64> = minutes.iter().map(|m| m.1).collect();
-        let delivered: Vec<i64> = minutes.iter().map(|m| m.2).collect();
-        let failed: Vec<i64> = minutes.iter().map(|m| m.3).collect();
-        sqlx::query(
-            "INSERT INTO callback_minutes (tenant, minute, shard, delivered, failed)
-             SELECT t, m, $5, d, f
-             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(t, m, d, f)
-             ON CONFLICT (minute, tenant, shard) DO UPDATE
-             SET delivered = callback_minutes.delivered + excluded.delivered,
-                 failed = callback_minutes.failed + excluded.failed",
-        )
-        .bind(&tenants)
-        .bind(&at)
-        .bind(&delivered)
-        .bind(&failed)
-        .bind(shard)
-        .execute(&mut *c)
-        .await?;
+    if rows.is_empty() && works.is_empty() && minutes.is_empty() {
+        return Ok(());
     }
+    let (tenants, states, ns): (Vec<&str>, Vec<i16>, Vec<i64>) =
+        unzip3(rows.iter().map(|(t, s, n)| (*t, *s as i16, *n)));
+    let work_tenants: Vec<&str> = works.iter().map(|w| w.0).collect();
+    let work_names: Vec<&str> = works.iter().map(|w| w.1).collect();
+    let work_states: Vec<i16> = works.iter().map(|w| w.2 as i16).collect();
+    let work_ns: Vec<i64> = works.iter().map(|w| w.3).collect();
+    let minute_tenants: Vec<&str> = minutes.iter().map(|m| m.0).collect();
+    let at: Vec<i64> = minutes.iter().map(|m| m.1).collect();
+    let delivered: Vec<i64> = minutes.iter().map(|m| m.2).collect();
+    let failed: Vec<i64> = minutes.iter().map(|m| m.3).collect();
+    sqlx::query(
+        "WITH counted AS (
+             INSERT INTO request_counts (tenant, state, shard, n)
+             SELECT t, s, $1, n FROM unnest($2::text[], $3::smallint[], $4::bigint[]) AS u(t, s, n)
+             ON CONFLICT (tenant, state, shard) DO UPDATE SET n = request_counts.n + excluded.n
+             RETURNING 1
+         ), work_counted AS (
+             INSERT INTO work_counts (tenant, work, state, shard, n)
+             SELECT t, w, s, $1, n
+             FROM unnest($5::text[], $6::text[], $7::smallint[], $8::bigint[]) AS u(t, w, s, n)
+             WHERE (SELECT count(*) FROM counted) >= 0
+             ON CONFLICT (tenant, work, state, shard) DO UPDATE SET n = work_counts.n + excluded.n
+             RETURNING 1
+         )
+         INSERT INTO callback_minutes (tenant, minute, shard, delivered, failed)
+         SELECT t, m, $1, d, f
+         FROM unnest($9::text[], $10::bigint[], $11::bigint[], $12::bigint[]) AS u(t, m, d, f)
+         WHERE (SELECT count(*) FROM work_counted) >= 0
+         ON CONFLICT (minute, tenant, shard) DO UPDATE
+         SET delivered = callback_minutes.delivered + excluded.delivered,
+             failed = callback_minutes.failed + excluded.failed",
+    )
+    .bind(shard())
+    .bind(&tenants)
+    .bind(&states)
+    .bind(&ns)
+    .bind(&work_tenants)
+    .bind(&work_names)
+    .bind(&work_states)
+    .bind(&work_ns)
+    .bind(&minute_tenants)
+    .bind(&at)
+    .bind(&delivered)
+    .bind(&failed)
+    .execute(&mut *c)
+    .await?;
     Ok(())
 }
 
