@@ -40,8 +40,9 @@ pub(super) async fn apply(c: &mut PgConnection, d: &Deltas) -> StoreResult<()> {
     if rows.is_empty() && works.is_empty() && minutes.is_empty() {
         return Ok(());
     }
-    let (tenants, states, ns): (Vec<&str>, Vec<i16>, Vec<i64>) =
-        unzip3(rows.iter().map(|(t, s, n)| (*t, *s as i16, *n)));
+    let tenants: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let states: Vec<i16> = rows.iter().map(|r| r.1 as i16).collect();
+    let ns: Vec<i64> = rows.iter().map(|r| r.2).collect();
     let work_tenants: Vec<&str> = works.iter().map(|w| w.0).collect();
     let work_names: Vec<&str> = works.iter().map(|w| w.1).collect();
     let work_states: Vec<i16> = works.iter().map(|w| w.2 as i16).collect();
@@ -87,16 +88,6 @@ pub(super) async fn apply(c: &mut PgConnection, d: &Deltas) -> StoreResult<()> {
     .execute(&mut *c)
     .await?;
     Ok(())
-}
-
-fn unzip3<A, B, C>(it: impl Iterator<Item = (A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
-    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
-    for (x, y, z) in it {
-        a.push(x);
-        b.push(y);
-        c.push(z);
-    }
-    (a, b, c)
 }
 
 /// The backlog's counts as stored (all shards added up).
