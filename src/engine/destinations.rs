@@ -85,7 +85,7 @@ pub struct Destinations {
 /// What the engine does with a job whose work just ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
-    /// A slot is taken: attempt now.
+    /// Attempt now, if a slot is still free once the work is recorded.
     Attempt,
     /// The destination is at this instance's cap: wait for a slot.
     AtCap,
@@ -134,26 +134,27 @@ impl Destinations {
             .or_insert_with(|| State::new(bounds))
     }
 
-    /// For a job whose work just ended: take a slot if the destination's circuit is closed
-    /// and it is under the cap.
-    pub fn try_begin(&mut self, d: &Destination, now: DateTime<Utc>) -> Admit {
+    /// For a job whose work just ended: whether it may attempt now: the destination is
+    /// neither held nor known to be blocked, and it is under the cap. Takes no slot: the
+    /// job takes one with [`Self::begin`] once its work is recorded, so the cap counts
+    /// attempts under way, not records being written.
+    pub fn admits(&self, d: &Destination, now: DateTime<Utc>) -> Admit {
         if d.paused || d.rate_limited || self.held.contains(&d.id) {
             return Admit::Held;
         }
-        let state = self.state(d.id);
-        if state.open(now) || d.blocked_until.is_some() {
+        let state = self.states.get(&d.id);
+        if state.is_some_and(|s| s.open(now)) || d.blocked_until.is_some() {
             return Admit::CircuitOpen;
         }
-        if state.full() {
+        if state.is_some_and(State::full) {
             return Admit::AtCap;
         }
-        state.in_flight += 1;
         Admit::Attempt
     }
 
-    /// For a delivery the claim handed out: take a slot if there still is one (work that
-    /// ended since the claim may have taken the last) and this instance has not just
-    /// opened the circuit; a probe always goes.
+    /// Before an attempt: take a slot if there still is one (work that ended since the
+    /// claim, or since [`Self::admits`], may have taken the last) and this instance has not
+    /// just opened the circuit; a probe always goes.
     pub fn begin(&mut self, destination: i64, probe: bool, now: DateTime<Utc>) -> bool {
         let state = self.state(destination);
         if !probe && (state.full() || state.open(now)) {
@@ -302,6 +303,18 @@ mod tests {
         }
     }
 
+    /// As the engine does when a work ends: asks, then takes a slot to attempt.
+    fn take(book: &mut Destinations, d: &Destination) -> Admit {
+        let admit = book.admits(d, Utc::now());
+        if admit == Admit::Attempt {
+            assert!(
+                book.begin(d.id, false, Utc::now()),
+                "admitted, so a slot is free"
+            );
+        }
+        admit
+    }
+
     fn fail(book: &mut Destinations, d: &Destination, probe: bool) -> Option<CircuitChange> {
         book.finish(d, probe, (Health::Failed, MS), Some("timeout"), Utc::now())
     }
@@ -310,14 +323,14 @@ mod tests {
     fn the_cap_bounds_attempts_and_frees_a_slot_when_one_ends() {
         let mut book = fixed(2);
         let d = dest(false, None);
-        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
-        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
-        assert_eq!(book.try_begin(&d, Utc::now()), Admit::AtCap);
+        assert_eq!(take(&mut book, &d), Admit::Attempt);
+        assert_eq!(take(&mut book, &d), Admit::Attempt);
+        assert_eq!(take(&mut book, &d), Admit::AtCap);
         assert_eq!(book.at_cap(), vec![7]);
         assert_eq!(book.slots_left()[&7], 0);
         book.finish(&d, false, (Health::Answered, MS), None, Utc::now());
         assert_eq!(book.slots_left()[&7], 1);
-        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
+        assert_eq!(take(&mut book, &d), Admit::Attempt);
     }
 
     #[test]
@@ -325,9 +338,9 @@ mod tests {
         let mut book = Destinations::new(Bounds::new(4, 256, 256), COOL);
         let d = dest(false, None);
         for _ in 0..16 {
-            assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
+            assert_eq!(take(&mut book, &d), Admit::Attempt);
         }
-        assert_eq!(book.try_begin(&d, Utc::now()), Admit::AtCap);
+        assert_eq!(take(&mut book, &d), Admit::AtCap);
         book.finish(&d, false, (Health::Answered, MS), None, Utc::now());
         assert_eq!(
             book.limit(7),
@@ -353,19 +366,15 @@ mod tests {
         let mut book = fixed(4);
         let mut d = dest(false, None);
         d.paused = true;
-        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Held);
+        assert_eq!(take(&mut book, &d), Admit::Held);
         d.paused = false;
         d.rate_limited = true;
-        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Held);
+        assert_eq!(take(&mut book, &d), Admit::Held);
         d.rate_limited = false;
         book.set_held([7]);
-        assert_eq!(
-            book.try_begin(&d, Utc::now()),
-            Admit::Held,
-            "paused since the claim"
-        );
+        assert_eq!(take(&mut book, &d), Admit::Held, "paused since the claim");
         book.set_held([]);
-        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
+        assert_eq!(take(&mut book, &d), Admit::Attempt);
     }
 
     #[test]
@@ -392,7 +401,7 @@ mod tests {
             !book.begin(7, false, Utc::now()),
             "only probes go while open"
         );
-        assert_eq!(book.try_begin(&d, Utc::now()), Admit::CircuitOpen);
+        assert_eq!(take(&mut book, &d), Admit::CircuitOpen);
         assert!(book.begin(7, true, Utc::now()));
         assert_eq!(fail(&mut book, &d, false), None, "already open");
     }
@@ -451,7 +460,7 @@ mod tests {
     fn a_claimed_delivery_finds_no_slot_when_work_took_the_last() {
         let mut book = fixed(1);
         let d = dest(false, None);
-        assert_eq!(book.try_begin(&d, Utc::now()), Admit::Attempt);
+        assert_eq!(take(&mut book, &d), Admit::Attempt);
         assert!(!book.begin(7, false, Utc::now()));
         assert!(book.begin(7, true, Utc::now()), "a probe always goes");
     }
@@ -460,7 +469,7 @@ mod tests {
     fn idle_destinations_are_forgotten() {
         let mut book = fixed(4);
         let d = dest(false, None);
-        book.try_begin(&d, Utc::now());
+        take(&mut book, &d);
         book.abandon(7);
         assert!(book.slots_left().is_empty());
         assert_eq!(book.in_flight(7), 0);

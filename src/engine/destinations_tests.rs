@@ -70,19 +70,15 @@ fn nothing_but_the_probe_goes_before_the_cool_down_ends() {
     let blocked = seen(Some(until), Some(COOL));
     for ms in [0, 1, 700, 1499] {
         let now = after(t0, Duration::from_millis(ms));
-        assert_eq!(
-            book.try_begin(&blocked, now),
-            Admit::CircuitOpen,
-            "at {ms} ms"
-        );
+        assert_eq!(book.admits(&blocked, now), Admit::CircuitOpen, "at {ms} ms");
         assert!(!book.begin(7, false, now), "a claimed delivery at {ms} ms");
         // Not yet stored (or storing the block failed): this instance holds back anyway.
-        assert_eq!(book.try_begin(&seen(None, None), now), Admit::CircuitOpen);
+        assert_eq!(book.admits(&seen(None, None), now), Admit::CircuitOpen);
     }
     // The block is the store's: while it stands, work that ends waits for the claim,
     // whatever the time, and the claim's one probe is the only attempt that goes.
     let late = after(t0, COOL * 3);
-    assert_eq!(book.try_begin(&blocked, late), Admit::CircuitOpen);
+    assert_eq!(book.admits(&blocked, late), Admit::CircuitOpen);
     assert!(
         book.begin(7, true, until),
         "the probe goes at the end of the cool-down"
@@ -93,8 +89,8 @@ fn nothing_but_the_probe_goes_before_the_cool_down_ends() {
         "at the cap: nothing goes beside the probe"
     );
     // Had the block not been stored, this instance's own hold lapses with the cool-down.
-    let mut lapsed = opened_at(t0).0;
-    assert_eq!(lapsed.try_begin(&seen(None, None), until), Admit::Attempt);
+    let lapsed = opened_at(t0).0;
+    assert_eq!(lapsed.admits(&seen(None, None), until), Admit::Attempt);
 }
 
 #[test]
@@ -113,7 +109,7 @@ fn an_answer_to_the_probe_closes_the_circuit_and_the_count_starts_again() {
     assert_eq!(closed, Some(CircuitChange::Close { destination: 7 }));
     let open = seen(None, None);
     let now = after(until, MS * 2);
-    assert_eq!(book.try_begin(&open, now), Admit::Attempt);
+    assert_eq!(book.admits(&open, now), Admit::Attempt);
     // Four failures after the close do not open it again: the count restarted.
     assert_eq!(finish(&mut book, &open, false, Health::Failed, now), None);
     for _ in 0..FAILURES_TO_OPEN - 2 {
@@ -145,7 +141,7 @@ fn a_failed_probe_reopens_for_the_next_cool_down_each_twice_the_last_up_to_thirt
         assert!(!book.begin(7, false, before(reopened, MS)));
         let unstored = seen(None, None);
         assert_eq!(
-            book.try_begin(&unstored, after(failed_at, next - MS)),
+            book.admits(&unstored, after(failed_at, next - MS)),
             Admit::CircuitOpen
         );
         (until, cooldown) = (reopened, longer);

@@ -118,20 +118,15 @@ impl<'a> JobRun<'a> {
 
     async fn work_and_deliver(&self) -> Result<(), JobError> {
         let job = &self.job;
-        let destination = job.destination.id;
         let (body, expires_at, slot) = match (job.phase, stored_body(job), job.expires_at) {
             (Phase::Delivery, Some(body), Some(expires_at)) => {
-                if !self
-                    .engine
-                    .destinations()
-                    .begin(destination, job.probe, Utc::now())
-                {
+                let Some(slot) = self.take_slot() else {
                     // Work that ended since the claim took the last slot, or this
                     // instance has just opened the circuit: wait.
                     self.engine.store.release_lease(job.lease).await?;
                     return Ok(());
-                }
-                (body, expires_at, Slot::new(self.engine, destination))
+                };
+                (body, expires_at, slot)
             }
             _ => match self.work().await? {
                 Some(ready) => ready,
@@ -139,6 +134,17 @@ impl<'a> JobRun<'a> {
             },
         };
         self.attempt(&body, expires_at, slot).await
+    }
+
+    /// A slot of the destination's cap for an attempt now, if one is free and this
+    /// instance has not just opened the circuit (a probe always gets one).
+    fn take_slot(&self) -> Option<Slot<'a>> {
+        let id = self.job.destination.id;
+        let begun = self
+            .engine
+            .destinations()
+            .begin(id, self.job.probe, Utc::now());
+        begun.then(|| Slot::new(self.engine, id))
     }
 
     /// Runs the work and stores its end with the callback body. Returns the body and the
@@ -158,8 +164,7 @@ impl<'a> JobRun<'a> {
         let admit = self
             .engine
             .destinations()
-            .try_begin(&job.destination, Utc::now());
-        let slot = (admit == Admit::Attempt).then(|| Slot::new(self.engine, job.destination.id));
+            .admits(&job.destination, Utc::now());
         let after = match admit {
             Admit::Attempt => AfterWork::Deliver,
             Admit::AtCap | Admit::CircuitOpen | Admit::Held => AfterWork::Wait,
@@ -185,9 +190,18 @@ impl<'a> JobRun<'a> {
             }
             Some(error) => tracing::warn!(status = "failed", %error, "work done; the work failed"),
         }
-        match (admit, slot) {
-            (Admit::Attempt, Some(slot)) => Ok(Some((body, expires_at, slot))),
-            (why, _) => {
+        match admit {
+            // The slot is taken only now, so the cap counts attempts under way rather
+            // than records being written; should the last have gone meanwhile, the
+            // delivery waits for a claim like any other.
+            Admit::Attempt => match self.take_slot() {
+                Some(slot) => Ok(Some((body, expires_at, slot))),
+                None => {
+                    self.engine.store.release_lease(job.lease).await?;
+                    Ok(None)
+                }
+            },
+            why => {
                 if why == Admit::CircuitOpen {
                     metrics::counter!(m::CALLBACK_DEFERRED).increment(1);
                 }
