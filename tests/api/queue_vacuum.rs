@@ -1,7 +1,7 @@
 //! The job queue kept clean on PostgreSQL: an instance vacuums `jobs` once its dead rows
 //! pile up, instead of leaving them to autovacuum's once-a-minute visits (claims read the
 //! queue's indexes from the end where the dead entries are), and analyses the records
-//! once they have grown past their last analysis (a plan made while the table was empty
+//! once they have doubled since their last analysis (a plan made while the table was empty
 //! reads all of it). Skipped like the other PostgreSQL tests when no server answers.
 
 use std::time::{Duration, Instant};
@@ -79,7 +79,7 @@ async fn requests_analyses(c: &mut PgConnection) -> (i64, f32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_analyses_the_records_once_they_have_grown_past_their_last_analysis() {
+async fn an_instance_analyses_the_records_once_they_have_doubled_since_their_last_analysis() {
     if !postgres_available().await {
         return;
     }
@@ -92,8 +92,8 @@ async fn an_instance_analyses_the_records_once_they_have_grown_past_their_last_a
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(requests_analyses(&mut c).await.0, 0);
 
-    // 1,500 records written behind the service's back: more than the 1,000 changes it
-    // waits for, and more than the table held (nothing).
+    // 1,500 records written behind the service's back: more than the 1,000 rows it
+    // waits for, and more than twice what the table held (nothing).
     for sql in [
         "INSERT INTO requests (id, mode, status, input_data, created_at, trace_id)
          SELECT gen_random_uuid(), 'async', 'completed', '{}', now(), 'grown'
@@ -116,7 +116,28 @@ async fn an_instance_analyses_the_records_once_they_have_grown_past_their_last_a
     assert_eq!(analyses, 1, "no analysis of requests within 20 s");
     assert_eq!(rows, 1500.0, "the planner knows the table's size");
 
-    // Unchanged since: not analysed again.
+    // Changed since, every row, but not grown: not analysed again.
+    for sql in [
+        "UPDATE requests SET status = 'failed' WHERE trace_id = 'grown'",
+        "SELECT pg_stat_force_next_flush()",
+    ] {
+        sqlx::query(sql).execute(&mut c).await.expect(sql);
+    }
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(requests_analyses(&mut c).await.0, 1);
+
+    // Grown to twice its size at the last analysis: analysed again.
+    for sql in [
+        "INSERT INTO requests (id, mode, status, input_data, created_at, trace_id)
+         SELECT gen_random_uuid(), 'async', 'completed', '{}', now(), 'grown'
+         FROM generate_series(1, 1500)",
+        "SELECT pg_stat_force_next_flush()",
+    ] {
+        sqlx::query(sql).execute(&mut c).await.expect(sql);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while requests_analyses(&mut c).await.0 < 2 {
+        assert!(Instant::now() < deadline, "not analysed again within 20 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
