@@ -85,10 +85,7 @@ async fn vacuum_if_due(pool: &PgPool) -> Result<(), sqlx::Error> {
     if dead < DEAD_ROWS.max(live) {
         return Ok(());
     }
-    sqlx::query("VACUUM (SKIP_LOCKED, TRUNCATE false) jobs")
-        .execute(pool)
-        .await?;
-    Ok(())
+    quietly(pool, "VACUUM (SKIP_LOCKED, TRUNCATE false) jobs").await
 }
 
 /// Analyses each of [`ANALYZED`] that holds twice the rows it held when last analysed
@@ -105,8 +102,23 @@ async fn analyze_if_due(pool: &PgPool) -> Result<(), sqlx::Error> {
     .await?;
     for (table, analyze) in ANALYZED {
         if due.iter().any(|(t,)| t == table) {
-            sqlx::query(analyze).execute(pool).await?;
+            quietly(pool, analyze).await?;
         }
     }
     Ok(())
+}
+
+/// Runs `statement` on a connection that hears of nothing short of an error: a vacuum or
+/// an analysis that gives way to another session's lock is expected beside other
+/// instances, and PostgreSQL would send a warning of it that every log would repeat.
+async fn quietly(pool: &PgPool, statement: &'static str) -> Result<(), sqlx::Error> {
+    let mut c = pool.acquire().await?;
+    sqlx::query("SET client_min_messages = error")
+        .execute(&mut *c)
+        .await?;
+    let done = sqlx::query(statement).execute(&mut *c).await;
+    sqlx::query("RESET client_min_messages")
+        .execute(&mut *c)
+        .await?;
+    done.map(drop)
 }
