@@ -120,11 +120,7 @@ async fn postgres_going_away_under_load_loses_nothing_acknowledged() {
     let ((acked, refused), ()) = tokio::join!(load, outage);
     assert!(!acked.is_empty());
     assert!(!refused.is_empty(), "the outage was seen");
-    let failed: Vec<String> = app
-        .logs()
-        .into_iter()
-        .filter(|l| l.contains("request failed"))
-        .collect();
+    let failed = app.logs_containing("request failed");
     assert!(
         refused.iter().all(|s| *s == 503),
         "only 503s: {refused:?}; the service logged: {failed:#?}"

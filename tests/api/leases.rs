@@ -79,11 +79,7 @@ async fn slow_callbacks_beside_a_flood_keep_their_leases(backend: Backend) {
     assert_eq!(per_request.len(), N, "every slow callback arrived");
     let twice: Vec<_> = per_request.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
-    let lost: Vec<String> = app
-        .logs()
-        .into_iter()
-        .filter(|l| l.contains("lease lost"))
-        .collect();
+    let lost = app.logs_containing("lease lost");
     assert!(lost.is_empty(), "leases lost by a healthy owner: {lost:#?}");
 }
 

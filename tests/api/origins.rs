@@ -67,11 +67,7 @@ async fn a_refused_name_shows_its_range_not_its_address(backend: Backend) {
     assert!(error.contains("10.0.0.0/8"), "{record}");
     assert!(!error.contains("10.9.8.7"), "{record}");
     app.terminate().await;
-    let refused: Vec<String> = app
-        .logs()
-        .into_iter()
-        .filter(|l| l.contains("10.0.0.0/8"))
-        .collect();
+    let refused = app.logs_containing("10.0.0.0/8");
     assert!(!refused.is_empty(), "the refusal is logged");
     for line in refused {
         assert!(!line.contains("10.9.8.7"), "{line}");

@@ -109,11 +109,7 @@ async fn an_instance_vacuums_the_job_queue_once_its_dead_rows_pile_up() {
         jobs.vacuum_count >= 1,
         "no vacuum of jobs within 20 s: {jobs:?}"
     );
-    let skipped: Vec<_> = app
-        .logs()
-        .into_iter()
-        .filter(|l| l.contains("skipping"))
-        .collect();
+    let skipped = app.logs_containing("skipping");
     assert!(skipped.is_empty(), "a skipped vacuum logged: {skipped:?}");
     assert!(
         jobs.n_dead_tup < 10_000,

@@ -88,11 +88,7 @@ async fn a_rate_limit_holds_across_three_instances() {
     let most = busiest(&at, Duration::from_secs(10));
     assert!(most <= 316, "{most} attempts in a 10 s window at 30/s");
     for app in [&a, &b, &c] {
-        let attempts = app
-            .logs()
-            .iter()
-            .filter(|l| l.contains("\"callback delivered\""))
-            .count();
+        let attempts = app.logs_containing("\"callback delivered\"").len();
         assert!(attempts > 0, "every instance delivered some");
     }
 }

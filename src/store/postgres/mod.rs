@@ -95,7 +95,7 @@ pub struct PgStore {
     /// The backlog's counts, refreshed from the table (SPEC §9).
     counts: Arc<RwLock<CountsMirror>>,
     _refresher: counts::Refresher,
-    /// Vacuums the job queue when its dead rows pile up.
+    /// Vacuums the job queue when its dead rows pile up, analyses the records as they grow.
     _vacuumer: vacuum::Vacuumer,
     /// Runs transactions that keep the counts.
     writer: Writer,

@@ -371,6 +371,12 @@ impl TestApp {
         self.logs.lock().unwrap().clone()
     }
 
+    /// The lines the server wrote to stderr so far that contain `text`.
+    pub fn logs_containing(&self, text: &str) -> Vec<String> {
+        let logs = self.logs.lock().unwrap();
+        logs.iter().filter(|l| l.contains(text)).cloned().collect()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().and_then(Child::id).expect("running") as i32
     }
