@@ -1,10 +1,7 @@
 //! Logs, traces and metrics (SPEC §5).
 //!
 //! One subscriber for the process: human-readable or JSON lines on stderr, plus an OTLP
-//! span exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Lines are formatted where
-//! they happen and written by a thread of their own, in buffered writes flushed whenever
-//! no line waits: at 10,000 requests a second (three lines each) a `write` per line
-//! under stderr's lock cost the service a fifth of its CPU (BENCHMARKS.md). Every line about a request
+//! span exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Every line about a request
 //! is written inside a span that carries its `request_id` and `trace_id`. Neither the
 //! request's text nor a callback URL's query string is ever logged (see
 //! [`redact_url`]).
@@ -18,10 +15,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// Keeps the span exporter and the log writer alive; flushes both on drop.
+/// Keeps the span exporter alive; flushes it on drop.
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
-    _lines: tracing_appender::non_blocking::WorkerGuard,
 }
 
 impl Drop for TelemetryGuard {
@@ -45,9 +41,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Log lines formatted but not yet written, at most (a few MB).
-const LINES_WAITING: usize = 16_384;
-
 /// Caps the libraries that log URLs with their paths and queries.
 const NO_URLS: &str = "reqwest=warn";
 
@@ -60,16 +53,10 @@ pub fn init(format: LogFormat) -> TelemetryGuard {
             .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
             .add_directive(NO_URLS.parse().expect("a valid directive"))
     };
-    // Never lossy: when the writer falls behind by this many lines, loggers wait for it.
-    let (stderr, lines) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LINES_WAITING)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
     let fmt = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(stderr.clone())
+            .with_writer(std::io::stderr)
             .with_filter(filter())
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -77,7 +64,7 @@ pub fn init(format: LogFormat) -> TelemetryGuard {
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .with_writer(stderr)
+            .with_writer(std::io::stderr)
             .with_filter(filter())
             .boxed(),
     };
@@ -96,10 +83,7 @@ pub fn init(format: LogFormat) -> TelemetryGuard {
     if provider.is_some() {
         tracing::info!("exporting spans over OTLP");
     }
-    TelemetryGuard {
-        provider,
-        _lines: lines,
-    }
+    TelemetryGuard { provider }
 }
 
 /// An OTLP/HTTP span exporter, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces-specific
