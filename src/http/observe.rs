@@ -64,11 +64,10 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     if !response.headers().contains_key(X_REQUEST_ID) {
         set_request_id(response.headers_mut(), &request_id);
     }
-    let status = response.status().as_u16().to_string();
     let labels = [
-        ("route", route.to_owned()),
-        ("method", method_label(&method).to_owned()),
-        ("status", status),
+        ("route", route.into()),
+        ("method", method_label(&method).into()),
+        ("status", status_label(response.status())),
     ];
     metrics::counter!(m::HTTP_REQUESTS, &labels).increment(1);
     metrics::histogram!(m::HTTP_DURATION, &labels).record(started.elapsed().as_secs_f64());
@@ -80,6 +79,32 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         );
     });
     response
+}
+
+/// The status code as a metric label, without an allocation for the common ones.
+fn status_label(status: StatusCode) -> metrics::SharedString {
+    const COMMON: [(u16, &str); 16] = [
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (400, "400"),
+        (401, "401"),
+        (404, "404"),
+        (409, "409"),
+        (413, "413"),
+        (415, "415"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    match COMMON.iter().find(|(code, _)| *code == status.as_u16()) {
+        Some((_, label)) => (*label).into(),
+        None => status.as_u16().to_string().into(),
+    }
 }
 
 /// A bounded set of route labels for metrics and logs (never the raw path).
@@ -187,6 +212,14 @@ fn problem_for(response: Response, route: &'static str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_label_is_its_code_whether_common_or_not() {
+        for code in [200, 202, 204, 301, 404, 418, 429, 503, 599] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(&*status_label(status), code.to_string(), "{code}");
+        }
+    }
 
     #[test]
     fn standard_methods_are_their_own_label_and_any_other_is_other() {
