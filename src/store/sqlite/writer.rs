@@ -37,15 +37,10 @@ use crate::store::{StoreError, StoreResult, WriteHealth};
 const WRITE_QUEUE: usize = 16_384;
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
-/// How long the first operations of a batch wait for others to join them, unless the
-/// batch already holds [`COMMIT_ENOUGH`]. Each commit costs the same whatever it holds
-/// (its locks, its WAL frames, the wake-ups), so under light load a commit per write
-/// cost more than the writes: at 1,000 requests/s this window took the service from
-/// 7.5–7.7 to 5.2–5.3 CPU-s per 10 s, for about 1 ms more per write (BENCHMARKS.md).
-const COMMIT_WINDOW: Duration = Duration::from_millis(1);
-/// Operations after which a batch stops waiting for company: under load, what queued up
-/// while the last commit ran is plenty, and the window would only idle the writer.
-const COMMIT_ENOUGH: usize = 32;
+/// How long the first operation of a batch waits for others to join it. Operations that
+/// arrive while a commit runs join the next batch anyway; a longer window (0.5 ms was
+/// tried) only delayed every answer (BENCHMARKS.md).
+const COMMIT_WINDOW: Duration = Duration::from_micros(100);
 /// Longest a background operation waits for a moment without other writes: a flood of
 /// admissions cannot put housekeeping off forever.
 const BACKGROUND_WAIT: Duration = Duration::from_secs(1);
@@ -259,16 +254,11 @@ fn next_batch(queue: &Queue, batch: &mut Vec<Op>) -> bool {
     loop {
         lanes.drain_into(batch);
         let left = window_ends.saturating_duration_since(Instant::now());
-        if batch_is_ready(batch.len(), left) {
+        if batch.len() >= MAX_BATCH || left.is_zero() {
             return true;
         }
         lanes = queue.ready.wait_timeout(lanes, left).expect("queue lock").0;
     }
-}
-
-/// Whether a batch of `len` operations commits now rather than wait `left` more for others.
-fn batch_is_ready(len: usize, left: Duration) -> bool {
-    len >= COMMIT_ENOUGH || left.is_zero()
 }
 
 /// Runs `batch` in one transaction with its count changes, then answers every caller;
@@ -343,16 +333,6 @@ mod tests {
 
     fn op() -> Op {
         Box::new(|_| (true, Box::new(|_| {}) as Completion))
-    }
-
-    #[test]
-    fn a_batch_waits_for_company_only_while_it_is_small_and_the_window_open() {
-        let open = COMMIT_WINDOW / 2;
-        assert!(!batch_is_ready(1, open), "one write waits for others");
-        assert!(!batch_is_ready(COMMIT_ENOUGH - 1, open));
-        assert!(batch_is_ready(COMMIT_ENOUGH, open), "enough: no wait");
-        assert!(batch_is_ready(MAX_BATCH, open));
-        assert!(batch_is_ready(1, Duration::ZERO), "the window is over");
     }
 
     #[test]
