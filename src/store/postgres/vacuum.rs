@@ -130,9 +130,14 @@ async fn quietly(pool: &PgPool, statement: &'static str) -> Result<(), sqlx::Err
         .execute(&mut *c)
         .await?;
     let done = sqlx::query(statement).execute(&mut *c).await;
-    sqlx::query("RESET client_min_messages")
+    let reset = sqlx::query("RESET client_min_messages")
         .execute(&mut *c)
-        .await?;
+        .await;
+    if reset.is_err() {
+        // Never back into the pool still deaf to warnings.
+        c.close_on_drop();
+    }
+    reset?;
     done.map(drop)
 }
 
